@@ -1,0 +1,269 @@
+"""``LayerGraph``: the DAG of a traced model's layers, with the queries planners need.
+
+Layers are kept in a topological order (torch.fx's node order). The graph also holds the
+traced ``fx.GraphModule``, so any subset of layers can be executed on given tensors: a
+partitioned execution can then be compared with the whole model.
+
+Structure follows seed 001 (Wang, Duan and Wu): a *line* DNN is a chain; a *multi-path*
+DNN forks once and joins once, its paths disjoint; anything else is a *general DAG*.
+Several inputs or outputs count as a fork from a virtual source or a join into a
+virtual sink. A *cut point* is a layer that every input-to-output path passes through,
+so cutting after it leaves one tensor crossing the cut (seed 002's notion).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import fx
+
+from edgeweave.errors import ExampleInputError, GraphError
+from edgeweave.graph.layer import Layer
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+_SOURCE, _SINK = "<source>", "<sink>"
+
+
+class Structure(StrEnum):
+    """Seed 001's three classes of DNN graphs."""
+
+    LINE = "line"
+    MULTI_PATH = "multi-path"
+    DAG = "dag"
+
+
+@dataclass(frozen=True, eq=False)
+class LayerGraph:
+    """The layers of a model in topological order, its inputs, outputs and parameters.
+
+    ``param_sizes`` maps every parameter or buffer name to its size in bytes; ``module`` is
+    the traced ``fx.GraphModule`` that executes the layers.
+    """
+
+    layers: tuple[Layer, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    param_sizes: Mapping[str, int]
+    name: str
+    module: fx.GraphModule = field(repr=False)
+
+    # -- access -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._index
+
+    def __getitem__(self, name: str) -> Layer:
+        try:
+            return self.layers[self._index[name]]
+        except KeyError:
+            raise GraphError(f"Graph '{self.name}' has no layer '{name}'.") from None
+
+    def __repr__(self) -> str:
+        return (f"LayerGraph('{self.name}', {len(self)} layers, {self.structure}, "
+                f"{self.flops / 1e9:.2f} GFLOP, {self.param_bytes / 1e6:.1f} MB parameters)")
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {layer.name: i for i, layer in enumerate(self.layers)}
+
+    @functools.cached_property
+    def _successors(self) -> dict[str, tuple[str, ...]]:
+        users: dict[str, list[str]] = {layer.name: [] for layer in self.layers}
+        for layer in self.layers:
+            for producer in layer.inputs:
+                users[producer].append(layer.name)
+        return {name: tuple(names) for name, names in users.items()}
+
+    def topological_order(self) -> tuple[str, ...]:
+        """Layer names, every layer after all its inputs."""
+        return tuple(layer.name for layer in self.layers)
+
+    def predecessors(self, name: str) -> tuple[str, ...]:
+        """The layers whose outputs ``name`` reads."""
+        return self[name].inputs
+
+    def successors(self, name: str) -> tuple[str, ...]:
+        """The layers that read the output of ``name``."""
+        self[name]  # noqa: B018 - raises a GraphError for an unknown name
+        return self._successors[name]
+
+    # -- totals -------------------------------------------------------------------------
+    @property
+    def flops(self) -> int:
+        """FLOPs of one inference (a multiply-add counts as 2)."""
+        return sum(layer.flops for layer in self.layers)
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of all parameters and buffers, each counted once even when shared."""
+        return sum(self.param_sizes.values())
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of all layer outputs of one inference."""
+        return sum(layer.output_bytes for layer in self.layers)
+
+    # -- structure ----------------------------------------------------------------------
+    def to_networkx(self) -> nx.DiGraph:
+        """The layers as a networkx DiGraph (nodes carry ``layer=Layer``)."""
+        import networkx as nx
+
+        digraph = nx.DiGraph()
+        for layer in self.layers:
+            digraph.add_node(layer.name, layer=layer)
+            digraph.add_edges_from((producer, layer.name) for producer in layer.inputs)
+        return digraph
+
+    @functools.cached_property
+    def _closed(self) -> nx.DiGraph:
+        """The graph with one virtual source before all roots and one sink after all leaves."""
+        digraph = self.to_networkx()
+        roots = [n for n in digraph if digraph.in_degree(n) == 0]
+        leaves = set(self.outputs) | {n for n in digraph if digraph.out_degree(n) == 0}
+        digraph.add_edges_from((_SOURCE, root) for root in roots)
+        digraph.add_edges_from((leaf, _SINK) for leaf in leaves)
+        # a single root or leaf needs no virtual node: drop it so it is no fork or join
+        for virtual, degree in ((_SOURCE, digraph.out_degree), (_SINK, digraph.in_degree)):
+            if degree(virtual) == 1:
+                digraph.remove_node(virtual)
+        return digraph
+
+    @functools.cached_property
+    def structure(self) -> Structure:
+        """Line, multi-path or general DAG, in the sense of seed 001."""
+        digraph = self._closed
+        forks = [n for n in digraph if digraph.out_degree(n) > 1]
+        joins = [n for n in digraph if digraph.in_degree(n) > 1]
+        if not forks and not joins:
+            return Structure.LINE
+        if len(forks) == 1 and len(joins) == 1:
+            import networkx as nx
+
+            if nx.has_path(digraph, forks[0], joins[0]):
+                return Structure.MULTI_PATH
+        return Structure.DAG
+
+    @functools.cached_property
+    def cut_points(self) -> tuple[str, ...]:
+        """Layers that every input-to-output path passes through, in topological order."""
+        import networkx as nx
+
+        digraph = self._closed
+        source = _SOURCE if _SOURCE in digraph else self.layers[0].name
+        sink = _SINK if _SINK in digraph else next(
+            n for n in reversed(self.topological_order()) if digraph.out_degree(n) == 0)
+        dominators = nx.immediate_dominators(digraph, source)
+        chain, node = [], sink
+        while True:
+            chain.append(node)
+            if node == source:
+                break
+            node = dominators[node]
+        on_every_path = set(chain) - {_SOURCE, _SINK}
+        return tuple(name for name in self.topological_order() if name in on_every_path)
+
+    # -- execution ----------------------------------------------------------------------
+    def execute(self, values: Mapping[str, torch.Tensor],
+                layers: Iterable[str] | None = None) -> dict[str, Any]:
+        """Compute ``layers`` (default: all not given) from the tensors in ``values``.
+
+        ``values`` maps layer names to their outputs (model inputs included); each layer
+        runs after its inputs, which must be given or computed in this call. Returns the
+        outputs of the computed layers by name.
+        """
+        names = (set(self._index) - set(values)) if layers is None else set(layers)
+        unknown = names - set(self._index)
+        if unknown:
+            raise GraphError(f"Graph '{self.name}' has no layer(s) {sorted(unknown)}.")
+        interpreter = fx.Interpreter(self.module, garbage_collect_values=False)
+        nodes = {node.name: node for node in self.module.graph.nodes}
+        interpreter.env = {nodes[name]: value for name, value in values.items()}
+        computed: dict[str, Any] = {}
+        with torch.no_grad():
+            for name in (n for n in self.topological_order() if n in names):
+                node = nodes[name]
+                for source in node.all_input_nodes:
+                    if source not in interpreter.env:
+                        if source.op != "get_attr":
+                            raise GraphError(
+                                f"Layer '{name}' needs the output of layer '{source.name}', "
+                                "which was neither given nor computed.")
+                        interpreter.env[source] = interpreter.run_node(source)
+                if node.op == "placeholder":
+                    raise GraphError(f"Model input '{name}' must be given, not computed.")
+                try:
+                    value = interpreter.run_node(node)
+                except Exception as error:
+                    raise GraphError(f"Layer '{name}' ({self[name].target}) failed: "
+                                     f"{type(error).__name__}: {error}") from None
+                interpreter.env[node] = computed[name] = value
+        return computed
+
+    def run(self, *inputs: torch.Tensor) -> Any:
+        """Run the whole graph layer by layer; returns what the model's forward returns."""
+        self.check_inputs(inputs)
+        values = self.execute(dict(zip(self.inputs, inputs)))
+        return self.assemble_outputs({**dict(zip(self.inputs, inputs)), **values})
+
+    def assemble_outputs(self, values: Mapping[str, Any]) -> Any:
+        """The model's output structure (tensor, tuple, dict…) from layer values."""
+        output = next(n for n in self.module.graph.nodes if n.op == "output")
+        missing = [n for n in self.outputs if n not in values]
+        if missing:
+            raise GraphError(f"Output layer(s) {missing} of '{self.name}' were not computed.")
+        return fx.node.map_arg(output.args[0], lambda node: values[node.name])
+
+    def check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        """Raise an ``ExampleInputError`` unless ``inputs`` match the traced input shapes."""
+        if len(inputs) != len(self.inputs):
+            raise ExampleInputError(
+                f"'{self.name}' takes {len(self.inputs)} input(s), got {len(inputs)}.")
+        for name, tensor in zip(self.inputs, inputs):
+            layer = self[name]
+            if not isinstance(tensor, torch.Tensor):
+                raise ExampleInputError(f"Input '{name}' must be a tensor, got "
+                                        f"{type(tensor).__name__}.")
+            if tuple(tensor.shape) != layer.output_shape or str(tensor.dtype) != f"torch.{layer.dtype}":
+                raise ExampleInputError(
+                    f"Input '{name}' of '{self.name}' must be a {layer.dtype} tensor of shape "
+                    f"{list(layer.output_shape)}; got {str(tensor.dtype).removeprefix('torch.')} "
+                    f"{list(tensor.shape)}.")
+
+    # -- export -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: totals, structure and every layer."""
+        return {
+            "name": self.name, "structure": self.structure.value, "inputs": list(self.inputs),
+            "outputs": list(self.outputs), "cut_points": list(self.cut_points),
+            "flops": self.flops, "param_bytes": self.param_bytes,
+            "activation_bytes": self.activation_bytes,
+            "layers": [_layer_dict(layer) for layer in self.layers],
+        }
+
+
+def _layer_dict(layer: Layer) -> dict[str, Any]:
+    geometry = layer.geometry
+    return {
+        "name": layer.name, "kind": layer.kind.value, "target": layer.target,
+        "inputs": list(layer.inputs), "input_shapes": [list(s) for s in layer.input_shapes],
+        "output_shape": list(layer.output_shape) if layer.output_shape else None,
+        "dtype": layer.dtype, "flops": layer.flops, "param_bytes": layer.param_bytes,
+        "output_bytes": layer.output_bytes,
+        "geometry": None if geometry is None else {
+            "kernel": list(geometry.kernel), "stride": list(geometry.stride),
+            "padding": list(geometry.padding), "dilation": list(geometry.dilation),
+            "groups": geometry.groups, "ceil_mode": geometry.ceil_mode},
+        "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in layer.attrs.items()},
+    }

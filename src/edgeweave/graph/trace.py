@@ -1,0 +1,225 @@
+"""``trace``: from an ``nn.Module`` and an example input to a ``LayerGraph``.
+
+torch.fx traces the module symbolically; one run of the traced graph on the example
+records every node's output shape, dtype and FLOPs (torch's ``FlopCounterMode`` for
+convolutions, linear layers and matrix products, a multiply-add counting as 2 FLOPs;
+one FLOP per output element for element-wise ops, two for batch norm, one per window
+element for pools). Values that only depend on shapes (``x.size(0)``) are folded into
+constants, so the graph that remains computes tensors only; it is valid for the example's
+input shapes, which a plan is made for anyway.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils.flop_counter import FlopCounterMode
+
+from edgeweave.errors import ExampleInputError, ModelError, UntraceableModelError
+from edgeweave.graph.classify import classify
+from edgeweave.graph.layer import Layer, OpKind
+from edgeweave.graph.layer_graph import LayerGraph
+
+LeafSpec = str | type[nn.Module]
+
+
+def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
+          leaf_modules: Iterable[LeafSpec] = (), name: str | None = None) -> LayerGraph:
+    """Trace ``module`` on ``example`` into a ``LayerGraph``.
+
+    ``example`` is one tensor or a tuple of tensors (one per forward argument).
+    ``leaf_modules`` lists submodules to keep whole, by qualified name (``"layer1.0"``) or
+    by class: use it for a module torch.fx cannot trace. ``name`` names the graph.
+
+    >>> import torch
+    >>> g = trace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()),
+    ...           torch.zeros(1, 3, 8, 8))
+    >>> [layer.kind.value for layer in g]
+    ['input', 'conv', 'elementwise']
+    """
+    if not isinstance(module, nn.Module):
+        raise ModelError(f"trace() needs a torch.nn.Module, got {type(module).__name__}.")
+    inputs = _example_tuple(example)
+    graph_module = _symbolic_trace(module, tuple(leaf_modules))
+    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(inputs):
+        raise ExampleInputError(
+            f"{type(module).__name__}.forward takes {len(placeholders)} input(s) "
+            f"({', '.join(n.target for n in placeholders)}); the example gives {len(inputs)}.")
+    records = _Profiler(graph_module).profile(inputs)
+    _fold_shape_constants(graph_module, records)
+    return _build(graph_module, records, name or type(module).__name__)
+
+
+def _example_tuple(example) -> tuple[torch.Tensor, ...]:
+    inputs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ExampleInputError("The example input must be a tensor or a tuple of tensors.")
+    return inputs
+
+
+class _Tracer(fx.Tracer):
+    """An fx tracer that keeps the named leaves whole and remembers where tracing failed."""
+
+    def __init__(self, leaves: tuple[LeafSpec, ...]) -> None:
+        super().__init__()
+        self.leaf_names = {leaf for leaf in leaves if isinstance(leaf, str)}
+        self.leaf_types = tuple(leaf for leaf in leaves if isinstance(leaf, type))
+        self.failed_in: str | None = None
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return (qualname in self.leaf_names or isinstance(m, self.leaf_types)
+                or super().is_leaf_module(m, qualname))
+
+    def call_module(self, m, forward, args, kwargs):
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_in is None:  # the innermost module sees the error first
+                self.failed_in = self.path_of_module(m)
+            raise
+
+
+def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...]) -> fx.GraphModule:
+    tracer = _Tracer(leaves)
+    try:
+        graph = tracer.trace(module)
+    except Exception as error:
+        where = tracer.failed_in
+        owner = type(module.get_submodule(where)).__name__ if where else type(module).__name__
+        place = f"module '{where}' ({owner})" if where else f"the forward of {owner} itself"
+        fix = (f"mark it as a leaf: trace(model, example, leaf_modules=['{where}'])" if where
+               else "move the untraceable code into a submodule and mark that as a leaf")
+        raise UntraceableModelError(
+            f"torch.fx cannot trace {place}: {type(error).__name__}: {error}. "
+            f"To keep it whole, {fix}.") from None
+    return fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+class _Profiler(fx.Interpreter):
+    """Runs the graph once and records each node's value summary and FLOPs."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        super().__init__(graph_module, garbage_collect_values=True)
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def profile(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, Any]]:
+        with torch.no_grad():
+            self.run(*inputs)
+        return self.records
+
+    def run_node(self, n: fx.Node) -> Any:
+        try:
+            with FlopCounterMode(display=False) as counter:
+                value = super().run_node(n)
+        except Exception as error:
+            raise ExampleInputError(
+                f"Running the model on the example failed at layer '{n.name}' ({n.target}): "
+                f"{type(error).__name__}: {error}") from None
+        record: dict[str, Any] = {"flops": counter.get_total_flops()}
+        if isinstance(value, torch.Tensor):
+            record.update(shape=tuple(value.shape), dtype=str(value.dtype).removeprefix("torch."))
+            n.meta["shape"] = record["shape"]
+        tensors = [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
+        record["bytes"] = sum(t.numel() * t.element_size() for t in tensors)
+        if not tensors:  # a value computed from shapes only, to fold into a constant
+            record["constant"] = tree_map(lambda v: tuple(v) if isinstance(v, torch.Size) else v,
+                                          value)
+        self.records[n.name] = record
+        return value
+
+
+def _fold_shape_constants(graph_module: fx.GraphModule, records: dict[str, dict]) -> None:
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.op.startswith("call") and "constant" in records[node.name]:
+            constant = records[node.name]["constant"]
+            for user in list(node.users):
+                user.args = fx.node.map_arg(user.args, lambda a: constant if a is node else a)
+                user.kwargs = fx.node.map_arg(user.kwargs, lambda a: constant if a is node else a)
+            graph.erase_node(node)
+    graph.lint()
+    graph_module.recompile()
+
+
+def _build(graph_module: fx.GraphModule, records: dict[str, dict], name: str) -> LayerGraph:
+    param_sizes = {key: t.numel() * t.element_size()
+                   for key, t in graph_module.state_dict(keep_vars=True).items()}
+    for node in graph_module.graph.nodes:  # plain tensor attributes, not in the state dict
+        if node.op == "get_attr" and node.target not in param_sizes:
+            value = functools.reduce(getattr, node.target.split("."), graph_module)
+            param_sizes[node.target] = value.numel() * value.element_size()
+    layers: list[Layer] = []
+    outputs: tuple[str, ...] = ()
+    for node in graph_module.graph.nodes:
+        if node.op == "output":
+            outputs = tuple(n.name for n in node.all_input_nodes)
+        elif node.op != "get_attr":
+            layers.append(_layer(node, graph_module, records, param_sizes))
+    inputs = tuple(layer.name for layer in layers if layer.kind is OpKind.INPUT)
+    return LayerGraph(tuple(layers), inputs, outputs, param_sizes, name, graph_module)
+
+
+def _layer(node: fx.Node, root: nn.Module, records: dict[str, dict],
+           param_sizes: dict[str, int]) -> Layer:
+    record = records[node.name]
+    producers = [n for n in node.all_input_nodes if n.op != "get_attr"]
+    input_shapes = [records[n.name].get("shape", ()) for n in producers]
+    output_shape = record.get("shape")
+    params = _params_of(node, root)
+    if node.op == "placeholder":
+        kind, geometry, attrs = OpKind.INPUT, None, {}
+        target = str(node.target)
+    else:
+        kind, geometry, attrs = classify(node, root, input_shapes, output_shape)
+        target = node.target if isinstance(node.target, str) else _qualname(node.target)
+    flops = record["flops"] or _elementwise_flops(kind, attrs, geometry, input_shapes,
+                                                  output_shape)
+    return Layer(
+        name=node.name, kind=kind, target=target, inputs=tuple(n.name for n in producers),
+        input_shapes=tuple(input_shapes), output_shape=output_shape,
+        dtype=record.get("dtype", "float32"), flops=int(flops),
+        param_bytes=sum(param_sizes[p] for p in params), output_bytes=record["bytes"],
+        params=params, geometry=geometry, attrs=attrs,
+    )
+
+
+def _params_of(node: fx.Node, root: nn.Module) -> tuple[str, ...]:
+    if node.op == "call_module":
+        prefix = f"{node.target}."
+        return tuple(prefix + key for key in root.get_submodule(node.target).state_dict())
+    return tuple(str(n.target) for n in node.all_input_nodes if n.op == "get_attr")
+
+
+def _elementwise_flops(kind: OpKind, attrs, geometry, input_shapes, output_shape) -> int:
+    """FLOPs of ops that FlopCounterMode does not count (it counts matrix work only)."""
+    if output_shape is None:
+        return 0
+    out = _numel(output_shape)
+    if kind is OpKind.ELEMENTWISE:
+        return 2 * out if "BatchNorm" in str(attrs.get("op", "")) else out
+    if kind is OpKind.POOL:
+        return out * _numel(geometry.kernel)
+    if kind is OpKind.ADAPTIVE_POOL:
+        return _numel(input_shapes[0]) if input_shapes else out
+    if kind is OpKind.UPSAMPLE:
+        return out
+    return 0
+
+
+def _numel(shape) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count
+
+
+def _qualname(target) -> str:
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+    return f"{module}.{name}" if module and module != "builtins" else name
