@@ -86,6 +86,11 @@ class LayerGraph:
                 users[producer].append(layer.name)
         return {name: tuple(names) for name, names in users.items()}
 
+    def index_of(self, name: str) -> int:
+        """Position of a layer in the topological order."""
+        self[name]  # noqa: B018 - raises a GraphError for an unknown name
+        return self._index[name]
+
     def topological_order(self) -> tuple[str, ...]:
         """Layer names, every layer after all its inputs."""
         return tuple(layer.name for layer in self.layers)

@@ -221,5 +221,5 @@ def _numel(shape) -> int:
 
 def _qualname(target) -> str:
     module = getattr(target, "__module__", None) or ""
-    name = getattr(target, "__qualname__", None) or getattr(target, "__name__", repr(target))
+    name = getattr(target, "__name__", None) or repr(target)
     return f"{module}.{name}" if module and module != "builtins" else name

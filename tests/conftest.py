@@ -1,0 +1,38 @@
+"""Shared fixtures: zoo models and their traced graphs are built once per test session."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+import edgeweave as ew
+
+
+@functools.cache
+def zoo_model(name: str):
+    """(module, example inputs as a tuple) for a zoo model, built once."""
+    module, example = ew.models.get(name)
+    return module, example if isinstance(example, tuple) else (example,)
+
+
+@functools.cache
+def zoo_graph(name: str) -> ew.LayerGraph:
+    """The traced graph of a zoo model, traced once."""
+    module, inputs = zoo_model(name)
+    return ew.trace(module, inputs, name=name)
+
+
+@functools.cache
+def zoo_output(name: str):
+    """The zoo model's own output on its example, as a tuple of tensors."""
+    module, inputs = zoo_model(name)
+    with torch.no_grad():
+        output = module(*inputs)
+    return output if isinstance(output, tuple) else (output,)
+
+
+@pytest.fixture
+def graph_of():
+    return zoo_graph
