@@ -110,8 +110,14 @@ def _classify_function(node: fx.Node, input_shapes, output_shape) -> Classified:
     if target in _RESHAPE_FUNCTIONS:
         return OpKind.RESHAPE, None, {"op": name}
     if target in _CONCAT_FUNCTIONS:
-        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
-        return OpKind.CONCAT, None, {"op": name, "dim": dim % len(output_shape)}
+        dim = _arg(node, 1, "dim", 0) % len(output_shape)
+        pieces = _arg(node, 0, "tensors", ())
+        if not all(isinstance(p, fx.Node) and "shape" in p.meta for p in pieces):
+            return OpKind.OTHER, None, {"op": name}
+        # the arguments in order (a tensor may appear twice) and their sizes along dim
+        return OpKind.CONCAT, None, {"op": name, "dim": dim,
+                                     "pieces": tuple(p.name for p in pieces),
+                                     "sizes": tuple(p.meta["shape"][dim] for p in pieces)}
     if target is F.linear:
         return OpKind.LINEAR, None, {"op": name}
     if target is F.interpolate:
