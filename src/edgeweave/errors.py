@@ -11,7 +11,8 @@ there is one, the way out.
     ├── ModelError              a model edgeweave cannot take
     │   ├── UntraceableModelError   torch.fx cannot trace one of its modules
     │   └── ExampleInputError       the example input does not fit the model
-    └── GraphError              a query or execution the layer graph cannot answer
+    ├── GraphError              a query or execution the layer graph cannot answer
+    └── ClusterConfigError      a cluster file, dict or expression that does not describe one
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class ExampleInputError(ModelError):
 
 class GraphError(EdgeweaveError):
     """A layer-graph query or partial execution that cannot be answered."""
+
+
+class ClusterConfigError(EdgeweaveError):
+    """A cluster description that is malformed; the message names the field and the fix."""
