@@ -8,6 +8,7 @@ import textwrap
 from typer.testing import CliRunner
 
 import edgeweave as ew
+import edgeweave.cost  # noqa: F401
 from edgeweave.cli import app
 
 runner = CliRunner()
@@ -69,3 +70,14 @@ def test_demo_traces_its_models():
     rows = json.loads(result.stdout)
     assert {row["model"] for row in rows} >= {"resnet18", "yolov5s"}
     assert all(row["flops"] > 0 and row["layers"] > 0 for row in rows)
+
+
+def test_profile_writes_a_profile_the_cost_model_reads(tmp_path):
+    output = tmp_path / "host.json"
+    result = runner.invoke(app, ["profile", "line", "-o", str(output), "--repeats", "1",
+                                 "--warmup", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["output"] == str(output) and data["total_s"] > 0
+    profiles = ew.cost.load(output)
+    assert [p.model for p in profiles.values()] == ["line"]

@@ -17,14 +17,15 @@ STAGES = ("errors", "models", "graph", "cluster", "cost", "units", "simulation",
 
 def test_exported_members():
     assert sorted(edgeweave.__all__) == sorted(
-        ["EdgeweaveError", "Layer", "LayerGraph", "OpKind", "__version__", "models", "trace"])
+        ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
+         "OpKind", "__version__", "models", "profile", "trace"])
     for name in edgeweave.__all__:
         assert hasattr(edgeweave, name)
 
 
 def test_import_loads_no_heavy_or_cli_dependencies():
     code = ("import sys, edgeweave; print(sorted(m for m in ('typer', 'rich', 'networkx', "
-            "'matplotlib', 'ray', 'scipy', 'pydantic') if m in sys.modules))")
+            "'matplotlib', 'ray', 'scipy', 'pydantic', 'yaml') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.strip()
     assert loaded == "[]"

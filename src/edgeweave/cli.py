@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from edgeweave import models
+from edgeweave import cost, models
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
 
@@ -139,6 +139,37 @@ def inspect(
     console.print(table)
     console.print(f"inputs: {', '.join(graph.inputs)}   outputs: {', '.join(graph.outputs)}   "
                   f"cut points: {len(graph.cut_points)}")
+
+
+@app.command()
+def profile(
+    model: ModelArgument,
+    output: Annotated[str, typer.Option("--output", "-o", help="Profile file to write (models "
+                                        "already in it are kept).")] = "profile.json",
+    repeats: Annotated[int, typer.Option(help="Timed runs per layer (median kept).")] = 5,
+    warmup: Annotated[int, typer.Option(help="Untimed runs per layer first.")] = 2,
+    threads: Annotated[int | None, typer.Option(help="torch threads while timing.")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="Input shape for your own model.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Time every layer of a model on this host and save a profile the cost model reads."""
+    with _reported():
+        graph = load_graph(model, input_shape)
+        _, example = models.load(model, _parse_shape(input_shape))
+        inputs = example if isinstance(example, tuple) else (example,)
+        with Progress(console=errors, transient=True) as bar:
+            task = bar.add_task(f"profiling {model}", total=len(graph))
+            measured = cost.measure(graph, inputs, repeats, warmup, threads,
+                                    progress=lambda done, _: bar.update(task, completed=done))
+        cost.save([measured], output)
+    total = sum(measured.layer_s.values())
+    if as_json:
+        _echo_json({"model": model, "output": output, "host": measured.host,
+                    "threads": measured.threads, "total_s": total,
+                    "layer_s": dict(measured.layer_s)})
+        return
+    console.print(f"{model}: {len(graph)} layers, {total * 1e3:.1f} ms in all on "
+                  f"{measured.host} ({measured.threads} threads); written to {output}")
 
 
 def _summary(name: str, graph: LayerGraph) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _out_region(draw, shape):
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), cin=st.integers(1, 4), groups=st.integers(1, 2), k=st.integers(1, 4),
-       s=st.integers(1, 3), d=st.integers(1, 2), size=st.integers(6, 14))
+       s=st.integers(1, 3), d=st.integers(1, 2), size=st.integers(8, 14))
 def test_conv_window_equals_brute_force(data, cin, groups, k, s, d, size):
     p = data.draw(st.integers(0, d * (k - 1) // 2))
     conv = nn.Conv2d(cin * groups, 2 * groups, (k, max(1, k - 1)), s, (p, 0), (d, 1), groups)

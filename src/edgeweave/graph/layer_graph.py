@@ -13,7 +13,9 @@ so cutting after it leaves one tensor crossing the cut (seed 002's notion).
 
 from __future__ import annotations
 
+import copy
 import functools
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -79,6 +81,14 @@ class LayerGraph:
         return {layer.name: i for i, layer in enumerate(self.layers)}
 
     @functools.cached_property
+    def _interpreter(self) -> fx.Interpreter:
+        return fx.Interpreter(self.module, garbage_collect_values=False)
+
+    @functools.cached_property
+    def _nodes(self) -> dict[str, fx.Node]:
+        return {node.name: node for node in self.module.graph.nodes}
+
+    @functools.cached_property
     def _successors(self) -> dict[str, tuple[str, ...]]:
         users: dict[str, list[str]] = {layer.name: [] for layer in self.layers}
         for layer in self.layers:
@@ -103,6 +113,12 @@ class LayerGraph:
         """The layers that read the output of ``name``."""
         self[name]  # noqa: B018 - raises a GraphError for an unknown name
         return self._successors[name]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of the layers' names, kinds and shapes: equal graphs, equal prints."""
+        text = ";".join(f"{l.name},{l.kind},{l.output_shape},{l.inputs}" for l in self.layers)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     # -- totals -------------------------------------------------------------------------
     @property
@@ -192,12 +208,13 @@ class LayerGraph:
         unknown = names - set(self._index)
         if unknown:
             raise GraphError(f"Graph '{self.name}' has no layer(s) {sorted(unknown)}.")
-        interpreter = fx.Interpreter(self.module, garbage_collect_values=False)
-        nodes = {node.name: node for node in self.module.graph.nodes}
+        # a shallow copy shares the submodule table, which fx rebuilds on each construction
+        interpreter = copy.copy(self._interpreter)
+        nodes = self._nodes
         interpreter.env = {nodes[name]: value for name, value in values.items()}
         computed: dict[str, Any] = {}
         with torch.no_grad():
-            for name in (n for n in self.topological_order() if n in names):
+            for name in sorted(names, key=self._index.__getitem__):
                 node = nodes[name]
                 for source in node.all_input_nodes:
                     if source not in interpreter.env:
@@ -218,9 +235,12 @@ class LayerGraph:
 
     def run(self, *inputs: torch.Tensor) -> Any:
         """Run the whole graph layer by layer; returns what the model's forward returns."""
+        return self.assemble_outputs({**dict(zip(self.inputs, inputs)), **self.run_all(*inputs)})
+
+    def run_all(self, *inputs: torch.Tensor) -> dict[str, Any]:
+        """Run the whole graph on checked inputs; returns every layer's output by name."""
         self.check_inputs(inputs)
-        values = self.execute(dict(zip(self.inputs, inputs)))
-        return self.assemble_outputs({**dict(zip(self.inputs, inputs)), **values})
+        return self.execute(dict(zip(self.inputs, inputs)))
 
     def assemble_outputs(self, values: Mapping[str, Any]) -> Any:
         """The model's output structure (tensor, tuple, dict…) from layer values."""
