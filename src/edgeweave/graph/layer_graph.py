@@ -96,6 +96,11 @@ class LayerGraph:
                 users[producer].append(layer.name)
         return {name: tuple(names) for name, names in users.items()}
 
+    def node(self, name: str) -> fx.Node:
+        """The torch.fx node that computes layer ``name``."""
+        self[name]  # noqa: B018 - raises a GraphError for an unknown name
+        return self._nodes[name]
+
     def index_of(self, name: str) -> int:
         """Position of a layer in the topological order."""
         self[name]  # noqa: B018 - raises a GraphError for an unknown name

@@ -1,0 +1,195 @@
+"""Compute a region of one layer's output from the regions of its inputs that it needs.
+
+This is what a device does with an execution unit, in the inline oracle and in the
+distributed runtime alike. Convolutions and pools run on their input window with the
+border padding added explicitly; element-wise ops, concatenations, nearest upsampling and
+linear layers run on their slices, with per-channel parameters sliced to the channels
+computed. Any other op is *embedded*: its inputs are placed into zero tensors of full size,
+the op runs whole and the region is cut out — correct because the region arithmetic says
+the region reads nothing outside what was placed, if slower.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeweave.errors import GraphError
+from edgeweave.graph import Layer, LayerGraph, OpKind
+from edgeweave.units.region import Region, input_regions
+
+Piece = tuple[Region, torch.Tensor]  # a tensor and the region of its layer's output it holds
+
+
+def crop(piece: Piece, region: Region) -> torch.Tensor:
+    """The part of ``piece`` covering ``region`` (which it must contain)."""
+    have, tensor = piece
+    if not region.bounds:  # a whole non-tensor value (a tuple from chunk, say)
+        return tensor
+    if not have.contains(region):
+        raise GraphError(f"Region {region!r} is not inside the available {have!r}.")
+    return tensor[tuple(slice(a - h, b - h) for (a, b), (h, _) in zip(region.bounds, have.bounds))]
+
+
+def compute_region(graph: LayerGraph, name: str, region: Region,
+                   available: Mapping[str, Piece]) -> torch.Tensor:
+    """The ``region`` of layer ``name``'s output, from pieces of its inputs' outputs.
+
+    ``available`` maps each input layer to a piece that holds at least the region of it
+    that ``region`` reads (see ``input_regions``).
+    """
+    layer = graph[name]
+    pieces: dict[str, Piece] = {}
+    for producer, need in zip(layer.inputs, input_regions(layer, region), strict=True):
+        if producer not in available:
+            raise GraphError(f"Layer '{name}' needs layer '{producer}', which is not available.")
+        clipped = _clip(graph[producer], need)
+        try:
+            pieces[producer] = (clipped, crop(available[producer], clipped))
+        except GraphError:
+            raise GraphError(f"Layer '{name}' region {region!r} needs {clipped!r} of layer "
+                             f"'{producer}'; only {available[producer][0]!r} is there.") from None
+    with torch.no_grad():
+        if _is_whole(graph, layer, region, pieces):
+            return _run(graph, layer, {p: t for p, (_, t) in pieces.items()})
+        fast = _FAST.get(layer.kind)
+        result = fast(graph, layer, region, pieces) if fast else None
+        return result if result is not None else _embedded(graph, layer, region, pieces)
+
+
+def _clip(layer: Layer, region: Region) -> Region:
+    shape = layer.output_shape
+    return region.clip(shape) if shape is not None and region.ndim == len(shape) else region
+
+
+def _is_whole(graph: LayerGraph, layer: Layer, region: Region, pieces) -> bool:
+    full = Region.full(layer.output_shape) if layer.output_shape is not None else region
+    return region == full and all(
+        graph[p].output_shape is None or r == Region.full(graph[p].output_shape)
+        for p, (r, _) in pieces.items())
+
+
+def _run(graph: LayerGraph, layer: Layer, tensors: Mapping[str, Any]) -> Any:
+    return graph.execute(tensors, [layer.name])[layer.name]
+
+
+def _embedded(graph: LayerGraph, layer: Layer, region: Region, pieces) -> torch.Tensor:
+    full_inputs = {}
+    for producer, (have, tensor) in pieces.items():
+        shape = graph[producer].output_shape
+        if shape is None or have == Region.full(shape):
+            full_inputs[producer] = tensor
+        else:
+            whole = tensor.new_zeros(shape)
+            whole[have.slices()] = tensor
+            full_inputs[producer] = whole
+    return _run(graph, layer, full_inputs)[region.slices()]
+
+
+def _module(graph: LayerGraph, layer: Layer) -> nn.Module | None:
+    node = graph.node(layer.name)
+    return graph.module.get_submodule(node.target) if node.op == "call_module" else None
+
+
+def _pad(tensor: torch.Tensor, window: Region, have: Region, spatial: int, value: float):
+    """Pad the spatial dims of ``tensor`` (holding ``have``) out to the unclipped ``window``."""
+    widths: list[int] = []
+    for (w0, w1), (h0, h1) in reversed(list(zip(window.bounds, have.bounds))[-spatial:]):
+        widths += [h0 - w0, w1 - h1]
+    return F.pad(tensor, widths, value=value) if any(widths) else tensor
+
+
+def _conv(graph, layer, region, pieces) -> torch.Tensor | None:
+    conv = _module(graph, layer)
+    if not isinstance(conv, nn.Conv2d) or len(pieces) != 1:
+        return None
+    (have, tensor), = pieces.values()
+    window = input_regions(layer, region)[0]
+    g = layer.geometry
+    c0, c1 = region.bounds[1]
+    per_group = layer.output_shape[1] // g.groups
+    first, last = c0 // per_group, (c1 - 1) // per_group  # whole groups, cut afterwards
+    weight = conv.weight[first * per_group:(last + 1) * per_group]
+    bias = None if conv.bias is None else conv.bias[first * per_group:(last + 1) * per_group]
+    x = _pad(tensor, window, have, 2, 0.0)
+    out = F.conv2d(x, weight, bias, g.stride, 0, g.dilation, last - first + 1)
+    return out[:, c0 - first * per_group:c1 - first * per_group][_rest(region, 2)]
+
+
+def _pool(graph, layer, region, pieces) -> torch.Tensor | None:
+    mode, g = layer.attrs.get("mode"), layer.geometry
+    if len(pieces) != 1 or len(g.kernel) != 2:
+        return None
+    if mode == "avg" and (g.ceil_mode or not layer.attrs.get("count_include_pad", True)):
+        return None  # PyTorch's divisor at the border depends on the whole tensor
+    (have, tensor), = pieces.values()
+    window = input_regions(layer, region)[0]
+    x = _pad(tensor, window, have, 2, float("-inf") if mode == "max" else 0.0)
+    if mode == "max":
+        out = F.max_pool2d(x, g.kernel, g.stride, 0, g.dilation, ceil_mode=False)
+    else:
+        out = F.avg_pool2d(x, g.kernel, g.stride, 0, ceil_mode=False)
+    return out[_rest(region, 2)] if out.shape[2:] != region.shape[2:] else out
+
+
+def _rest(region: Region, spatial: int) -> tuple[slice, ...]:
+    """Slices that trim a window computation to the region's spatial extent."""
+    return (slice(None), slice(None), *(slice(0, n) for n in region.shape[-spatial:]))
+
+
+def _elementwise(graph, layer, region, pieces) -> torch.Tensor | None:
+    module = _module(graph, layer)
+    tensors = {p: t for p, (_, t) in pieces.items()}
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        c0, c1 = region.bounds[1]
+        (x,) = tensors.values()
+        return F.batch_norm(x, module.running_mean[c0:c1], module.running_var[c0:c1],
+                            None if module.weight is None else module.weight[c0:c1],
+                            None if module.bias is None else module.bias[c0:c1],
+                            False, 0.0, module.eps)
+    if module is not None and any(True for _ in module.parameters()):
+        return None  # other per-channel parameters (PReLU): embed
+    # each input piece is the region itself, or 1 where the input broadcasts
+    return _run(graph, layer, tensors)
+
+
+def _concat(graph, layer, region, pieces) -> torch.Tensor:
+    dim, start, stop = layer.attrs["dim"], *region.bounds[layer.attrs["dim"]]
+    parts, offset = [], 0
+    for producer, size in zip(layer.attrs["pieces"], layer.attrs["sizes"], strict=True):
+        low, high = max(start, offset), min(stop, offset + size)
+        if low < high:
+            parts.append(crop(pieces[producer], region.along(dim, low - offset, high - offset)))
+        offset += size
+    return torch.cat(parts, dim)
+
+
+def _upsample(graph, layer, region, pieces) -> torch.Tensor | None:
+    scale = layer.attrs.get("scale", ())
+    if layer.attrs.get("mode") != "nearest" or not all(float(s).is_integer() for s in scale):
+        return None
+    (have, tensor), = pieces.values()
+    factors = [int(s) for s in scale]
+    out = F.interpolate(tensor, scale_factor=factors, mode="nearest")
+    offsets = [o0 - h0 * f for (o0, _), (h0, _), f in zip(region.bounds[2:], have.bounds[2:],
+                                                          factors)]
+    return out[(slice(None), slice(None),
+                *(slice(o, o + n) for o, n in zip(offsets, region.shape[2:])))]
+
+
+def _linear(graph, layer, region, pieces) -> torch.Tensor | None:
+    module = _module(graph, layer)
+    if not isinstance(module, nn.Linear):
+        return None
+    (x,) = (t for _, t in pieces.values())
+    f0, f1 = region.bounds[-1]
+    bias = None if module.bias is None else module.bias[f0:f1]
+    return F.linear(x, module.weight[f0:f1], bias)
+
+
+_FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwise,
+         OpKind.CONCAT: _concat, OpKind.UPSAMPLE: _upsample, OpKind.LINEAR: _linear}
