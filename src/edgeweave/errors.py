@@ -12,7 +12,9 @@ there is one, the way out.
     │   ├── UntraceableModelError   torch.fx cannot trace one of its modules
     │   └── ExampleInputError       the example input does not fit the model
     ├── GraphError              a query or execution the layer graph cannot answer
-    └── ClusterConfigError      a cluster file, dict or expression that does not describe one
+    ├── ClusterConfigError      a cluster file, dict or expression that does not describe one
+    └── PlanError               a plan that cannot run: uncovered outputs, unmet needs, cycles,
+                                a device out of memory
 """
 
 from __future__ import annotations
@@ -47,3 +49,8 @@ class GraphError(EdgeweaveError):
 
 class ClusterConfigError(EdgeweaveError):
     """A cluster description that is malformed; the message names the field and the fix."""
+
+
+class PlanError(EdgeweaveError):
+    """A plan that is malformed or cannot run as it stands; the message names the unit or
+    device."""

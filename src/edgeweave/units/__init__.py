@@ -1,5 +1,10 @@
 """Plans and their execution units; the region arithmetic they rest on."""
 
-from edgeweave.units.region import Region, input_regions, required_regions
+from edgeweave.units.build import Part, build_plan, whole
+from edgeweave.units.plan import Need, Plan, Unit, layer_regions
+from edgeweave.units.region import Region, covers, input_regions, required_regions
+from edgeweave.units.validate import Footprint, footprints, validate
 
-__all__ = ["Region", "input_regions", "required_regions"]
+__all__ = ["Footprint", "Need", "Part", "Plan", "Region", "Unit", "build_plan", "covers",
+           "footprints", "input_regions", "layer_regions", "required_regions", "validate",
+           "whole"]

@@ -193,3 +193,22 @@ def _linear(graph, layer, region, pieces) -> torch.Tensor | None:
 
 _FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwise,
          OpKind.CONCAT: _concat, OpKind.UPSAMPLE: _upsample, OpKind.LINEAR: _linear}
+
+
+def assemble(region: Region, pieces: list[Piece]) -> torch.Tensor:
+    """One tensor of ``region`` from pieces that together cover it (a need met by several
+    producers, or an output computed in bands or tiles)."""
+    if len(pieces) == 1 and pieces[0][0] == region:
+        return pieces[0][1]
+    result = None
+    for have, tensor in pieces:
+        part = have.intersect(region)
+        if part.is_empty:
+            continue
+        if result is None:
+            result = tensor.new_empty(region.shape)
+        target = tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(part.bounds, region.bounds))
+        result[target] = crop((have, tensor), part)
+    if result is None:
+        raise GraphError(f"No piece overlaps region {region!r}.")
+    return result

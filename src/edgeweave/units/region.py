@@ -14,6 +14,7 @@ partial region must add itself. ``Region.clip`` gives the part that exists.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -235,3 +236,22 @@ def _reshape(region: Region, in_shape: Shape, out_shape: Shape) -> Region:
     if in_shape and out_shape and in_shape[0] == out_shape[0] and rest_whole:
         return Region.full(in_shape).along(0, *region.bounds[0])
     return Region.full(in_shape)
+
+
+def covers(boxes: Iterable[Region], target: Region) -> bool:
+    """True when the union of ``boxes`` contains ``target``.
+
+    Cuts ``target`` at every box boundary inside it and checks each cell of that grid.
+    """
+    boxes = [box.intersect(target) for box in boxes]
+    boxes = [box for box in boxes if not box.is_empty]
+    if target.is_empty:
+        return True
+    cuts = []
+    for dim, (start, stop) in enumerate(target.bounds):
+        points = {start, stop} | {p for box in boxes for p in box.bounds[dim] if start < p < stop}
+        cuts.append(sorted(points))
+    for cell in itertools.product(*(zip(c, c[1:]) for c in cuts)):
+        if not any(Region(cell).intersect(box) == Region(cell) for box in boxes):
+            return False
+    return True

@@ -1,0 +1,92 @@
+"""From a planner's decisions to a valid plan: naming, input units, wiring of needs.
+
+A planner decides *what* each unit computes and *where* — a ``Part``: layers, region,
+device — and the order on each device. ``build_plan`` does the rest the same way for
+every planner: it adds a unit for each model input on the device where inputs arrive,
+derives every unit's needs from the region arithmetic (a unit reads from the producers of
+the regions it needs, preferring one on its own device), and validates the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from edgeweave.cluster import Cluster
+from edgeweave.errors import PlanError
+from edgeweave.graph import LayerGraph
+from edgeweave.units.plan import Need, Plan, Unit, layer_regions
+from edgeweave.units.region import Region, covers, required_regions
+from edgeweave.units.validate import validate
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A planner's decision for one unit: ``layers`` of ``graph``, ``region`` of the last
+    layer's output, on ``device``."""
+
+    graph: str
+    layers: tuple[str, ...]
+    region: Region
+    device: str
+
+
+def whole(graph: LayerGraph, layer: str, device: str) -> Part:
+    """A part computing all of one layer on one device."""
+    return Part(graph.name, (layer,), Region.full(graph[layer].output_shape), device)
+
+
+def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequence[Part],
+               order: Mapping[str, Sequence[int]] | None = None, planner: str = "manual",
+               options: Mapping[str, Any] | None = None,
+               models: Mapping[str, str] | None = None) -> Plan:
+    """A validated plan of ``parts``; ``order`` lists part indices per device (default: in
+    the order of the parts' last layers in their graphs)."""
+    source_device = cluster.devices[0].name
+    given = {(p.graph, p.layers[-1]) for p in parts}
+    inputs = [whole(g, name, source_device) for g in graphs.values() for name in g.inputs
+              if (g.name, name) not in given]
+    all_parts = [*inputs, *parts]
+    ids = [f"u{i}" for i in range(len(all_parts))]
+    units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device)
+             for uid, p in zip(ids, all_parts)]
+    units = [_wired(unit, units, graphs) for unit in units]
+    if order is None:
+        ranking = sorted(range(len(parts)), key=lambda i: graphs[parts[i].graph].index_of(
+            parts[i].layers[-1]))
+        order = {d: [i for i in ranking if parts[i].device == d] for d in cluster.names}
+    shift = len(inputs)
+    full_order = {d: tuple([uid for uid, p in zip(ids, inputs) if p.device == d]
+                           + [ids[shift + i] for i in order.get(d, ())]) for d in cluster.names}
+    plan = Plan(dict(graphs), cluster, tuple(units), full_order, planner, dict(options or {}),
+                dict(models or {}))
+    validate(plan)
+    return plan
+
+
+def _wired(unit: Unit, units: list[Unit], graphs: Mapping[str, LayerGraph]) -> Unit:
+    graph = graphs.get(unit.graph)
+    if graph is None:
+        raise PlanError(f"Unit {unit.id} belongs to unknown model '{unit.graph}'.")
+    if any(name not in graph for name in unit.layers):
+        missing = [name for name in unit.layers if name not in graph]
+        raise PlanError(f"Unit {unit.id} names layers {missing} that model '{unit.graph}' "
+                        "does not have.")
+    wanted = required_regions(graph, {unit.last: unit.region}, unit.layers)
+    needs: list[Need] = []
+    for layer, region in wanted.items():
+        if layer in unit.layers or region.is_empty:
+            continue
+        producers = [u for u in units if u.graph == unit.graph and layer in u.layers]
+        producers.sort(key=lambda u: u.device != unit.device)  # same device first
+        taken: list[Region] = []
+        for producer in producers:
+            part = layer_regions(producer, graph)[layer].intersect(region)
+            if not part.is_empty and not covers(taken, part):
+                needs.append(Need(producer.id, layer, part))
+                taken.append(part)
+        if not covers(taken, region):
+            raise PlanError(f"Unit {unit.id} ({unit.graph} {unit.last} {unit.region!r}) needs "
+                            f"{region!r} of layer '{layer}', which no unit produces in full.")
+    return Unit(unit.id, unit.graph, unit.layers, unit.region, unit.device, tuple(needs))

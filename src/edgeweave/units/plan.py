@@ -1,0 +1,124 @@
+"""Execution units and the plan that places and orders them (EdgeFlow's terms, seed 002).
+
+A ``Unit`` computes a region of the output of one layer, or of the last layer of a fused
+stack of layers (DeepThings, seed 003), on one device. Its ``needs`` name, for each
+region of another layer it reads, the unit that produces it. The forwarding table of a
+unit — who receives which region of its outputs — is the other side of those needs and is
+derived (``Plan.forwarding``), not stored. Model inputs are units too: ``input`` layers
+computed, for free, on the device where the input arrives.
+
+Text forms: a need is ``u3:layer1_0_conv1_0[0:1,0:64,0:28,0:56]``; a unit is
+``u7 resnet18 layer1_0_conv1_0..layer1_0_conv1_2 [0:1,0:64,0:28,0:56] @rpi4b <- u3:…``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgeweave.cluster import Cluster
+from edgeweave.errors import PlanError
+from edgeweave.graph import LayerGraph
+from edgeweave.units.region import Region, required_regions
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """A region of ``layer``'s output, produced by unit ``unit``, that a unit reads."""
+
+    unit: str
+    layer: str
+    region: Region
+
+    def __repr__(self) -> str:
+        return f"{self.unit}:{self.layer}{self.region!r}"
+
+    @classmethod
+    def parse(cls, text: str) -> Need:
+        """The need written as its ``repr``."""
+        match = re.fullmatch(r"([^:]+):([^\[]+)(\[.*\])", text.strip())
+        if match is None:
+            raise PlanError(f"Not a need: '{text}' (expected unit:layer[a:b,...]).")
+        return cls(match.group(1), match.group(2), Region.parse(match.group(3)))
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One execution unit: ``layers`` (one, or a fused consecutive stack) of graph ``graph``,
+    computing ``region`` of the last layer's output on ``device``."""
+
+    id: str
+    graph: str
+    layers: tuple[str, ...]
+    region: Region
+    device: str
+    needs: tuple[Need, ...] = ()
+
+    @property
+    def last(self) -> str:
+        """The layer whose region the unit computes."""
+        return self.layers[-1]
+
+    def __repr__(self) -> str:
+        layers = self.layers[0] if len(self.layers) == 1 else f"{self.layers[0]}..{self.last}"
+        needs = f" <- {', '.join(map(repr, self.needs))}" if self.needs else ""
+        return f"{self.id} {self.graph} {layers} {self.region!r} @{self.device}{needs}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Units placed on the devices of ``cluster``, run in ``order`` (device -> unit ids).
+
+    ``graphs`` are the models of the workload by name; ``models`` optionally gives, per
+    graph, the model spec (zoo name or ``module:attr``) that ``Plan.from_json`` re-traces.
+    """
+
+    graphs: Mapping[str, LayerGraph]
+    cluster: Cluster
+    units: tuple[Unit, ...]
+    order: Mapping[str, tuple[str, ...]]
+    planner: str = "manual"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    models: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        per_device = ", ".join(f"{d}: {len(ids)}" for d, ids in self.order.items() if ids)
+        return (f"Plan({self.planner!r}, models={list(self.graphs)}, {len(self.units)} units "
+                f"on {self.cluster.name!r} [{per_device}])")
+
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Unit]:
+        return {unit.id: unit for unit in self.units}
+
+    def unit(self, unit_id: str) -> Unit:
+        """The unit called ``unit_id``."""
+        try:
+            return self._by_id[unit_id]
+        except KeyError:
+            raise PlanError(f"The plan has no unit '{unit_id}'.") from None
+
+    def produced(self, unit_id: str) -> dict[str, Region]:
+        """The region of each of its layers that a unit computes."""
+        unit = self.unit(unit_id)
+        return layer_regions(unit, self.graphs[unit.graph])
+
+    @functools.cached_property
+    def forwarding(self) -> dict[str, tuple[tuple[str, Need], ...]]:
+        """Per unit, the (consumer unit, need) pairs it must send: its forwarding table."""
+        table: dict[str, list[tuple[str, Need]]] = {unit.id: [] for unit in self.units}
+        for unit in self.units:
+            for need in unit.needs:
+                table[need.unit].append((unit.id, need))
+        return {key: tuple(value) for key, value in table.items()}
+
+
+def layer_regions(unit: Unit, graph: LayerGraph) -> dict[str, Region]:
+    """The region of each of its layers that a unit computes: a fused stack computes, in
+    the layers before its last, the receptive field of the last layer's region."""
+    if len(unit.layers) == 1:
+        return {unit.last: unit.region}
+    regions = required_regions(graph, {unit.last: unit.region}, unit.layers)
+    return {name: regions[name] for name in unit.layers}

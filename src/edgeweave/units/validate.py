@@ -1,0 +1,144 @@
+"""Checks that a plan can run and gives the model's outputs, and what it costs in memory.
+
+``validate`` raises a ``PlanError`` naming the unit or device when: unit ids repeat; a unit
+sits on an unknown device or is missing from (or repeated in) its device's order; a need
+points at a unit that does not produce that region; a unit's needs do not cover what its
+region reads; some output element of a model is computed by no unit; the needs and the
+per-device orders form a cycle (a deadlock); or a device's weights plus peak live
+activations exceed its memory.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from edgeweave.errors import PlanError
+from edgeweave.units.plan import Plan, layer_regions
+from edgeweave.units.region import Region, covers, required_regions
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Memory a device needs for a plan: its units' weights (shared ones once) and the
+    peak of the activations it holds at once, walking its order."""
+
+    weight_bytes: int
+    peak_activation_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        """Weights plus peak activations."""
+        return self.weight_bytes + self.peak_activation_bytes
+
+
+def validate(plan: Plan) -> None:
+    """Raise a ``PlanError`` unless ``plan`` can run and computes every model output."""
+    _check_placement(plan)
+    for unit in plan.units:
+        _check_needs(plan, unit)
+    _check_outputs(plan)
+    _check_acyclic(plan)
+    for device, footprint in footprints(plan).items():
+        limit = plan.cluster.device(device).memory_bytes
+        if footprint.total_bytes > limit:
+            raise PlanError(
+                f"Device '{device}' needs {footprint.total_bytes / 1e6:.1f} MB "
+                f"({footprint.weight_bytes / 1e6:.1f} MB weights + "
+                f"{footprint.peak_activation_bytes / 1e6:.1f} MB activations) but has "
+                f"{limit / 1e6:.1f} MB.")
+
+
+def _check_placement(plan: Plan) -> None:
+    repeated = [uid for uid, n in Counter(u.id for u in plan.units).items() if n > 1]
+    if repeated:
+        raise PlanError(f"Unit ids must be unique; repeated: {repeated}.")
+    devices = set(plan.cluster.names)
+    for device in plan.order:
+        if device not in devices:
+            raise PlanError(f"The plan orders units on '{device}', which is not a device of "
+                            f"cluster '{plan.cluster.name}'.")
+    placed = Counter(uid for ids in plan.order.values() for uid in ids)
+    for unit in plan.units:
+        if unit.device not in devices:
+            raise PlanError(f"Unit {unit.id} is placed on '{unit.device}', which is not a "
+                            f"device of cluster '{plan.cluster.name}'.")
+        if unit.id not in plan.order.get(unit.device, ()) or placed[unit.id] != 1:
+            raise PlanError(f"Unit {unit.id} must appear once in the order of its device "
+                            f"'{unit.device}'.")
+    unknown = set(placed) - {u.id for u in plan.units}
+    if unknown:
+        raise PlanError(f"The order names units that do not exist: {sorted(unknown)}.")
+
+
+def _check_needs(plan: Plan, unit) -> None:
+    graph = plan.graphs[unit.graph]
+    wanted = required_regions(graph, {unit.last: unit.region}, unit.layers)
+    got: dict[str, list[Region]] = {}
+    for need in unit.needs:
+        producer = plan.unit(need.unit)
+        made = layer_regions(producer, graph).get(need.layer) if producer.graph == unit.graph \
+            else None
+        if made is None or not made.contains(need.region):
+            raise PlanError(f"Unit {unit.id} needs {need!r}, which unit {need.unit} does not "
+                            "produce.")
+        got.setdefault(need.layer, []).append(need.region)
+    for layer, region in wanted.items():
+        if layer not in unit.layers and not covers(got.get(layer, []), region):
+            raise PlanError(f"Unit {unit.id} reads {region!r} of layer '{layer}', which its "
+                            "needs do not cover.")
+
+
+def _check_outputs(plan: Plan) -> None:
+    for name, graph in plan.graphs.items():
+        for output in graph.outputs:
+            made = [layer_regions(u, graph)[output] for u in plan.units
+                    if u.graph == name and output in u.layers]
+            if not covers(made, Region.full(graph[output].output_shape)):
+                raise PlanError(f"No unit computes all of output '{output}' of model '{name}'.")
+
+
+def _check_acyclic(plan: Plan) -> None:
+    import networkx as nx
+
+    digraph = nx.DiGraph()
+    digraph.add_nodes_from(u.id for u in plan.units)
+    digraph.add_edges_from((need.unit, u.id) for u in plan.units for need in u.needs)
+    for ids in plan.order.values():
+        digraph.add_edges_from(zip(ids, ids[1:]))
+    if not nx.is_directed_acyclic_graph(digraph):
+        cycle = [edge[0] for edge in nx.find_cycle(digraph)]
+        raise PlanError(f"The plan deadlocks: units {cycle} wait for each other (through "
+                        "their needs and the order of their devices).")
+
+
+def footprints(plan: Plan) -> dict[str, Footprint]:
+    """The memory each device needs for the plan."""
+    result = {}
+    consumers: dict[str, list[str]] = {u.id: [] for u in plan.units}
+    for unit in plan.units:
+        for need in unit.needs:
+            consumers[need.unit].append(unit.id)
+    outputs = {(name, o) for name, g in plan.graphs.items() for o in g.outputs}
+    for device, ids in plan.order.items():
+        units = [plan.unit(uid) for uid in ids]
+        params = {(u.graph, p) for u in units for layer in u.layers
+                  for p in plan.graphs[u.graph][layer].params}
+        weights = sum(plan.graphs[g].param_sizes[p] for g, p in params)
+        position = {uid: i for i, uid in enumerate(ids)}
+        live: dict[str, tuple[int, int]] = {}  # unit -> (bytes, last position it is needed)
+        peak = 0
+        for i, unit in enumerate(units):
+            graph = plan.graphs[unit.graph]
+            itemsize = 4 if graph[unit.last].dtype == "float32" else 8
+            received = sum(n.region.numel * itemsize for n in unit.needs
+                           if plan.unit(n.unit).device != device)
+            made = sum(r.numel * itemsize for r in layer_regions(unit, graph).values())
+            peak = max(peak, received + made + sum(b for b, _ in live.values()))
+            local = [position[c] for c in consumers[unit.id] if c in position]
+            keep = (unit.graph, unit.last) in outputs
+            if local or keep:
+                live[unit.id] = (unit.region.numel * itemsize, len(ids) if keep else max(local))
+            live = {k: v for k, v in live.items() if v[1] > i}
+        result[device] = Footprint(weights, peak)
+    return result
