@@ -45,9 +45,13 @@ def compute_region(graph: LayerGraph, name: str, region: Region,
     layer = graph[name]
     pieces: dict[str, Piece] = {}
     for producer, need in zip(layer.inputs, input_regions(layer, region), strict=True):
+        clipped = _clip(graph[producer], need)
+        if clipped.bounds and clipped.is_empty:  # not read (a concat piece outside the region)
+            dtype = getattr(torch, graph[producer].dtype)
+            pieces[producer] = (clipped, torch.empty(clipped.shape, dtype=dtype))
+            continue
         if producer not in available:
             raise GraphError(f"Layer '{name}' needs layer '{producer}', which is not available.")
-        clipped = _clip(graph[producer], need)
         try:
             pieces[producer] = (clipped, crop(available[producer], clipped))
         except GraphError:
