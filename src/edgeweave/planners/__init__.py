@@ -1,0 +1,65 @@
+"""The planners, one module per method, behind one registry and the ``plan`` front door.
+
+A planner is a pure function ``(problem, rng) -> Plan``: no I/O, no global state, the same
+seed gives the same plan. Adding a method means one module and one line in ``PLANNERS``
+(with the options it accepts and their defaults).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from edgeweave.cluster import Cluster
+from edgeweave.cost import CostModel
+from edgeweave.errors import EdgeweaveError, UnknownNameError
+from edgeweave.graph import LayerGraph
+from edgeweave.planners import baselines, neurosurgeon
+from edgeweave.planners.problem import Problem
+from edgeweave.units import Plan
+
+Planner = Callable[[Problem, random.Random], Plan]
+
+# name: (planner, its options with defaults, one line about it)
+PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
+    "local": (baselines.local, {}, "everything on the device where inputs arrive"),
+    "remote": (baselines.remote, {}, "inputs sent to the fastest device, everything there"),
+    "neurosurgeon": (neurosurgeon.plan, {}, "best single cut device -> server (min-cut on DAGs)"),
+}
+
+
+def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
+         cluster: Cluster | str | Mapping[str, Any], planner: str = "local", seed: int = 0,
+         models: Mapping[str, str] | None = None, **options: Any) -> Plan:
+    """Plan one model or several on a cluster with a registered planner.
+
+    ``graphs`` is a traced graph, a list of them (names must differ) or a dict by name;
+    ``cluster`` a ``Cluster``, an expression or a file path; ``models`` optionally the model
+    spec of each graph, recorded so that a saved plan can be loaded again.
+    """
+    if planner not in PLANNERS:
+        raise UnknownNameError(f"Unknown planner '{planner}'. Known planners: "
+                               f"{', '.join(PLANNERS)}.")
+    function, defaults, _ = PLANNERS[planner]
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise EdgeweaveError(f"Planner '{planner}' has no option(s) {sorted(unknown)}; its "
+                             f"options: {sorted(defaults) or 'none'}.")
+    by_name = _by_name(graphs)
+    loaded = Cluster.load(cluster)
+    problem = Problem(by_name, loaded, CostModel.for_cluster(loaded), {**defaults, **options},
+                      dict(models or {}))
+    return function(problem, random.Random(seed))
+
+
+def _by_name(graphs) -> dict[str, LayerGraph]:
+    if isinstance(graphs, LayerGraph):
+        return {graphs.name: graphs}
+    if isinstance(graphs, Mapping):
+        return dict(graphs)
+    by_name = {g.name: g for g in graphs}
+    if len(by_name) != len(graphs):
+        raise EdgeweaveError("Graphs planned together need different names "
+                             "(trace(..., name=...)).")
+    return by_name

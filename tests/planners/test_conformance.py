@@ -1,0 +1,59 @@
+"""Every registered planner, on several models and clusters: a valid plan whose inline
+execution equals the model, deterministic for a seed, with clear errors for bad options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import edgeweave as ew
+from edgeweave.errors import EdgeweaveError, UnknownNameError
+from edgeweave.planners import PLANNERS, plan
+from edgeweave.runtime import run_inline
+from tests.conftest import zoo_graph, zoo_model, zoo_output
+
+CLUSTERS = ["rpi4b+edge-server@wifi", "rpi3*2+jetson-tx2@4g"]
+MODELS = ["line", "two_branch", "resnet18", "siamese", "yolov5s"]
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_plan_runs_inline_equal_to_the_model(planner, model, cluster):
+    graph = zoo_graph(model)
+    made = plan(graph, cluster, planner=planner, seed=1)
+    assert made.planner == planner and set(made.graphs) == {model}
+    _, inputs = zoo_model(model)
+    outputs = run_inline(made, inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for ours, theirs in zip(outputs, zoo_output(model), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_same_seed_same_plan(planner):
+    graph = zoo_graph("two_branch")
+    first = plan(graph, CLUSTERS[1], planner=planner, seed=3)
+    second = plan(graph, CLUSTERS[1], planner=planner, seed=3)
+    assert first.units == second.units and first.order == second.order
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_several_models_at_once(planner):
+    graphs = [zoo_graph("line"), zoo_graph("two_branch")]
+    made = plan(graphs, CLUSTERS[0], planner=planner)
+    inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}
+    outputs = run_inline(made, inputs)
+    torch.testing.assert_close(outputs["line"], zoo_output("line")[0])
+    torch.testing.assert_close(outputs["two_branch"], zoo_output("two_branch")[0])
+
+
+def test_bad_planner_and_options_are_named():
+    graph = zoo_graph("line")
+    with pytest.raises(UnknownNameError, match="Unknown planner 'magic'.*neurosurgeon"):
+        plan(graph, CLUSTERS[0], planner="magic")
+    with pytest.raises(EdgeweaveError, match="Planner 'local' has no option\\(s\\) \\['depth'\\]"):
+        plan(graph, CLUSTERS[0], planner="local", depth=3)
+    with pytest.raises(EdgeweaveError, match="need different names"):
+        plan([graph, graph], CLUSTERS[0])
+    assert isinstance(ew.Cluster.load(CLUSTERS[0]), ew.Cluster)
