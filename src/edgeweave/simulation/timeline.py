@@ -1,0 +1,89 @@
+"""Timelines: what ran where and when, predicted or measured, in one format."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One compute of a unit on a device, or one transfer over a link.
+
+    Text form: ``compute f0 u3 rpi4b 0.001000-0.003000`` or
+    ``transfer f0 u3 rpi4b->edge-server 0.003000-0.004500 802816B``.
+    """
+
+    kind: str  # "compute" or "transfer"
+    frame: int
+    unit: str
+    resource: str  # a device, or "src->dst" for a transfer
+    start_s: float
+    end_s: float
+    n_bytes: int = 0
+
+    def __repr__(self) -> str:
+        size = f" {self.n_bytes}B" if self.kind == "transfer" else ""
+        return (f"{self.kind} f{self.frame} {self.unit} {self.resource} "
+                f"{self.start_s:.6f}-{self.end_s:.6f}{size}")
+
+    @classmethod
+    def parse(cls, text: str) -> Event:
+        """The event written as its ``repr``."""
+        match = re.fullmatch(r"(compute|transfer) f(\d+) (\S+) (\S+) ([\d.e+-]+)-([\d.e+-]+)"
+                             r"(?: (\d+)B)?", text.strip())
+        if match is None:
+            raise ValueError(f"Not a timeline event: '{text}'.")
+        kind, frame, unit, resource, start, end, size = match.groups()
+        return cls(kind, int(frame), unit, resource, float(start), float(end), int(size or 0))
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Events in order of start, per-frame arrival and completion, and the footprints."""
+
+    events: tuple[Event, ...]
+    arrival_s: tuple[float, ...]
+    done_s: tuple[float, ...]
+    source: str  # "simulated" or what measured it
+    peak_memory_bytes: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def latency_s(self) -> tuple[float, ...]:
+        """End-to-end latency of each frame: from its arrival to its outputs being back."""
+        return tuple(d - a for a, d in zip(self.arrival_s, self.done_s))
+
+    @property
+    def makespan_s(self) -> float:
+        """From the first arrival to the last completion."""
+        return max(self.done_s) - min(self.arrival_s)
+
+    @property
+    def throughput_fps(self) -> float:
+        """Frames per second over the makespan."""
+        return len(self.done_s) / self.makespan_s if self.makespan_s > 0 else float("inf")
+
+    def busy_s(self) -> dict[str, float]:
+        """Seconds each device spent computing."""
+        busy: dict[str, float] = {}
+        for event in self.events:
+            if event.kind == "compute":
+                busy[event.resource] = busy.get(event.resource, 0.0) + event.end_s - event.start_s
+        return busy
+
+    def bytes_moved(self) -> dict[str, int]:
+        """Bytes carried between each pair of devices (``src->dst``)."""
+        moved: dict[str, int] = {}
+        for event in self.events:
+            if event.kind == "transfer":
+                moved[event.resource] = moved.get(event.resource, 0) + event.n_bytes
+        return moved
+
+    def metrics(self) -> dict[str, object]:
+        """All metrics as one JSON-ready dict."""
+        return {"source": self.source, "latency_s": list(self.latency_s),
+                "mean_latency_s": sum(self.latency_s) / len(self.latency_s),
+                "makespan_s": self.makespan_s, "throughput_fps": self.throughput_fps,
+                "busy_s": self.busy_s(), "bytes_moved": self.bytes_moved(),
+                "peak_memory_bytes": dict(self.peak_memory_bytes)}
