@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/edgeweave demo
+	$(BIN)/edgeweave demo --gantt out/demo-gantt.png
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
+
 from typer.testing import CliRunner
 
 import edgeweave as ew
@@ -64,12 +66,13 @@ def test_bad_input_shape_is_one_line():
     assert result.exit_code == 1 and "--input-shape must look like" in result.output
 
 
-def test_demo_traces_its_models():
-    result = runner.invoke(app, ["demo", "--json"])
+def test_demo_plans_simulates_and_runs(tmp_path):
+    chart = tmp_path / "demo.png"
+    result = runner.invoke(app, ["demo", "--gantt", str(chart), "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
-    assert {row["model"] for row in rows} >= {"resnet18", "yolov5s"}
-    assert all(row["flops"] > 0 and row["layers"] > 0 for row in rows)
+    data = json.loads(result.stdout)
+    assert {row["planner"] for row in data["comparison"]} == {"local", "remote", "neurosurgeon"}
+    assert data["max_abs_error"] < 1e-4 and chart.is_file()
 
 
 def test_profile_writes_a_profile_the_cost_model_reads(tmp_path):
@@ -81,3 +84,46 @@ def test_profile_writes_a_profile_the_cost_model_reads(tmp_path):
     assert data["output"] == str(output) and data["total_s"] > 0
     profiles = ew.cost.load(output)
     assert [p.model for p in profiles.values()] == ["line"]
+
+
+def test_plan_then_simulate_with_a_gantt_chart(tmp_path):
+    plan_file, chart = tmp_path / "plan.json", tmp_path / "g.png"
+    result = runner.invoke(app, ["plan", "two_branch", "-c", "rpi4b+edge-server@wifi",
+                                 "-p", "remote", "-o", str(plan_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["latency_ms"] > 0 and plan_file.is_file()
+    result = runner.invoke(app, ["simulate", str(plan_file), "--frames", "3", "--interval",
+                                 "0.01", "--gantt", str(chart), "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert len(metrics["latency_s"]) == 3 and metrics["bytes_moved"]
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_lists_every_planner_and_neurosurgeon_is_never_worse():
+    result = runner.invoke(app, ["compare", "resnet18", "--cluster", "rpi4b+edge-server@wifi",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["planner"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"local", "remote", "neurosurgeon"}
+    assert rows["neurosurgeon"]["latency_ms"] <= min(rows["local"]["latency_ms"],
+                                                     rows["remote"]["latency_ms"]) + 1e-9
+
+
+def test_run_check_compares_with_the_model():
+    result = runner.invoke(app, ["run", "two_branch", "-c", "rpi3*2+jetson-tx2@4g", "--check",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["max_abs_error"] < 1e-4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "line", "-c", "rpi9@wifi"], "Unknown device preset 'rpi9'"),
+    (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
+    (["run", "line", "-c", "rpi4b", "--backend", "gpu"], "Unknown backend 'gpu'"),
+    (["simulate", "missing.json"], "No plan file 'missing.json'"),
+])
+def test_bad_names_are_one_line(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and message in result.output
+    assert len(result.output.strip().splitlines()) == 1

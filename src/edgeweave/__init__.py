@@ -2,11 +2,12 @@
 
 >>> import edgeweave as ew
 >>> module, example = ew.models.get("line")
->>> graph = ew.trace(module, example)
->>> graph.structure.value
-'line'
->>> ew.Cluster.load("rpi4b+edge-server@wifi").names
-('rpi4b', 'edge-server')
+>>> graph = ew.trace(module, example, name="line")
+>>> plan = ew.plan(graph, "rpi4b+edge-server@wifi", planner="neurosurgeon")
+>>> timeline = ew.simulate(plan)
+>>> outputs = ew.run(plan, example)
+>>> bool((outputs - module(example)).abs().max() < 1e-4)
+True
 """
 
 from edgeweave import models
@@ -15,8 +16,13 @@ from edgeweave.cost import CostModel
 from edgeweave.cost import measure as profile
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Layer, LayerGraph, OpKind, trace
+from edgeweave.planners import plan
+from edgeweave.runtime import run
+from edgeweave.simulation import Timeline, simulate
+from edgeweave.units import Plan, Region, Unit
 
 __version__ = "0.1.0"
 
 __all__ = ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-           "OpKind", "__version__", "models", "profile", "trace"]
+           "OpKind", "Plan", "Region", "Timeline", "Unit", "__version__", "models", "plan",
+           "profile", "run", "simulate", "trace"]

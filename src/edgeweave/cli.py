@@ -17,9 +17,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+import time
+
 from edgeweave import cost, models
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
+from edgeweave.planners import PLANNERS, plan as make_plan
+from edgeweave.runtime import run as run_plan
+from edgeweave.simulation import Timeline, simulate as simulate_plan
+from edgeweave.units import Plan, footprints
+from edgeweave.units import serialize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, simulate and run DNN inference across heterogeneous edge devices.")
@@ -27,9 +34,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
 
-DEMO_MODELS = ("line", "two_branch", "resnet18", "googlenet", "yolov5s")
+DEMO_MODEL, DEMO_CLUSTER = "resnet18", "rpi4b*2+edge-server@wifi"
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ClusterOption = Annotated[str, typer.Option(
+    "--cluster", "-c", help="Cluster expression (rpi4b+edge-server@wifi) or YAML file.")]
+PlannerOption = Annotated[str, typer.Option("--planner", "-p", help="A registered planner.")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the planner (and of the weights).")]
+FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
+IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
+GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
 ModelArgument = Annotated[str, typer.Argument(
     help="A zoo model name (see `edgeweave models`), or your own model as "
          "package.module:factory or path/to/file.py:factory.")]
@@ -172,31 +186,180 @@ def profile(
                   f"{measured.host} ({measured.threads} threads); written to {output}")
 
 
-def _summary(name: str, graph: LayerGraph) -> dict[str, Any]:
-    return {"model": name, "layers": len(graph), "structure": graph.structure.value,
-            "cut_points": len(graph.cut_points), "flops": graph.flops,
-            "param_bytes": graph.param_bytes, "activation_bytes": graph.activation_bytes}
+def _plan(model: str, cluster: str, planner: str, seed: int) -> tuple[Plan, float]:
+    graph = load_graph(model, seed=seed)
+    start = time.perf_counter()
+    made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model})
+    return made, time.perf_counter() - start
+
+
+def _timeline_row(timeline: Timeline) -> dict[str, Any]:
+    return {"latency_ms": 1e3 * sum(timeline.latency_s) / len(timeline.latency_s),
+            "throughput_fps": timeline.throughput_fps,
+            "bytes_moved": sum(timeline.bytes_moved().values())}
+
+
+def _plan_table(made: Plan, timeline: Timeline) -> Table:
+    busy, prints = timeline.busy_s(), footprints(made)
+    table = _table(f"{made.planner} on {made.cluster.name}: {len(made.units)} units",
+                   ("device", "units", "busy ms", "weights B", "peak activations B"),
+                   ("units", "busy ms", "weights B", "peak activations B"))
+    for device, ids in made.order.items():
+        table.add_row(device, str(len(ids)), f"{busy.get(device, 0.0) * 1e3:.1f}",
+                      _si(prints[device].weight_bytes), _si(prints[device].peak_activation_bytes))
+    return table
+
+
+@app.command("plan")
+def plan_command(
+    model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
+    seed: SeedOption = 0,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Plan a model on a cluster; show where the units go and the predicted latency."""
+    with _reported():
+        made, planning_s = _plan(model, cluster, planner, seed)
+        timeline = simulate_plan(made)
+        if output:
+            serialize.save(made, output)
+    if as_json:
+        _echo_json({"planner": planner, "planning_s": planning_s, "output": output,
+                    **_timeline_row(timeline), "order": {d: list(i) for d, i in made.order.items()}})
+        return
+    console.print(_plan_table(made, timeline))
+    console.print(f"predicted latency {timeline.latency_s[0] * 1e3:.1f} ms, planned in "
+                  f"{planning_s * 1e3:.0f} ms" + (f"; saved to {output}" if output else ""))
 
 
 @app.command()
-def demo(as_json: JsonOption = False) -> None:
-    """The main job on this machine: trace a few zoo models and compare them."""
+def simulate(
+    plan_file: Annotated[str, typer.Argument(help="A plan saved by `edgeweave plan -o`.")],
+    frames: FramesOption = 1, interval: IntervalOption = 0.0, gantt: GanttOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate a saved plan: latency per frame, throughput, busy time, bytes moved."""
+    with _reported():
+        made = serialize.load(plan_file)
+        timeline = simulate_plan(made, frames, interval)
+        if gantt:
+            from edgeweave.report import gantt as draw
+
+            draw([(made.planner, timeline)], gantt)
+    if as_json:
+        _echo_json({**timeline.metrics(), "events": [repr(e) for e in timeline.events]})
+        return
+    console.print(_plan_table(made, timeline))
+    console.print(f"{frames} frame(s): mean latency {_timeline_row(timeline)['latency_ms']:.1f} "
+                  f"ms, throughput {timeline.throughput_fps:.2f} frames/s"
+                  + (f"; Gantt chart in {gantt}" if gantt else ""))
+
+
+def compare_planners(model: str, cluster: str, planners: list[str], seed: int = 0,
+                     progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Plan and simulate ``model`` with each planner; one row of figures per planner."""
     rows = []
-    with _reported(), Progress(console=errors, transient=True) as progress:
-        task = progress.add_task("tracing", total=len(DEMO_MODELS))
-        for name in DEMO_MODELS:
-            progress.update(task, description=f"tracing {name}")
-            rows.append(_summary(name, load_graph(name)))
+    task = progress.add_task("planning", total=len(planners)) if progress else None
+    for name in planners:
+        if progress:
+            progress.update(task, description=f"planning with {name}")
+        made, planning_s = _plan(model, cluster, name, seed)
+        rows.append({"planner": name, **_timeline_row(simulate_plan(made)),
+                     "planning_ms": planning_s * 1e3, "units": len(made.units)})
+        if progress:
             progress.advance(task)
+    return rows
+
+
+def _compare_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    numbers = ("latency ms", "bytes moved", "planning ms", "units")
+    table = _table(title, ("planner", *numbers), numbers, caption="predicted by the simulator")
+    for row in rows:
+        table.add_row(row["planner"], f"{row['latency_ms']:.1f}", _si(row["bytes_moved"]),
+                      f"{row['planning_ms']:.1f}", str(row["units"]))
+    return table
+
+
+@app.command()
+def compare(
+    model: ModelArgument, cluster: ClusterOption,
+    planners: Annotated[str | None, typer.Option(help="Comma-separated planners (default: all).")]
+    = None,
+    seed: SeedOption = 0, as_json: JsonOption = False,
+) -> None:
+    """Every registered planner on one model and cluster: predicted latency, bytes, planning time."""
+    names = planners.split(",") if planners else list(PLANNERS)
+    with _reported(), Progress(console=errors, transient=True) as progress:
+        rows = compare_planners(model, cluster, names, seed, progress)
     if as_json:
         _echo_json(rows)
         return
-    numbers = ("layers", "cut points", "FLOPs", "params B", "activations B")
-    table = _table("edgeweave demo: traced zoo models", ("model", "structure", *numbers), numbers)
-    for row in rows:
-        table.add_row(row["model"], row["structure"], str(row["layers"]), str(row["cut_points"]),
-                      _si(row["flops"]), _si(row["param_bytes"]), _si(row["activation_bytes"]))
-    console.print(table)
+    console.print(_compare_table(f"{model} on {cluster}", rows))
+
+
+@app.command()
+def run(
+    model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
+    backend: Annotated[str, typer.Option(help="Where to run: inline (one process).")] = "inline",
+    check: Annotated[bool, typer.Option(help="Compare outputs with the original model.")] = False,
+    seed: SeedOption = 0, as_json: JsonOption = False,
+) -> None:
+    """Plan a model and really execute the plan; --check compares with the model itself."""
+    with _reported():
+        made, _ = _plan(model, cluster, planner, seed)
+        module, example = models.load(model, seed=seed)
+        inputs = example if isinstance(example, tuple) else (example,)
+        start = time.perf_counter()
+        outputs = run_plan(made, inputs, backend)
+        elapsed = time.perf_counter() - start
+        error = _max_error(module, inputs, outputs) if check else None
+    predicted = simulate_plan(made).latency_s[0]
+    if as_json:
+        _echo_json({"planner": planner, "backend": backend, "predicted_ms": predicted * 1e3,
+                    "wall_ms": elapsed * 1e3, "max_abs_error": error})
+    else:
+        console.print(f"{model} with {planner} on {made.cluster.name}: ran on the {backend} "
+                      f"backend in {elapsed * 1e3:.1f} ms (this host); predicted "
+                      f"{predicted * 1e3:.1f} ms on the cluster")
+        if check:
+            console.print(f"outputs equal the model's: max |difference| = {error:.2e}")
+    if check and error > 1e-4:
+        raise typer.Exit(2)
+
+
+def _max_error(module, inputs, outputs) -> float:
+    import torch
+
+    with torch.no_grad():
+        expected = module(*inputs)
+    pairs = zip(outputs if isinstance(outputs, tuple) else (outputs,),
+                expected if isinstance(expected, tuple) else (expected,), strict=True)
+    return max(float((a - b).abs().max()) for a, b in pairs)
+
+
+@app.command()
+def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> None:
+    """The main job: plan resnet18 on a small cluster with every planner, simulate, run."""
+    with _reported(), Progress(console=errors, transient=True) as progress:
+        rows = compare_planners(DEMO_MODEL, DEMO_CLUSTER, list(PLANNERS), 0, progress)
+        best = min(rows, key=lambda row: row["latency_ms"])["planner"]
+        made, _ = _plan(DEMO_MODEL, DEMO_CLUSTER, best, 0)
+        timeline = simulate_plan(made, frames=4, interval_s=0.1)
+        module, example = models.load(DEMO_MODEL)
+        error = _max_error(module, (example,), run_plan(made, (example,)))
+        if gantt:
+            from edgeweave.report import gantt as draw
+
+            draw([(f"{DEMO_MODEL}, {best}", timeline)], gantt)
+    if as_json:
+        _echo_json({"comparison": rows, "best": best, "max_abs_error": error, "gantt": gantt})
+        return
+    console.print(_compare_table(f"{DEMO_MODEL} on {DEMO_CLUSTER}", rows))
+    console.print(f"best: {best}; 4 frames every 100 ms: mean latency "
+                  f"{_timeline_row(timeline)['latency_ms']:.1f} ms, "
+                  f"{timeline.throughput_fps:.2f} frames/s (simulated)")
+    console.print(f"inline run of the {best} plan equals the model: max |difference| = "
+                  f"{error:.2e}" + (f"; Gantt chart in {gantt}" if gantt else ""))
 
 
 def main() -> None:

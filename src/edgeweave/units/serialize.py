@@ -1,0 +1,96 @@
+"""Plans as JSON: everything needed to simulate or run them again.
+
+The file records the cluster (fully explicit), the planner and its options, each model's
+spec (zoo name or ``module:attr``), input shapes and graph fingerprint, the units in their
+text forms and each device's order. Loading re-traces each model from its spec (or takes
+the graphs you pass), refuses a model whose fingerprint changed, and validates the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgeweave.cluster import Cluster
+from edgeweave.errors import EdgeweaveError, PlanError
+from edgeweave.graph import LayerGraph
+from edgeweave.units.plan import Need, Plan, Unit
+from edgeweave.units.region import Region
+from edgeweave.units.validate import validate
+
+VERSION = 1
+
+
+def to_json(plan: Plan) -> str:
+    """The plan as a JSON document."""
+    return json.dumps({
+        "edgeweave_plan": VERSION,
+        "planner": plan.planner,
+        "options": dict(plan.options),
+        "cluster": plan.cluster.to_dict(),
+        "models": {name: {"spec": plan.models.get(name), "fingerprint": graph.fingerprint,
+                          "input_shapes": [list(graph[i].output_shape) for i in graph.inputs]}
+                   for name, graph in plan.graphs.items()},
+        "units": [{"id": u.id, "graph": u.graph, "layers": list(u.layers),
+                   "region": repr(u.region), "device": u.device,
+                   "needs": [repr(n) for n in u.needs]} for u in plan.units],
+        "order": {device: list(ids) for device, ids in plan.order.items()},
+    }, indent=1)
+
+
+def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan:
+    """A validated plan from its JSON; ``graphs`` replaces re-tracing models by spec."""
+    try:
+        data: Any = json.loads(text)
+        if data.get("edgeweave_plan") != VERSION:
+            raise PlanError(f"Not an edgeweave plan of version {VERSION}.")
+        cluster = Cluster.load(data["cluster"])
+        models = {name: entry.get("spec") for name, entry in data["models"].items()}
+        loaded = _graphs(data["models"], graphs or {})
+        units = tuple(Unit(u["id"], u["graph"], tuple(u["layers"]), Region.parse(u["region"]),
+                           u["device"], tuple(Need.parse(n) for n in u["needs"]))
+                      for u in data["units"])
+        order = {device: tuple(ids) for device, ids in data["order"].items()}
+        plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],
+                    {k: v for k, v in models.items() if v})
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise PlanError(f"Malformed plan file: {type(error).__name__}: {error}.") from None
+    validate(plan)
+    return plan
+
+
+def save(plan: Plan, path: str | Path) -> None:
+    """Write the plan's JSON to ``path``."""
+    Path(path).write_text(to_json(plan))
+
+
+def load(path: str | Path, graphs: Mapping[str, LayerGraph] | None = None) -> Plan:
+    """Read a plan written by ``save``."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError(f"No plan file '{path}'.")
+    return from_json(path.read_text(), graphs)
+
+
+def _graphs(entries: Mapping[str, Any], given: Mapping[str, LayerGraph]) -> dict[str, LayerGraph]:
+    from edgeweave.graph import trace
+    from edgeweave.models import load as load_model
+
+    result = {}
+    for name, entry in entries.items():
+        if name in given:
+            graph = given[name]
+        elif entry.get("spec"):
+            shapes = entry["input_shapes"]
+            module, example = load_model(entry["spec"], tuple(shapes[0]) if shapes else None)
+            graph = trace(module, example, name=name)
+        else:
+            raise EdgeweaveError(f"The plan's model '{name}' has no spec to load it from: "
+                                 "pass its traced graph (graphs={...}).")
+        if graph.fingerprint != entry["fingerprint"]:
+            raise PlanError(f"Model '{name}' no longer matches the plan (its layers or shapes "
+                            "changed): plan it again.")
+        result[name] = graph
+    return result
