@@ -57,3 +57,13 @@ def test_bad_planner_and_options_are_named():
     with pytest.raises(EdgeweaveError, match="need different names"):
         plan([graph, graph], CLUSTERS[0])
     assert isinstance(ew.Cluster.load(CLUSTERS[0]), ew.Cluster)
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+@pytest.mark.parametrize("model", sorted(set(ew.models.names()) - set(MODELS)))
+def test_every_zoo_model_runs_inline_equal_to_the_model(planner, model):
+    made = plan(zoo_graph(model), "rpi4b+edge-server@4g", planner=planner)
+    outputs = run_inline(made, zoo_model(model)[1])
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for ours, theirs in zip(outputs, zoo_output(model), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)

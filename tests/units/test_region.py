@@ -201,7 +201,7 @@ class _MiniNeck(nn.Module):
 def test_required_regions_through_a_dag_contain_what_the_output_reads(data):
     from edgeweave.models._common import seeded
 
-    model = seeded(_MiniNeck, 0)
+    model = seeded(_MiniNeck, 0, ((1, 3, 32, 32),))
     x = torch.randn(1, 3, 32, 32)
     graph = ew.trace(model, x)
     output = graph.outputs[0]

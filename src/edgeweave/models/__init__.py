@@ -95,7 +95,7 @@ def get(name: str, seed: int = 0) -> tuple[nn.Module, Example]:
     if name not in ZOO:
         raise UnknownNameError(f"Unknown model '{name}'. Known models: {', '.join(ZOO)}.")
     entry = ZOO[name]
-    return seeded(entry.build, seed), example_input(entry.input_shapes, seed)
+    return seeded(entry.build, seed, entry.input_shapes), example_input(entry.input_shapes, seed)
 
 
 def load(spec: str, input_shape: tuple[int, ...] | None = None,

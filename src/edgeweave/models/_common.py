@@ -9,13 +9,15 @@ import torch
 from torch import nn
 
 
-def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
+def seeded(build: Callable[[], nn.Module], seed: int,
+           input_shapes: tuple[tuple[int, ...], ...] = ()) -> nn.Module:
     """Build a module and give it seeded random weights, leaving torch's global RNG untouched.
 
-    Convolutions and linear layers get He-normal weights (fan-in) so that activations keep
-    their scale through deep stacks: a partitioned run compared with the whole model then
-    compares numbers of order one, not vanishing ones. Batch norms get random affine
-    parameters and running statistics, so that a wrongly applied norm shows in the output.
+    Convolutions and linear layers get He-normal weights (fan-in); batch norms get random
+    affine parameters, and their running statistics are measured on one seeded random
+    batch of ``input_shapes`` (batch 2), as training would leave them. Activations then
+    stay of order one through deep and residual stacks, so a partitioned run compared with
+    the whole model compares well-conditioned numbers, and a misapplied norm shows.
     """
     with torch.random.fork_rng(devices=[]):
         module = build()
@@ -23,7 +25,25 @@ def seeded(build: Callable[[], nn.Module], seed: int) -> nn.Module:
     with torch.no_grad():
         for sub in module.modules():
             _init_module(sub, generator)
+        if input_shapes:
+            _calibrate_batch_norms(module, input_shapes, generator)
     return module.eval()
+
+
+def _calibrate_batch_norms(module: nn.Module, input_shapes, generator) -> None:
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    module.eval()
+    for norm in norms:  # only the norms learn; dropout stays off
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the calibration batch
+        norm.train()
+    batch = [torch.randn((2, *shape[1:]), generator=generator) for shape in input_shapes]
+    module(*batch)
+    for norm in norms:
+        norm.momentum = 0.1
+        norm.eval()
 
 
 def _init_module(module: nn.Module, generator: torch.Generator) -> None:
@@ -35,8 +55,6 @@ def _init_module(module: nn.Module, generator: torch.Generator) -> None:
     elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         module.weight.uniform_(0.8, 1.2, generator=generator)
         module.bias.uniform_(-0.1, 0.1, generator=generator)
-        module.running_mean.uniform_(-0.1, 0.1, generator=generator)
-        module.running_var.uniform_(0.8, 1.2, generator=generator)
 
 
 def autopad(kernel: int | tuple[int, int]) -> int | tuple[int, int]:
