@@ -245,7 +245,7 @@ def simulate(
         if gantt:
             from edgeweave.report import gantt as draw
 
-            draw([(made.planner, timeline)], gantt)
+            draw([(made.planner, timeline)], gantt, {u.id: u.graph for u in made.units})
     if as_json:
         _echo_json({**timeline.metrics(), "events": [repr(e) for e in timeline.events]})
         return

@@ -17,6 +17,7 @@ from edgeweave.graph import OpKind
 from edgeweave.models._common import seeded
 from edgeweave.units import Region, input_regions
 from edgeweave.units.compute import compute_region
+from tests.strategies import regions
 
 # zoo architectures at small inputs, so that every layer can be tried in every split
 SMALL = {"yolov5s": 128, "googlenet": 96, "resnet18": 64, "mobilenet_v2": 64, "yolov2": 96,
@@ -69,15 +70,6 @@ def test_every_layer_in_every_split_equals_the_whole(model):
             _check(graph, values, layer.name, region)
 
 
-@st.composite
-def _region(draw, shape):
-    bounds = []
-    for size in shape:
-        start = draw(st.integers(0, size - 1))
-        bounds.append((start, draw(st.integers(start + 1, size))))
-    return Region(tuple(bounds))
-
-
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), groups=st.sampled_from([1, 2, 4]), k=st.integers(1, 4),
        s=st.integers(1, 3), d=st.integers(1, 2), pool_k=st.integers(2, 3), ceil=st.booleans(),
@@ -95,7 +87,7 @@ def test_random_conv_and_pool_regions(data, groups, k, s, d, pool_k, ceil, avera
     graph = ew.trace(model, x)
     values = {graph.inputs[0]: x, **graph.run_all(x)}
     for layer in list(graph)[1:]:
-        _check(graph, values, layer.name, data.draw(_region(layer.output_shape)))
+        _check(graph, values, layer.name, data.draw(regions(layer.output_shape)))
 
 
 def test_a_missing_or_short_input_is_named():

@@ -18,6 +18,7 @@ from torch import nn
 
 import edgeweave as ew
 from edgeweave.units import Region, input_regions, required_regions
+from tests.strategies import regions
 
 
 def _support(model: nn.Module, inputs: tuple[torch.Tensor, ...], region: Region):
@@ -53,15 +54,6 @@ def _check(model, inputs, region, exact: bool, layer_index: int = 1):
             assert clipped == support, (layer, region, clipped, support)
 
 
-@st.composite
-def _out_region(draw, shape):
-    bounds = []
-    for size in shape:
-        start = draw(st.integers(0, size - 1))
-        bounds.append((start, draw(st.integers(start + 1, size))))
-    return Region(tuple(bounds))
-
-
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), cin=st.integers(1, 4), groups=st.integers(1, 2), k=st.integers(1, 4),
        s=st.integers(1, 3), d=st.integers(1, 2), size=st.integers(8, 14))
@@ -72,7 +64,7 @@ def test_conv_window_equals_brute_force(data, cin, groups, k, s, d, size):
     x = torch.randn(1, cin * groups, size, size + 1)
     out_shape = conv(x).shape
     # a dilated kernel skips input rows inside its box: the box then only contains them
-    _check(conv, (x,), data.draw(_out_region(out_shape)), exact=d == 1)
+    _check(conv, (x,), data.draw(regions(out_shape)), exact=d == 1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -83,7 +75,7 @@ def test_pool_window_matches_brute_force(data, k, s, ceil, size, average):
     pool = (nn.AvgPool2d(k, s, p, ceil_mode=ceil) if average
             else nn.MaxPool2d(k, s, p, ceil_mode=ceil))
     x = torch.randn(1, 2, size, size)
-    _check(pool, (x,), data.draw(_out_region(pool(x).shape)), exact=average)
+    _check(pool, (x,), data.draw(regions(pool(x).shape)), exact=average)
 
 
 @settings(max_examples=40, deadline=None)
@@ -91,7 +83,7 @@ def test_pool_window_matches_brute_force(data, k, s, ceil, size, average):
 def test_adaptive_pool_equals_brute_force(data, size, out):
     pool = nn.AdaptiveAvgPool2d((out, max(1, out - 1)))
     x = torch.randn(1, 2, size, size + 2)
-    _check(pool, (x,), data.draw(_out_region(pool(x).shape)), exact=True)
+    _check(pool, (x,), data.draw(regions(pool(x).shape)), exact=True)
 
 
 class _Concat(nn.Module):
@@ -117,7 +109,7 @@ class _Up(nn.Module):
 @given(data=st.data(), ca=st.integers(1, 3), cb=st.integers(1, 3))
 def test_concat_offsets_equal_brute_force(data, ca, cb):
     a, b = torch.randn(1, ca, 4, 5), torch.randn(1, cb, 4, 5)
-    _check(_Concat(), (a, b), data.draw(_out_region((1, 2 * ca + cb, 4, 5))), exact=True,
+    _check(_Concat(), (a, b), data.draw(regions((1, 2 * ca + cb, 4, 5))), exact=True,
            layer_index=1)
 
 
@@ -125,14 +117,14 @@ def test_concat_offsets_equal_brute_force(data, ca, cb):
 @given(data=st.data())
 def test_broadcast_equals_brute_force(data):
     a, b = torch.rand(1, 3, 5, 6) + 0.5, torch.rand(1, 3, 1, 1) + 0.5
-    _check(_Broadcast(), (a, b), data.draw(_out_region((1, 3, 5, 6))), exact=True)
+    _check(_Broadcast(), (a, b), data.draw(regions((1, 3, 5, 6))), exact=True)
 
 
 @settings(max_examples=40, deadline=None)
 @given(data=st.data(), scale=st.integers(2, 3), mode=st.sampled_from(["nearest", "bilinear"]))
 def test_upsample_matches_brute_force(data, scale, mode):
     x = torch.randn(1, 2, 4, 5)
-    _check(_Up(scale, mode), (x,), data.draw(_out_region((1, 2, 4 * scale, 5 * scale))),
+    _check(_Up(scale, mode), (x,), data.draw(regions((1, 2, 4 * scale, 5 * scale))),
            exact=mode == "nearest")
 
 
@@ -141,7 +133,7 @@ def test_upsample_matches_brute_force(data, scale, mode):
 def test_linear_and_flatten_need_whole_rows(data):
     linear = nn.Linear(12, 5)
     nn.init.uniform_(linear.weight, 0.1, 1.0)
-    _check(linear, (torch.randn(3, 12),), data.draw(_out_region((3, 5))), exact=True)
+    _check(linear, (torch.randn(3, 12),), data.draw(regions((3, 5))), exact=True)
     model = nn.Sequential(nn.Flatten(), linear)
     x = torch.randn(3, 3, 2, 2)
     graph = ew.trace(model.eval(), x)
@@ -161,7 +153,7 @@ def test_fused_stack_receptive_field_equals_brute_force(data, depth, k, s):
     x = torch.randn(1, 2, 17, 15)
     graph = ew.trace(stack, x)
     last = graph.topological_order()[-1]
-    region = data.draw(_out_region(graph[last].output_shape))
+    region = data.draw(regions(graph[last].output_shape))
     needs = required_regions(graph, {last: region}, graph.topological_order()[1:])
     (support,) = _support(stack, (x,), region)
     assert needs[graph.inputs[0]] == support
@@ -205,7 +197,7 @@ def test_required_regions_through_a_dag_contain_what_the_output_reads(data):
     x = torch.randn(1, 3, 32, 32)
     graph = ew.trace(model, x)
     output = graph.outputs[0]
-    region = data.draw(_out_region(graph[output].output_shape))
+    region = data.draw(regions(graph[output].output_shape))
     needs = required_regions(graph, {output: region}, graph.topological_order())
     (support,) = _support(model, (x,), region)
     assert needs["x"].contains(support)

@@ -7,6 +7,7 @@ bytes and FLOPs count a multiply-add as two operations.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -77,22 +78,19 @@ class Layer:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def itemsize(self) -> int:
+        """Bytes per element of the output."""
+        return _ITEMSIZE.get(self.dtype, 4)
+
+    @property
     def input_bytes(self) -> int:
         """Bytes of all inputs, estimated from the output's element size."""
-        itemsize = _ITEMSIZE.get(self.dtype, 4)
-        return sum(_numel(shape) * itemsize for shape in self.input_shapes)
+        return sum(math.prod(shape) * self.itemsize for shape in self.input_shapes)
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.output_shape)) if self.output_shape else "?"
         geometry = f" {self.geometry!r}" if self.geometry else ""
         return f"<{self.kind} {self.name} -> {shape}{geometry} {self.flops / 1e6:.2f} MFLOP>"
-
-
-def _numel(shape: Shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 _ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int64": 8, "int32": 4,

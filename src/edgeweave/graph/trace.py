@@ -12,6 +12,7 @@ input shapes, which a plan is made for anyway.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -200,23 +201,16 @@ def _elementwise_flops(kind: OpKind, attrs, geometry, input_shapes, output_shape
     """FLOPs of ops that FlopCounterMode does not count (it counts matrix work only)."""
     if output_shape is None:
         return 0
-    out = _numel(output_shape)
+    out = math.prod(output_shape)
     if kind is OpKind.ELEMENTWISE:
         return 2 * out if "BatchNorm" in str(attrs.get("op", "")) else out
     if kind is OpKind.POOL:
-        return out * _numel(geometry.kernel)
+        return out * math.prod(geometry.kernel)
     if kind is OpKind.ADAPTIVE_POOL:
-        return _numel(input_shapes[0]) if input_shapes else out
+        return math.prod(input_shapes[0]) if input_shapes else out
     if kind is OpKind.UPSAMPLE:
         return out
     return 0
-
-
-def _numel(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def _qualname(target) -> str:

@@ -14,6 +14,7 @@ device where its input arrived; the frame is done when all are there. Frame f ar
 from __future__ import annotations
 
 import heapq
+import math
 from collections import defaultdict
 
 from edgeweave.cost import CostModel
@@ -29,9 +30,8 @@ def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str) -> float:
     total = 0.0
     for name, region in layer_regions(unit, graph).items():
         layer = graph[name]
-        whole = max(1, region.numel if layer.output_shape is None else
-                    _numel(layer.output_shape))
-        total += cost.compute_s(graph, layer, device, min(1.0, region.numel / whole))
+        whole = region.numel if layer.output_shape is None else math.prod(layer.output_shape)
+        total += cost.compute_s(graph, layer, device, min(1.0, region.numel / max(1, whole)))
     return total
 
 
@@ -42,13 +42,6 @@ def simulate(plan: Plan, frames: int = 1, interval_s: float = 0.0,
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
     return _Run(plan, cost or CostModel.for_cluster(plan.cluster), frames, interval_s).go()
-
-
-def _numel(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 class _Run:
@@ -135,8 +128,7 @@ class _Run:
         if key not in self.sent:
             link = self.plan.cluster.link(src, dst)
             graph = self.plan.graphs[self.plan.unit(unit_id).graph]
-            n_bytes = region.numel * (graph[layer].output_bytes
-                                      // max(1, _numel(graph[layer].output_shape or (1,))))
+            n_bytes = region.numel * graph[layer].itemsize
             medium = link.medium or f"{link.a}<->{link.b}"
             start = max(time, self.medium_free[medium])
             end = start + 8.0 * n_bytes / link.bandwidth_bps

@@ -130,7 +130,7 @@ def footprints(plan: Plan) -> dict[str, Footprint]:
         peak = 0
         for i, unit in enumerate(units):
             graph = plan.graphs[unit.graph]
-            itemsize = 4 if graph[unit.last].dtype == "float32" else 8
+            itemsize = graph[unit.last].itemsize
             received = sum(n.region.numel * itemsize for n in unit.needs
                            if plan.unit(n.unit).device != device)
             made = sum(r.numel * itemsize for r in layer_regions(unit, graph).values())
