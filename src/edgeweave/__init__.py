@@ -5,7 +5,7 @@
 >>> graph = ew.trace(module, example, name="line")
 >>> plan = ew.plan(graph, "rpi4b+edge-server@wifi", planner="neurosurgeon")
 >>> timeline = ew.simulate(plan)
->>> outputs = ew.run(plan, example)
+>>> outputs = ew.run(plan, example).output
 >>> bool((outputs - module(example)).abs().max() < 1e-4)
 True
 """
@@ -17,12 +17,12 @@ from edgeweave.cost import measure as profile
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Layer, LayerGraph, OpKind, trace
 from edgeweave.planners import plan
-from edgeweave.runtime import run
+from edgeweave.runtime import Run, run
 from edgeweave.simulation import Timeline, simulate
 from edgeweave.units import Plan, Region, Unit
 
 __version__ = "0.1.0"
 
 __all__ = ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-           "OpKind", "Plan", "Region", "Timeline", "Unit", "__version__", "models", "plan",
+           "OpKind", "Plan", "Region", "Run", "Timeline", "Unit", "__version__", "models", "plan",
            "profile", "run", "simulate", "trace"]

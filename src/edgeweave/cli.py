@@ -300,7 +300,9 @@ def compare(
 @app.command()
 def run(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
-    backend: Annotated[str, typer.Option(help="Where to run: inline (one process).")] = "inline",
+    backend: Annotated[str, typer.Option(help="inline (one process) or local (one process "
+                                          "per device).")] = "local",
+    frames: FramesOption = 1, interval: IntervalOption = 0.0,
     check: Annotated[bool, typer.Option(help="Compare outputs with the original model.")] = False,
     seed: SeedOption = 0, as_json: JsonOption = False,
 ) -> None:
@@ -309,18 +311,21 @@ def run(
         made, _ = _plan(model, cluster, planner, seed)
         module, example = models.load(model, seed=seed)
         inputs = example if isinstance(example, tuple) else (example,)
-        start = time.perf_counter()
-        outputs = run_plan(made, inputs, backend)
-        elapsed = time.perf_counter() - start
-        error = _max_error(module, inputs, outputs) if check else None
-    predicted = simulate_plan(made).latency_s[0]
+        result = run_plan(made, inputs, backend, frames, interval)
+        error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
+    predicted = simulate_plan(made, frames, interval)
+    measured = result.timeline
+    figures = {"planner": planner, "backend": backend, "frames": frames,
+               "predicted": _timeline_row(predicted), "max_abs_error": error,
+               "measured": _timeline_row(measured) if measured else None}
     if as_json:
-        _echo_json({"planner": planner, "backend": backend, "predicted_ms": predicted * 1e3,
-                    "wall_ms": elapsed * 1e3, "max_abs_error": error})
+        _echo_json(figures)
     else:
-        console.print(f"{model} with {planner} on {made.cluster.name}: ran on the {backend} "
-                      f"backend in {elapsed * 1e3:.1f} ms (this host); predicted "
-                      f"{predicted * 1e3:.1f} ms on the cluster")
+        console.print(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s): "
+                      f"predicted {figures['predicted']['latency_ms']:.1f} ms mean latency on "
+                      "the cluster" + (f"; measured {figures['measured']['latency_ms']:.1f} ms "
+                                      f"({measured.source}, this host's speed)" if measured
+                                      else " (inline: nothing measured)"))
         if check:
             console.print(f"outputs equal the model's: max |difference| = {error:.2e}")
     if check and error > 1e-4:
@@ -346,20 +351,27 @@ def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> 
         made, _ = _plan(DEMO_MODEL, DEMO_CLUSTER, best, 0)
         timeline = simulate_plan(made, frames=4, interval_s=0.1)
         module, example = models.load(DEMO_MODEL)
-        error = _max_error(module, (example,), run_plan(made, (example,)))
+        progress.add_task("running on worker processes", total=None)
+        measured = run_plan(made, (example,), "local", frames=4, interval_s=0.1)
+        error = max(_max_error(module, (example,), output) for output in measured.outputs)
         if gantt:
             from edgeweave.report import gantt as draw
 
-            draw([(f"{DEMO_MODEL}, {best}", timeline)], gantt)
+            draw([(f"{DEMO_MODEL}, {best}", timeline), (f"{DEMO_MODEL}, {best}",
+                                                         measured.timeline)], gantt)
     if as_json:
-        _echo_json({"comparison": rows, "best": best, "max_abs_error": error, "gantt": gantt})
+        _echo_json({"comparison": rows, "best": best, "max_abs_error": error, "gantt": gantt,
+                    "predicted": _timeline_row(timeline),
+                    "measured": _timeline_row(measured.timeline)})
         return
     console.print(_compare_table(f"{DEMO_MODEL} on {DEMO_CLUSTER}", rows))
-    console.print(f"best: {best}; 4 frames every 100 ms: mean latency "
-                  f"{_timeline_row(timeline)['latency_ms']:.1f} ms, "
-                  f"{timeline.throughput_fps:.2f} frames/s (simulated)")
-    console.print(f"inline run of the {best} plan equals the model: max |difference| = "
-                  f"{error:.2e}" + (f"; Gantt chart in {gantt}" if gantt else ""))
+    console.print(f"best: {best}; 4 frames every 100 ms, simulated on the cluster: mean "
+                  f"latency {_timeline_row(timeline)['latency_ms']:.1f} ms, "
+                  f"{timeline.throughput_fps:.2f} frames/s")
+    console.print(f"really run, one process per device on this host ({measured.timeline.source}):"
+                  f" mean latency {_timeline_row(measured.timeline)['latency_ms']:.1f} ms; "
+                  f"outputs equal the model's, max |difference| = {error:.2e}"
+                  + (f"; Gantt charts (predicted above measured) in {gantt}" if gantt else ""))
 
 
 def main() -> None:

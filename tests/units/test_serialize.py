@@ -22,7 +22,7 @@ def test_round_trip_by_spec_and_by_graph(tmp_path):
     again = serialize.load(path)  # re-traced from the zoo spec
     assert again.units == plan.units and again.order == plan.order
     assert again.cluster == plan.cluster and again.planner == "neurosurgeon"
-    torch.testing.assert_close(ew.run(again, zoo_model("two_branch")[1]),
+    torch.testing.assert_close(ew.run(again, zoo_model("two_branch")[1]).output,
                                zoo_output("two_branch")[0])
     assert serialize.from_json(serialize.to_json(plan), {"two_branch": graph}).units == plan.units
 

@@ -14,6 +14,7 @@ so cutting after it leaves one tensor crossing the cut (seed 002's notion).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -55,6 +56,14 @@ class LayerGraph:
     param_sizes: Mapping[str, int]
     name: str
     module: fx.GraphModule = field(repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled for worker processes: the fields only, not the cached indexes
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     # -- access -------------------------------------------------------------------------
     def __len__(self) -> int:

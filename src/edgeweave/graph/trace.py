@@ -67,7 +67,7 @@ def _example_tuple(example) -> tuple[torch.Tensor, ...]:
 class _Tracer(fx.Tracer):
     """An fx tracer that keeps the named leaves whole and remembers where tracing failed."""
 
-    def __init__(self, leaves: tuple[LeafSpec, ...]) -> None:
+    def __init__(self, leaves: tuple[LeafSpec, ...] = ()) -> None:  # () when unpickling
         super().__init__()
         self.leaf_names = {leaf for leaf in leaves if isinstance(leaf, str)}
         self.leaf_types = tuple(leaf for leaf in leaves if isinstance(leaf, type))

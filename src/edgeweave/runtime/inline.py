@@ -15,7 +15,7 @@ import torch
 
 from edgeweave.errors import ExampleInputError, PlanError
 from edgeweave.units import Plan, Region, layer_regions
-from edgeweave.units.compute import Piece, assemble, compute_region, crop
+from edgeweave.units.compute import Piece, assemble, compute_region, crop, merge
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, Any]
 
@@ -39,7 +39,7 @@ def run_inline(plan: Plan, inputs: Inputs) -> Any:
         for need in unit.needs:
             piece = produced[need.unit][need.layer]
             received.setdefault(need.layer, []).append((need.region, _cut(piece, need.region)))
-        available = {layer: _merge(pieces) for layer, pieces in received.items()}
+        available = {layer: merge(pieces) for layer, pieces in received.items()}
         regions = layer_regions(unit, graph)
         outputs: dict[str, Piece] = {}
         for layer in unit.layers:
@@ -96,11 +96,3 @@ def execution_order(plan: Plan) -> list[str]:
 def _cut(piece: Piece, region: Region) -> torch.Tensor:
     return crop(piece, region).clone()  # a copy, as a transfer to another device would be
 
-
-def _merge(pieces: list[Piece]) -> Piece:
-    if len(pieces) == 1:
-        return pieces[0]
-    hull = pieces[0][0]
-    for region, _ in pieces[1:]:
-        hull = hull.hull(region)
-    return hull, assemble(hull, pieces)

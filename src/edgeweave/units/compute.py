@@ -199,6 +199,16 @@ _FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwis
          OpKind.CONCAT: _concat, OpKind.UPSAMPLE: _upsample, OpKind.LINEAR: _linear}
 
 
+def merge(pieces: list[Piece]) -> Piece:
+    """One piece covering the hull of several pieces of the same layer's output."""
+    if len(pieces) == 1:
+        return pieces[0]
+    hull = pieces[0][0]
+    for region, _ in pieces[1:]:
+        hull = hull.hull(region)
+    return hull, assemble(hull, pieces)
+
+
 def assemble(region: Region, pieces: list[Piece]) -> torch.Tensor:
     """One tensor of ``region`` from pieces that together cover it (a need met by several
     producers, or an output computed in bands or tiles)."""

@@ -1,0 +1,238 @@
+"""The local backend: one OS process per device on this machine.
+
+Each worker runs its device's units in the plan's order, frame after frame, with its own
+torch thread budget (the device's ``threads``, default 1). A unit runs as soon as the
+regions its needs name have arrived; its outputs go straight to the devices whose units
+need them (once per device), through torch's shared-memory queues — device to device,
+never through the coordinator. Outputs of the model go to the coordinator, which plays
+the device where inputs arrive. Workers stamp events with the machine's monotonic clock,
+shared by all processes here, so no clock correction is needed.
+
+Faults are detected, not yet survived: a worker that raises, dies or stops answering for
+``timeout_s`` ends the run with an error naming the device and frame, and every worker
+process is stopped.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from edgeweave.errors import EdgeweaveError
+from edgeweave.simulation import Event, Timeline
+from edgeweave.units import Plan, Region, layer_regions
+from edgeweave.units.compute import Piece, assemble, compute_region, crop, merge
+
+
+class WorkerError(EdgeweaveError):
+    """A device's worker failed, died or stopped answering."""
+
+
+def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
+              interval_s: float = 0.0, timeout_s: float = 60.0) -> tuple[list[dict], Timeline]:
+    """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes;
+    returns each frame's outputs by model and the measured timeline."""
+    context = mp.get_context("spawn")
+    inboxes = {device: context.Queue() for device in plan.order}
+    results = context.Queue()
+    workers = {device: context.Process(target=_worker, name=f"edgeweave-{device}", daemon=True,
+                                       args=(device, plan, inboxes, results))
+               for device in plan.order}
+    try:
+        for process in workers.values():
+            process.start()
+        coordinator = _Coordinator(plan, workers, results, timeout_s)
+        coordinator.wait_ready()
+        return coordinator.run(frames, interval_s, inboxes)
+    finally:
+        for inbox in inboxes.values():
+            inbox.put(("stop",))
+        for process in workers.values():
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+class _Coordinator:
+    def __init__(self, plan: Plan, workers, results, timeout_s: float) -> None:
+        self.plan, self.workers, self.results, self.timeout_s = plan, workers, results, timeout_s
+        self.source = plan.cluster.devices[0].name
+        self.expected = sum(1 for u in plan.units for layer in u.layers
+                            if layer in plan.graphs[u.graph].outputs)
+        self.events: list[Event] = []
+
+    def receive(self, what: str, frame: int | None = None):
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                return self.results.get(timeout=0.2)
+            except queue.Empty:
+                for device, process in self.workers.items():
+                    if not process.is_alive():
+                        raise WorkerError(f"The worker of device '{device}' died (exit code "
+                                          f"{process.exitcode}) while {what}"
+                                          + (f" frame {frame}" if frame is not None else "")
+                                          + ".") from None
+                if time.monotonic() > deadline:
+                    raise WorkerError(f"No answer for {self.timeout_s:.0f} s while {what}"
+                                      + (f" frame {frame}" if frame is not None else "")
+                                      + ": a worker stopped answering.") from None
+
+    def wait_ready(self) -> None:
+        ready = set()
+        while ready != set(self.workers):
+            message = self.receive("starting the workers")
+            if message[0] == "error":
+                raise WorkerError(f"Device '{message[1]}' failed to start: {message[3]}")
+            ready.add(message[1])
+
+    def run(self, frames, interval_s, inboxes) -> tuple[list[dict], Timeline]:
+        start = time.perf_counter()
+        arrival = [start + f * interval_s for f in range(len(frames))]
+        pieces: list[dict[tuple[str, str], list[Piece]]] = [{} for _ in frames]
+        received, done = [0] * len(frames), [0.0] * len(frames)
+        sent = 0
+        while min(received, default=self.expected) < self.expected:
+            while sent < len(frames) and time.perf_counter() >= arrival[sent]:
+                arrival[sent] = time.perf_counter()
+                for name, tensors in frames[sent].items():
+                    inboxes[self.source].put(("input", sent, name, tensors))
+                sent += 1
+            pending = next(f for f, n in enumerate(received) if n < self.expected)
+            message = self.receive("computing", pending) if sent == len(frames) else \
+                self._poll()
+            if message is None:
+                continue
+            kind = message[0]
+            if kind == "error":
+                _, device, frame, text = message
+                raise WorkerError(f"Device '{device}' failed on frame {frame}: {text}")
+            if kind == "event":
+                self.events.append(message[1])
+            elif kind == "output":
+                _, frame, graph, layer, region, tensor = message
+                pieces[frame].setdefault((graph, layer), []).append((region, tensor))
+                received[frame] += 1
+                done[frame] = time.perf_counter()
+        outputs = [self._assemble(frame_pieces) for frame_pieces in pieces]
+        events = tuple(sorted((_shift(e, start) for e in self.events),
+                              key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
+        timeline = Timeline(events, tuple(a - start for a in arrival),
+                            tuple(d - start for d in done),
+                            f"measured: local backend, {len(self.workers)} processes")
+        return outputs, timeline
+
+    def _poll(self):
+        try:
+            return self.results.get(timeout=0.001)
+        except queue.Empty:
+            return None
+
+    def _assemble(self, frame_pieces) -> dict[str, Any]:
+        result = {}
+        for name, graph in self.plan.graphs.items():
+            values = {layer: assemble(Region.full(graph[layer].output_shape),
+                                      frame_pieces[(name, layer)]) for layer in graph.outputs}
+            result[name] = graph.assemble_outputs(values)
+        return result
+
+
+def _shift(event: Event, start: float) -> Event:
+    return Event(event.kind, event.frame, event.unit, event.resource, event.start_s - start,
+                 event.end_s - start, event.n_bytes)
+
+
+def _worker(device: str, plan: Plan, inboxes, results) -> None:
+    worker = _Worker(device, plan, inboxes, results)
+    try:
+        torch.set_num_threads(plan.cluster.device(device).threads or 1)
+        worker.serve()
+    except _Stop:
+        return
+    except Exception as error:  # reported to the coordinator, which names the device
+        results.put(("error", device, worker.frame, f"{type(error).__name__}: {error}"))
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Worker:
+    def __init__(self, device: str, plan: Plan, inboxes, results) -> None:
+        self.device, self.plan, self.inboxes, self.results = device, plan, inboxes, results
+        self.units = [plan.unit(uid) for uid in plan.order[device]]
+        self.store: dict[tuple, torch.Tensor] = {}  # (frame, unit, layer, region) -> tensor
+        self.inputs: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
+        self.frame = 0
+
+    def serve(self) -> None:
+        self.results.put(("ready", self.device))
+        while True:
+            for unit in self.units:
+                self.run_unit(unit)
+            # every unit of this frame is done here: its received data is no longer needed
+            self.store = {k: v for k, v in self.store.items() if k[0] > self.frame}
+            self.inputs = {k: v for k, v in self.inputs.items() if k[0] > self.frame}
+            self.frame += 1
+
+    def wait(self, ready) -> None:
+        while not ready():
+            message = self.inboxes[self.device].get()
+            if message[0] == "stop":
+                raise _Stop
+            if message[0] == "input":
+                _, frame, graph, tensors = message
+                self.inputs[frame, graph] = tensors
+            else:
+                _, frame, unit, layer, region, tensor, sent, source = message
+                self.store[frame, unit, layer, region] = tensor
+                self.results.put(("event", Event("transfer", frame, unit,
+                                                 f"{source}->{self.device}", sent,
+                                                 time.perf_counter(),
+                                                 tensor.numel() * tensor.element_size())))
+
+    def run_unit(self, unit) -> None:
+        graph, frame = self.plan.graphs[unit.graph], self.frame
+        if graph[unit.last].kind == "input":
+            self.wait(lambda: (frame, unit.graph) in self.inputs)
+            tensor = self.inputs[frame, unit.graph][graph.inputs.index(unit.last)]
+            outputs = {unit.last: (unit.region, tensor[unit.region.slices()])}
+            start = end = time.perf_counter()
+        else:
+            keys = [(frame, n.unit, n.layer, n.region) for n in unit.needs]
+            self.wait(lambda: all(key in self.store for key in keys))
+            start = time.perf_counter()
+            available: dict[str, list[Piece]] = {}
+            for need, key in zip(unit.needs, keys):
+                available.setdefault(need.layer, []).append((need.region, self.store[key]))
+            merged = {layer: merge(pieces) for layer, pieces in available.items()}
+            outputs = {}
+            for layer, region in layer_regions(unit, graph).items():
+                tensor = compute_region(graph, layer, region, merged)
+                merged[layer] = outputs[layer] = (region, tensor)
+            end = time.perf_counter()
+        self.results.put(("event", Event("compute", frame, unit.id, self.device, start, end)))
+        self.forward(unit, outputs)
+
+    def forward(self, unit, outputs: dict[str, Piece]) -> None:
+        frame, graph = self.frame, self.plan.graphs[unit.graph]
+        delivered = set()
+        for consumer, need in self.plan.forwarding[unit.id]:
+            target = self.plan.unit(consumer).device
+            key = (frame, unit.id, need.layer, need.region)
+            if target == self.device:
+                self.store[key] = crop(outputs[need.layer], need.region)
+            elif (target, key) not in delivered:
+                delivered.add((target, key))
+                tensor = crop(outputs[need.layer], need.region).contiguous()
+                self.inboxes[target].put(("data", *key, tensor, time.perf_counter(), self.device))
+        for layer, (region, tensor) in outputs.items():
+            if layer in graph.outputs:
+                self.results.put(("output", frame, unit.graph, layer, region, tensor))
+

@@ -1,0 +1,35 @@
+"""Modules that misbehave only inside a worker process, for the fault tests."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+from torch import nn
+
+
+def _in_worker() -> bool:
+    return multiprocessing.parent_process() is not None
+
+
+class DiesInWorker(nn.Module):
+    """Kills its process when run in a worker."""
+
+    def forward(self, x):
+        if _in_worker():
+            os._exit(3)
+        return x
+
+
+class RaisesInWorker(nn.Module):
+    """Raises when run in a worker."""
+
+    def forward(self, x):
+        if _in_worker():
+            raise ValueError("this layer refuses to run here")
+        return x
+
+
+def model(middle: type[nn.Module]) -> nn.Sequential:
+    """conv, the misbehaving module, conv."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), middle(), nn.Conv2d(4, 2, 3)).eval()

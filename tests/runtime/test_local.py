@@ -1,0 +1,85 @@
+"""The local backend: real worker processes give the model's outputs, a measured timeline,
+and clear errors when a worker fails or dies, leaving no process behind."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+import torch
+
+import edgeweave as ew
+from edgeweave.graph import OpKind
+from edgeweave.planners import PLANNERS
+from edgeweave.runtime.local import WorkerError
+from edgeweave.units import build_plan, whole
+from tests.conftest import zoo_graph, zoo_model, zoo_output
+from tests.runtime import faulty
+
+THREE = "rpi4b*2+edge-server@wifi"
+
+
+def test_three_workers_three_frames_equal_the_model():
+    graph = zoo_graph("resnet18")
+    cluster = ew.Cluster.load(THREE)
+    parts = [whole(graph, layer.name, cluster.names[(i // 20) % 3])
+             for i, layer in enumerate(graph) if layer.kind is not OpKind.INPUT]
+    plan = build_plan({"resnet18": graph}, cluster, parts)
+    result = ew.run(plan, zoo_model("resnet18")[1], backend="local", frames=3)
+    assert len(result.outputs) == 3
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("resnet18")[0], rtol=1e-4, atol=1e-4)
+    timeline = result.timeline
+    assert timeline.source.startswith("measured: local backend")
+    assert set(timeline.busy_s()) == set(cluster.names)
+    assert {"rpi4b-0->rpi4b-1", "rpi4b-1->edge-server"} <= set(timeline.bytes_moved())
+    assert all(latency > 0 for latency in timeline.latency_s)
+    computes = [e for e in timeline.events if e.kind == "compute" and e.frame == 0]
+    assert len(computes) == len(plan.units)
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_every_planner_runs_on_the_local_backend(planner):
+    plan = ew.plan([zoo_graph("line"), zoo_graph("two_branch")], "rpi3*2+jetson-tx2@4g",
+                   planner=planner)
+    inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}
+    result = ew.run(plan, inputs, backend="local")
+    torch.testing.assert_close(result.output["line"], zoo_output("line")[0])
+    torch.testing.assert_close(result.output["two_branch"], zoo_output("two_branch")[0])
+
+
+def _faulty_plan(middle):
+    model = faulty.model(middle)
+    x = torch.randn(1, 3, 8, 8)
+    graph = ew.trace(model, x, leaf_modules=[middle], name="faulty")
+    cluster = ew.Cluster.load("rpi4b+edge-server@ethernet")
+    parts = [whole(graph, "_0", "rpi4b"), whole(graph, "_1", "edge-server"),
+             whole(graph, "_2", "edge-server")]
+    return build_plan({"faulty": graph}, cluster, parts), x
+
+
+def test_a_failing_worker_is_named_with_its_frame():
+    plan, x = _faulty_plan(faulty.RaisesInWorker)
+    with pytest.raises(WorkerError, match="Device 'edge-server' failed on frame 0: .*"
+                                          "refuses to run here"):
+        ew.run(plan, x, backend="local", frames=2)
+    assert not multiprocessing.active_children()
+
+
+def test_a_dead_worker_is_detected_and_nothing_is_left_running():
+    plan, x = _faulty_plan(faulty.DiesInWorker)
+    with pytest.raises(WorkerError, match="worker of device 'edge-server' died \\(exit code 3\\)"
+                                          " while computing frame 0"):
+        ew.run(plan, x, backend="local", frames=2, timeout_s=20)
+    assert not multiprocessing.active_children()
+
+
+def test_bad_run_arguments():
+    plan = ew.plan(zoo_graph("line"), "rpi4b")
+    with pytest.raises(ew.EdgeweaveError, match="Unknown backend 'ray'"):
+        ew.run(plan, zoo_model("line")[1], backend="ray")
+    with pytest.raises(ew.EdgeweaveError, match="frames must be >= 1"):
+        ew.run(plan, zoo_model("line")[1], frames=0)
+    with pytest.raises(ew.EdgeweaveError, match="must be a float32 tensor of shape"):
+        ew.run(plan, torch.zeros(1, 3, 5, 5), backend="local")
