@@ -303,6 +303,8 @@ def run(
     backend: Annotated[str, typer.Option(help="inline (one process) or local (one process "
                                           "per device).")] = "local",
     frames: FramesOption = 1, interval: IntervalOption = 0.0,
+    emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
+                                          "and its devices' predicted compute times.")] = False,
     check: Annotated[bool, typer.Option(help="Compare outputs with the original model.")] = False,
     seed: SeedOption = 0, as_json: JsonOption = False,
 ) -> None:
@@ -311,7 +313,8 @@ def run(
         made, _ = _plan(model, cluster, planner, seed)
         module, example = models.load(model, seed=seed)
         inputs = example if isinstance(example, tuple) else (example,)
-        result = run_plan(made, inputs, backend, frames, interval)
+        result = run_plan(made, inputs, backend, frames, interval, emulate_links=emulate,
+                          emulate_compute=emulate)
         error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
     predicted = simulate_plan(made, frames, interval)
     measured = result.timeline
@@ -324,7 +327,7 @@ def run(
         console.print(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s): "
                       f"predicted {figures['predicted']['latency_ms']:.1f} ms mean latency on "
                       "the cluster" + (f"; measured {figures['measured']['latency_ms']:.1f} ms "
-                                      f"({measured.source}, this host's speed)" if measured
+                                      f"({measured.source})" if measured
                                       else " (inline: nothing measured)"))
         if check:
             console.print(f"outputs equal the model's: max |difference| = {error:.2e}")

@@ -83,3 +83,26 @@ def test_bad_run_arguments():
         ew.run(plan, zoo_model("line")[1], frames=0)
     with pytest.raises(ew.EdgeweaveError, match="must be a float32 tensor of shape"):
         ew.run(plan, torch.zeros(1, 3, 5, 5), backend="local")
+
+
+def test_emulated_links_and_compute_last_at_least_their_predicted_times():
+    graph = zoo_graph("two_branch")
+    cluster = ew.Cluster.load(THREE)
+    parts = [whole(graph, layer.name, cluster.names[i % 3])
+             for i, layer in enumerate(graph) if layer.kind is not OpKind.INPUT]
+    plan = build_plan({"two_branch": graph}, cluster, parts)
+    result = ew.run(plan, zoo_model("two_branch")[1], backend="local", frames=2,
+                    emulate_links=True, emulate_compute=True)
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("two_branch")[0])
+    timeline = result.timeline
+    assert timeline.source.endswith("emulated links and emulated compute")
+    predicted = ew.simulate(plan, frames=2)
+    # sleeps guarantee lower bounds, whatever the machine's load: each event lasts at least
+    # its predicted duration (frame latencies are not bounded: the shared medium's
+    # first-come order may differ between prediction and measurement)
+    durations = {(e.kind, e.frame, e.unit, e.resource): e.end_s - e.start_s
+                 for e in predicted.events}
+    for event in timeline.events:
+        expected = durations[(event.kind, event.frame, event.unit, event.resource)]
+        assert event.end_s - event.start_s >= expected - 1e-9

@@ -35,9 +35,11 @@ class Run:
 
 
 def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
-        interval_s: float = 0.0, timeout_s: float = 60.0) -> Run:
+        interval_s: float = 0.0, timeout_s: float = 60.0, emulate_links: bool = False,
+        emulate_compute: bool = False) -> Run:
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
-    arriving ``interval_s`` apart) with a backend."""
+    arriving ``interval_s`` apart) with a backend. The local backend can emulate the
+    cluster's links and its devices' predicted compute times."""
     if backend not in BACKENDS:
         raise UnknownNameError(f"Unknown backend '{backend}'. Available backends: "
                                f"{', '.join(BACKENDS)}.")
@@ -49,7 +51,8 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
     from edgeweave.runtime.local import run_local
 
     by_graph = normalise_inputs(plan, inputs)
-    outputs, timeline = run_local(plan, [by_graph] * frames, interval_s, timeout_s)
+    outputs, timeline = run_local(plan, [by_graph] * frames, interval_s, timeout_s,
+                                  emulate_links, emulate_compute)
     by_model = isinstance(inputs, Mapping)  # as inline: a dict in, a dict out
     return Run(tuple(o if by_model else next(iter(o.values())) for o in outputs), timeline)
 

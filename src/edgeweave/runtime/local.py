@@ -8,6 +8,12 @@ never through the coordinator. Outputs of the model go to the coordinator, which
 the device where inputs arrive. Workers stamp events with the machine's monotonic clock,
 shared by all processes here, so no clock correction is needed.
 
+Emulation (optional, and named in the timeline's source when on): with
+``emulate_links`` a transfer occupies its link — or its shared medium, across all
+processes — for ``8 * bytes / bandwidth`` and is delivered ``latency`` later, as in the
+simulator; with ``emulate_compute`` a unit lasts at least the cost model's time for it on
+its device.
+
 Faults are detected, not yet survived: a worker that raises, dies or stops answering for
 ``timeout_s`` ends the run with an error naming the device and frame, and every worker
 process is stopped.
@@ -23,8 +29,9 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
+from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
-from edgeweave.simulation import Event, Timeline
+from edgeweave.simulation import Event, Timeline, unit_compute_s
 from edgeweave.units import Plan, Region, layer_regions
 from edgeweave.units.compute import Piece, assemble, compute_region, crop, merge
 
@@ -34,25 +41,29 @@ class WorkerError(EdgeweaveError):
 
 
 def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-              interval_s: float = 0.0, timeout_s: float = 60.0) -> tuple[list[dict], Timeline]:
+              interval_s: float = 0.0, timeout_s: float = 60.0, emulate_links: bool = False,
+              emulate_compute: bool = False) -> tuple[list[dict], Timeline]:
     """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes;
     returns each frame's outputs by model and the measured timeline."""
     context = mp.get_context("spawn")
     inboxes = {device: context.Queue() for device in plan.order}
     results = context.Queue()
+    media = {_medium(link): (context.Value("d", 0.0), context.Lock())
+             for link in plan.cluster.links} if emulate_links else {}
+    emulation = _Emulation(media, emulate_compute)
     workers = {device: context.Process(target=_worker, name=f"edgeweave-{device}", daemon=True,
-                                       args=(device, plan, inboxes, results))
+                                       args=(device, plan, inboxes, results, emulation))
                for device in plan.order}
     try:
         for process in workers.values():
             process.start()
-        coordinator = _Coordinator(plan, workers, results, timeout_s)
+        coordinator = _Coordinator(plan, workers, results, timeout_s, emulation.label())
         coordinator.wait_ready()
         return coordinator.run(frames, interval_s, inboxes)
     finally:
         for inbox in inboxes.values():
             inbox.put(("stop",))
-        for process in workers.values():
+        for process in (p for p in workers.values() if p.pid is not None):
             process.join(timeout=2.0)
             if process.is_alive():
                 process.kill()
@@ -60,8 +71,9 @@ def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
 
 
 class _Coordinator:
-    def __init__(self, plan: Plan, workers, results, timeout_s: float) -> None:
+    def __init__(self, plan: Plan, workers, results, timeout_s: float, label: str) -> None:
         self.plan, self.workers, self.results, self.timeout_s = plan, workers, results, timeout_s
+        self.label = label
         self.source = plan.cluster.devices[0].name
         self.expected = sum(1 for u in plan.units for layer in u.layers
                             if layer in plan.graphs[u.graph].outputs)
@@ -87,7 +99,12 @@ class _Coordinator:
     def wait_ready(self) -> None:
         ready = set()
         while ready != set(self.workers):
-            message = self.receive("starting the workers")
+            try:
+                message = self.receive("starting the workers")
+            except WorkerError as error:
+                raise WorkerError(f"{error} Worker processes are spawned: a script that runs "
+                                  "the local backend needs `if __name__ == '__main__':`.") \
+                    from None
             if message[0] == "error":
                 raise WorkerError(f"Device '{message[1]}' failed to start: {message[3]}")
             ready.add(message[1])
@@ -102,7 +119,8 @@ class _Coordinator:
             while sent < len(frames) and time.perf_counter() >= arrival[sent]:
                 arrival[sent] = time.perf_counter()
                 for name, tensors in frames[sent].items():
-                    inboxes[self.source].put(("input", sent, name, tensors))
+                    inboxes[self.source].put(("input", sent, name,
+                                              tuple(_shareable(t) for t in tensors)))
                 sent += 1
             pending = next(f for f, n in enumerate(received) if n < self.expected)
             message = self.receive("computing", pending) if sent == len(frames) else \
@@ -125,7 +143,7 @@ class _Coordinator:
                               key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
         timeline = Timeline(events, tuple(a - start for a in arrival),
                             tuple(d - start for d in done),
-                            f"measured: local backend, {len(self.workers)} processes")
+                            f"measured: local backend, {len(self.workers)} processes{self.label}")
         return outputs, timeline
 
     def _poll(self):
@@ -143,13 +161,47 @@ class _Coordinator:
         return result
 
 
+def _shareable(tensor: torch.Tensor) -> torch.Tensor:
+    # A queue moves a tensor's storage to shared memory later, in its feeder thread, while
+    # this thread may still read other views of that storage: hand it a private copy,
+    # already in shared memory.
+    return tensor.clone(memory_format=torch.contiguous_format).share_memory_()
+
+
 def _shift(event: Event, start: float) -> Event:
     return Event(event.kind, event.frame, event.unit, event.resource, event.start_s - start,
                  event.end_s - start, event.n_bytes)
 
 
-def _worker(device: str, plan: Plan, inboxes, results) -> None:
-    worker = _Worker(device, plan, inboxes, results)
+class _Emulation:
+    """What a worker emulates: shared link clocks (per medium) and compute times."""
+
+    def __init__(self, media: dict, compute: bool) -> None:
+        self.media, self.compute = media, compute
+
+    def label(self) -> str:
+        parts = (["emulated links"] if self.media else []) + (
+            ["emulated compute"] if self.compute else [])
+        return f", {' and '.join(parts)}" if parts else ""
+
+    def transfer(self, plan: Plan, src: str, dst: str, n_bytes: int, now: float) -> tuple:
+        """Occupy the link from ``src`` to ``dst``: (start, delivery time)."""
+        if not self.media:
+            return now, now
+        link = plan.cluster.link(src, dst)
+        free_at, lock = self.media[_medium(link)]
+        with lock:
+            start = max(now, free_at.value)
+            free_at.value = start + 8.0 * n_bytes / link.bandwidth_bps
+        return start, free_at.value + link.latency_s
+
+
+def _medium(link) -> str:
+    return link.medium or f"{link.a}<->{link.b}"
+
+
+def _worker(device: str, plan: Plan, inboxes, results, emulation: _Emulation) -> None:
+    worker = _Worker(device, plan, inboxes, results, emulation)
     try:
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
         worker.serve()
@@ -164,8 +216,11 @@ class _Stop(Exception):
 
 
 class _Worker:
-    def __init__(self, device: str, plan: Plan, inboxes, results) -> None:
+    def __init__(self, device: str, plan: Plan, inboxes, results, emulation: _Emulation) -> None:
         self.device, self.plan, self.inboxes, self.results = device, plan, inboxes, results
+        self.emulation = emulation
+        self.cost = CostModel.for_cluster(plan.cluster) if emulation.compute else None
+        self.due: dict[tuple, float] = {}  # (frame, unit, layer, region) -> delivery time
         self.units = [plan.unit(uid) for uid in plan.order[device]]
         self.store: dict[tuple, torch.Tensor] = {}  # (frame, unit, layer, region) -> tensor
         self.inputs: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
@@ -178,6 +233,7 @@ class _Worker:
                 self.run_unit(unit)
             # every unit of this frame is done here: its received data is no longer needed
             self.store = {k: v for k, v in self.store.items() if k[0] > self.frame}
+            self.due = {k: v for k, v in self.due.items() if k[0] > self.frame}
             self.inputs = {k: v for k, v in self.inputs.items() if k[0] > self.frame}
             self.frame += 1
 
@@ -190,11 +246,12 @@ class _Worker:
                 _, frame, graph, tensors = message
                 self.inputs[frame, graph] = tensors
             else:
-                _, frame, unit, layer, region, tensor, sent, source = message
+                _, frame, unit, layer, region, tensor, sent, due, source = message
                 self.store[frame, unit, layer, region] = tensor
+                self.due[frame, unit, layer, region] = due
                 self.results.put(("event", Event("transfer", frame, unit,
                                                  f"{source}->{self.device}", sent,
-                                                 time.perf_counter(),
+                                                 max(due, time.perf_counter()),
                                                  tensor.numel() * tensor.element_size())))
 
     def run_unit(self, unit) -> None:
@@ -207,6 +264,9 @@ class _Worker:
         else:
             keys = [(frame, n.unit, n.layer, n.region) for n in unit.needs]
             self.wait(lambda: all(key in self.store for key in keys))
+            due = max((self.due.get(key, 0.0) for key in keys), default=0.0)
+            if due > time.perf_counter():  # emulated data still on the wire
+                time.sleep(due - time.perf_counter())
             start = time.perf_counter()
             available: dict[str, list[Piece]] = {}
             for need, key in zip(unit.needs, keys):
@@ -216,6 +276,10 @@ class _Worker:
             for layer, region in layer_regions(unit, graph).items():
                 tensor = compute_region(graph, layer, region, merged)
                 merged[layer] = outputs[layer] = (region, tensor)
+            if self.cost is not None:  # last at least the device's predicted time
+                predicted = start + unit_compute_s(self.plan, self.cost, unit.id)
+                if predicted > time.perf_counter():
+                    time.sleep(predicted - time.perf_counter())
             end = time.perf_counter()
         self.results.put(("event", Event("compute", frame, unit.id, self.device, start, end)))
         self.forward(unit, outputs)
@@ -230,9 +294,12 @@ class _Worker:
                 self.store[key] = crop(outputs[need.layer], need.region)
             elif (target, key) not in delivered:
                 delivered.add((target, key))
-                tensor = crop(outputs[need.layer], need.region).contiguous()
-                self.inboxes[target].put(("data", *key, tensor, time.perf_counter(), self.device))
+                tensor = _shareable(crop(outputs[need.layer], need.region))
+                sent, due = self.emulation.transfer(self.plan, self.device, target,
+                                                    tensor.numel() * tensor.element_size(),
+                                                    time.perf_counter())
+                self.inboxes[target].put(("data", *key, tensor, sent, due, self.device))
         for layer, (region, tensor) in outputs.items():
             if layer in graph.outputs:
-                self.results.put(("output", frame, unit.graph, layer, region, tensor))
+                self.results.put(("output", frame, unit.graph, layer, region, _shareable(tensor)))
 
