@@ -142,8 +142,8 @@ def required_regions(graph: LayerGraph, wanted: Mapping[str, Region],
     """
     members = set(within)
     needed = dict(wanted)
-    for name in reversed(graph.topological_order()):
-        if name not in members or name not in needed:
+    for name in sorted(members, key=graph.index_of, reverse=True):
+        if name not in needed:
             continue
         layer = graph[name]
         region = _clip_to(layer, needed[name])
