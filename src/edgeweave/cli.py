@@ -100,11 +100,12 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
         raise EdgeweaveError(f"--input-shape must look like 1,3,224,224; got '{text}'.") from None
 
 
-def load_graph(spec: str, input_shape: str | None = None, leaves: list[str] | None = None,
-               seed: int = 0) -> LayerGraph:
-    """Load a model by zoo name or spec and trace it."""
+def load(spec: str, input_shape: str | None = None, leaves: list[str] | None = None,
+         seed: int = 0) -> tuple[Any, tuple[Any, ...], LayerGraph]:
+    """A model by zoo name or spec, once: the module, its example inputs, its traced graph."""
     module, example = models.load(spec, _parse_shape(input_shape), seed)
-    return trace(module, example, leaf_modules=leaves or (), name=spec)
+    inputs = example if isinstance(example, tuple) else (example,)
+    return module, inputs, trace(module, inputs, leaf_modules=leaves or (), name=spec)
 
 
 @app.command("models")
@@ -135,7 +136,7 @@ def inspect(
 ) -> None:
     """Trace a model and show its layers with shapes, FLOPs and bytes, and the totals."""
     with _reported():
-        graph = load_graph(model, input_shape, leaf, seed)
+        _, _, graph = load(model, input_shape, leaf, seed)
     if as_json:
         _echo_json(graph.to_dict())
         return
@@ -168,9 +169,7 @@ def profile(
 ) -> None:
     """Time every layer of a model on this host and save a profile the cost model reads."""
     with _reported():
-        graph = load_graph(model, input_shape)
-        _, example = models.load(model, _parse_shape(input_shape))
-        inputs = example if isinstance(example, tuple) else (example,)
+        _, inputs, graph = load(model, input_shape)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"profiling {model}", total=len(graph))
             measured = cost.measure(graph, inputs, repeats, warmup, threads,
@@ -186,8 +185,8 @@ def profile(
                   f"{measured.host} ({measured.threads} threads); written to {output}")
 
 
-def _plan(model: str, cluster: str, planner: str, seed: int) -> tuple[Plan, float]:
-    graph = load_graph(model, seed=seed)
+def _plan(graph: LayerGraph, model: str, cluster: str, planner: str,
+          seed: int) -> tuple[Plan, float]:
     start = time.perf_counter()
     made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model})
     return made, time.perf_counter() - start
@@ -219,7 +218,7 @@ def plan_command(
 ) -> None:
     """Plan a model on a cluster; show where the units go and the predicted latency."""
     with _reported():
-        made, planning_s = _plan(model, cluster, planner, seed)
+        made, planning_s = _plan(load(model, seed=seed)[2], model, cluster, planner, seed)
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
@@ -255,20 +254,22 @@ def simulate(
                   + (f"; Gantt chart in {gantt}" if gantt else ""))
 
 
-def compare_planners(model: str, cluster: str, planners: list[str], seed: int = 0,
-                     progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Plan and simulate ``model`` with each planner; one row of figures per planner."""
-    rows = []
+def compare_planners(graph: LayerGraph, model: str, cluster: str, planners: list[str],
+                     seed: int = 0, progress: Progress | None = None
+                     ) -> tuple[list[dict[str, Any]], dict[str, Plan]]:
+    """Plan and simulate ``graph`` with each planner: one row of figures per planner, and
+    the plans by planner."""
+    rows, plans = [], {}
     task = progress.add_task("planning", total=len(planners)) if progress else None
     for name in planners:
         if progress:
             progress.update(task, description=f"planning with {name}")
-        made, planning_s = _plan(model, cluster, name, seed)
-        rows.append({"planner": name, **_timeline_row(simulate_plan(made)),
-                     "planning_ms": planning_s * 1e3, "units": len(made.units)})
+        plans[name], planning_s = _plan(graph, model, cluster, name, seed)
+        rows.append({"planner": name, **_timeline_row(simulate_plan(plans[name])),
+                     "planning_ms": planning_s * 1e3, "units": len(plans[name].units)})
         if progress:
             progress.advance(task)
-    return rows
+    return rows, plans
 
 
 def _compare_table(title: str, rows: list[dict[str, Any]]) -> Table:
@@ -290,7 +291,8 @@ def compare(
     """Every registered planner on one model and cluster: predicted latency, bytes, planning time."""
     names = planners.split(",") if planners else list(PLANNERS)
     with _reported(), Progress(console=errors, transient=True) as progress:
-        rows = compare_planners(model, cluster, names, seed, progress)
+        rows, _ = compare_planners(load(model, seed=seed)[2], model, cluster, names, seed,
+                                   progress)
     if as_json:
         _echo_json(rows)
         return
@@ -310,9 +312,8 @@ def run(
 ) -> None:
     """Plan a model and really execute the plan; --check compares with the model itself."""
     with _reported():
-        made, _ = _plan(model, cluster, planner, seed)
-        module, example = models.load(model, seed=seed)
-        inputs = example if isinstance(example, tuple) else (example,)
+        module, inputs, graph = load(model, seed=seed)
+        made, _ = _plan(graph, model, cluster, planner, seed)
         result = run_plan(made, inputs, backend, frames, interval, emulate_links=emulate,
                           emulate_compute=emulate)
         error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
@@ -349,14 +350,15 @@ def _max_error(module, inputs, outputs) -> float:
 def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> None:
     """The main job: plan resnet18 on a small cluster with every planner, simulate, run."""
     with _reported(), Progress(console=errors, transient=True) as progress:
-        rows = compare_planners(DEMO_MODEL, DEMO_CLUSTER, list(PLANNERS), 0, progress)
+        module, inputs, graph = load(DEMO_MODEL)
+        rows, plans = compare_planners(graph, DEMO_MODEL, DEMO_CLUSTER, list(PLANNERS), 0,
+                                       progress)
         best = min(rows, key=lambda row: row["latency_ms"])["planner"]
-        made, _ = _plan(DEMO_MODEL, DEMO_CLUSTER, best, 0)
+        made = plans[best]
         timeline = simulate_plan(made, frames=4, interval_s=0.1)
-        module, example = models.load(DEMO_MODEL)
         progress.add_task("running on worker processes", total=None)
-        measured = run_plan(made, (example,), "local", frames=4, interval_s=0.1)
-        error = max(_max_error(module, (example,), output) for output in measured.outputs)
+        measured = run_plan(made, inputs, "local", frames=4, interval_s=0.1)
+        error = max(_max_error(module, inputs, output) for output in measured.outputs)
         if gantt:
             from edgeweave.report import gantt as draw
 

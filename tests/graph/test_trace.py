@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
@@ -88,12 +88,13 @@ def test_shared_weights_are_listed_by_each_use_and_counted_once():
 def test_conv_and_pool_geometry_shapes_and_flops(channels, out_channels, size, kernel, stride,
                                                  padding, dilation, pool, ceil):
     padding = min(padding, kernel // 2)
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    assume(out >= pool)  # a valid model: the pool window fits the conv's output
     conv = nn.Conv2d(channels, out_channels, kernel, stride, padding, dilation)
     model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(pool, ceil_mode=ceil)).eval()
     x = torch.randn(1, channels, size, size)
     graph = ew.trace(model, x)
     conv_layer, _, pool_layer = list(graph)[1:]
-    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     assert conv_layer.output_shape == (1, out_channels, out, out)
     assert conv_layer.geometry.dilation == (dilation, dilation)
     assert conv_layer.flops == 2 * out_channels * out * out * channels * kernel * kernel

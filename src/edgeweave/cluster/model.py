@@ -37,6 +37,11 @@ class Link:
     latency_s: float  # one-way latency added to every transfer
     medium: str | None = None
 
+    @property
+    def channel(self) -> str:
+        """What a transfer on this link occupies: its shared medium, or the link itself."""
+        return self.medium or f"{self.a}<->{self.b}"
+
     def joins(self, src: str, dst: str) -> bool:
         """True when this link connects ``src`` and ``dst`` (either way round)."""
         return {self.a, self.b} == {src, dst}

@@ -107,6 +107,7 @@ class _Profiler(fx.Interpreter):
 
     def __init__(self, graph_module: fx.GraphModule) -> None:
         super().__init__(graph_module, garbage_collect_values=True)
+        self.extra_traceback = False  # our error names the layer; fx's note would add lines
         self.records: dict[str, dict[str, Any]] = {}
 
     def profile(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, Any]]:

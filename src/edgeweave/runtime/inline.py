@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from edgeweave.errors import ExampleInputError, PlanError
-from edgeweave.units import Plan, Region, layer_regions
-from edgeweave.units.compute import Piece, assemble, compute_region, crop, merge
+from edgeweave.units import Plan, Region, dependencies
+from edgeweave.units.compute import Piece, assemble, compute_unit, crop
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, Any]
 
@@ -35,26 +35,28 @@ def run_inline(plan: Plan, inputs: Inputs) -> Any:
             tensor = by_graph[unit.graph][graph.inputs.index(unit.last)]
             produced[unit_id] = {unit.last: (unit.region, tensor[unit.region.slices()])}
             continue
-        received: dict[str, list[Piece]] = {}
-        for need in unit.needs:
-            piece = produced[need.unit][need.layer]
-            received.setdefault(need.layer, []).append((need.region, _cut(piece, need.region)))
-        available = {layer: merge(pieces) for layer, pieces in received.items()}
-        regions = layer_regions(unit, graph)
-        outputs: dict[str, Piece] = {}
-        for layer in unit.layers:
-            tensor = compute_region(graph, layer, regions[layer], available)
-            available[layer] = outputs[layer] = (regions[layer], tensor)
-        produced[unit_id] = outputs
+        # copies, as a transfer to another device would make
+        received = [(need, crop(produced[need.unit][need.layer], need.region).clone())
+                    for need in unit.needs]
+        produced[unit_id] = compute_unit(graph, unit, received)
+    pieces: dict[tuple[str, str], list[Piece]] = {}
+    for unit in plan.units:
+        for layer, piece in produced[unit.id].items():
+            if layer in plan.graphs[unit.graph].outputs:
+                pieces.setdefault((unit.graph, layer), []).append(piece)
+    results = collect_outputs(plan, pieces)
+    return results if isinstance(inputs, Mapping) else next(iter(results.values()))
+
+
+def collect_outputs(plan: Plan, pieces: Mapping[tuple[str, str], list[Piece]]) -> dict[str, Any]:
+    """Each model's outputs, stitched from the pieces of its output layers (by model and
+    layer name) that the units computed."""
     results = {}
     for name, graph in plan.graphs.items():
-        values = {}
-        for output in graph.outputs:
-            pieces = [produced[u.id][output] for u in plan.units
-                      if u.graph == name and output in u.layers]
-            values[output] = assemble(Region.full(graph[output].output_shape), pieces)
+        values = {layer: assemble(Region.full(graph[layer].output_shape), pieces[name, layer])
+                  for layer in graph.outputs}
         results[name] = graph.assemble_outputs(values)
-    return results if isinstance(inputs, Mapping) else next(iter(results.values()))
+    return results
 
 
 def normalise_inputs(plan: Plan, inputs: Inputs) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -81,18 +83,9 @@ def execution_order(plan: Plan) -> list[str]:
     """Unit ids in an order that respects every need and each device's order."""
     import networkx as nx
 
-    digraph = nx.DiGraph()
-    digraph.add_nodes_from(u.id for u in plan.units)
-    digraph.add_edges_from((n.unit, u.id) for u in plan.units for n in u.needs)
-    for ids in plan.order.values():
-        digraph.add_edges_from(zip(ids, ids[1:]))
     try:
         index = {u.id: i for i, u in enumerate(plan.units)}
-        return list(nx.lexicographical_topological_sort(digraph, key=index.__getitem__))
+        return list(nx.lexicographical_topological_sort(dependencies(plan),
+                                                        key=index.__getitem__))
     except nx.NetworkXUnfeasible:
         raise PlanError("The plan deadlocks: its needs and device orders form a cycle.") from None
-
-
-def _cut(piece: Piece, region: Region) -> torch.Tensor:
-    return crop(piece, region).clone()  # a copy, as a transfer to another device would be
-

@@ -24,16 +24,16 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 import torch.multiprocessing as mp
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
+from edgeweave.runtime.inline import collect_outputs
 from edgeweave.simulation import Event, Timeline, unit_compute_s
-from edgeweave.units import Plan, Region, layer_regions
-from edgeweave.units.compute import Piece, assemble, compute_region, crop, merge
+from edgeweave.units import Plan
+from edgeweave.units.compute import Piece, compute_unit, crop
 
 
 class WorkerError(EdgeweaveError):
@@ -48,7 +48,7 @@ def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     context = mp.get_context("spawn")
     inboxes = {device: context.Queue() for device in plan.order}
     results = context.Queue()
-    media = {_medium(link): (context.Value("d", 0.0), context.Lock())
+    media = {link.channel: (context.Value("d", 0.0), context.Lock())
              for link in plan.cluster.links} if emulate_links else {}
     emulation = _Emulation(media, emulate_compute)
     workers = {device: context.Process(target=_worker, name=f"edgeweave-{device}", daemon=True,
@@ -138,7 +138,7 @@ class _Coordinator:
                 pieces[frame].setdefault((graph, layer), []).append((region, tensor))
                 received[frame] += 1
                 done[frame] = time.perf_counter()
-        outputs = [self._assemble(frame_pieces) for frame_pieces in pieces]
+        outputs = [collect_outputs(self.plan, frame_pieces) for frame_pieces in pieces]
         events = tuple(sorted((_shift(e, start) for e in self.events),
                               key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
         timeline = Timeline(events, tuple(a - start for a in arrival),
@@ -152,13 +152,6 @@ class _Coordinator:
         except queue.Empty:
             return None
 
-    def _assemble(self, frame_pieces) -> dict[str, Any]:
-        result = {}
-        for name, graph in self.plan.graphs.items():
-            values = {layer: assemble(Region.full(graph[layer].output_shape),
-                                      frame_pieces[(name, layer)]) for layer in graph.outputs}
-            result[name] = graph.assemble_outputs(values)
-        return result
 
 
 def _shareable(tensor: torch.Tensor) -> torch.Tensor:
@@ -189,15 +182,12 @@ class _Emulation:
         if not self.media:
             return now, now
         link = plan.cluster.link(src, dst)
-        free_at, lock = self.media[_medium(link)]
-        with lock:
+        free_at, lock = self.media[link.channel]
+        with lock:  # the clock is shared with other processes: read and move it together
             start = max(now, free_at.value)
-            free_at.value = start + 8.0 * n_bytes / link.bandwidth_bps
-        return start, free_at.value + link.latency_s
-
-
-def _medium(link) -> str:
-    return link.medium or f"{link.a}<->{link.b}"
+            end = start + 8.0 * n_bytes / link.bandwidth_bps
+            free_at.value = end
+        return start, end + link.latency_s
 
 
 def _worker(device: str, plan: Plan, inboxes, results, emulation: _Emulation) -> None:
@@ -268,14 +258,8 @@ class _Worker:
             if due > time.perf_counter():  # emulated data still on the wire
                 time.sleep(due - time.perf_counter())
             start = time.perf_counter()
-            available: dict[str, list[Piece]] = {}
-            for need, key in zip(unit.needs, keys):
-                available.setdefault(need.layer, []).append((need.region, self.store[key]))
-            merged = {layer: merge(pieces) for layer, pieces in available.items()}
-            outputs = {}
-            for layer, region in layer_regions(unit, graph).items():
-                tensor = compute_region(graph, layer, region, merged)
-                merged[layer] = outputs[layer] = (region, tensor)
+            received = [(need, self.store[key]) for need, key in zip(unit.needs, keys)]
+            outputs = compute_unit(graph, unit, received)
             if self.cost is not None:  # last at least the device's predicted time
                 predicted = start + unit_compute_s(self.plan, self.cost, unit.id)
                 if predicted > time.perf_counter():

@@ -129,7 +129,7 @@ class _Run:
             link = self.plan.cluster.link(src, dst)
             graph = self.plan.graphs[self.plan.unit(unit_id).graph]
             n_bytes = region.numel * graph[layer].itemsize
-            medium = link.medium or f"{link.a}<->{link.b}"
+            medium = link.channel
             start = max(time, self.medium_free[medium])
             end = start + 8.0 * n_bytes / link.bandwidth_bps
             self.medium_free[medium] = end

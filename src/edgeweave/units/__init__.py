@@ -3,8 +3,8 @@
 from edgeweave.units.build import Part, build_plan, whole
 from edgeweave.units.plan import Need, Plan, Unit, layer_regions
 from edgeweave.units.region import Region, covers, input_regions, required_regions
-from edgeweave.units.validate import Footprint, footprints, validate
+from edgeweave.units.validate import Footprint, dependencies, footprints, validate
 
 __all__ = ["Footprint", "Need", "Part", "Plan", "Region", "Unit", "build_plan", "covers",
-           "footprints", "input_regions", "layer_regions", "required_regions", "validate",
+           "dependencies", "footprints", "input_regions", "layer_regions", "required_regions", "validate",
            "whole"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from edgeweave.errors import GraphError
 from edgeweave.graph import Layer, LayerGraph, OpKind
+from edgeweave.units.plan import Need, Unit, layer_regions
 from edgeweave.units.region import Region, input_regions
 
 Piece = tuple[Region, torch.Tensor]  # a tensor and the region of its layer's output it holds
@@ -197,6 +198,21 @@ def _linear(graph, layer, region, pieces) -> torch.Tensor | None:
 
 _FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwise,
          OpKind.CONCAT: _concat, OpKind.UPSAMPLE: _upsample, OpKind.LINEAR: _linear}
+
+
+def compute_unit(graph: LayerGraph, unit: Unit,
+                 received: list[tuple[Need, torch.Tensor]]) -> dict[str, Piece]:
+    """Run ``unit`` on the tensors its needs delivered; returns a piece of each of its
+    layers (a fused stack computes each layer's part of the last layer's receptive field)."""
+    by_layer: dict[str, list[Piece]] = {}
+    for need, tensor in received:
+        by_layer.setdefault(need.layer, []).append((need.region, tensor))
+    available = {layer: merge(pieces) for layer, pieces in by_layer.items()}
+    outputs: dict[str, Piece] = {}
+    for layer, region in layer_regions(unit, graph).items():
+        available[layer] = outputs[layer] = (region, compute_region(graph, layer, region,
+                                                                    available))
+    return outputs
 
 
 def merge(pieces: list[Piece]) -> Piece:

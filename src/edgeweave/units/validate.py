@@ -98,7 +98,9 @@ def _check_outputs(plan: Plan) -> None:
                 raise PlanError(f"No unit computes all of output '{output}' of model '{name}'.")
 
 
-def _check_acyclic(plan: Plan) -> None:
+def dependencies(plan: Plan):
+    """The units as a networkx DiGraph: an edge for each need and for each pair of units
+    next to each other in a device's order. A valid plan's is acyclic."""
     import networkx as nx
 
     digraph = nx.DiGraph()
@@ -106,6 +108,13 @@ def _check_acyclic(plan: Plan) -> None:
     digraph.add_edges_from((need.unit, u.id) for u in plan.units for need in u.needs)
     for ids in plan.order.values():
         digraph.add_edges_from(zip(ids, ids[1:]))
+    return digraph
+
+
+def _check_acyclic(plan: Plan) -> None:
+    import networkx as nx
+
+    digraph = dependencies(plan)
     if not nx.is_directed_acyclic_graph(digraph):
         cycle = [edge[0] for edge in nx.find_cycle(digraph)]
         raise PlanError(f"The plan deadlocks: units {cycle} wait for each other (through "
@@ -115,10 +124,6 @@ def _check_acyclic(plan: Plan) -> None:
 def footprints(plan: Plan) -> dict[str, Footprint]:
     """The memory each device needs for the plan."""
     result = {}
-    consumers: dict[str, list[str]] = {u.id: [] for u in plan.units}
-    for unit in plan.units:
-        for need in unit.needs:
-            consumers[need.unit].append(unit.id)
     outputs = {(name, o) for name, g in plan.graphs.items() for o in g.outputs}
     for device, ids in plan.order.items():
         units = [plan.unit(uid) for uid in ids]
@@ -135,7 +140,7 @@ def footprints(plan: Plan) -> dict[str, Footprint]:
                            if plan.unit(n.unit).device != device)
             made = sum(r.numel * itemsize for r in layer_regions(unit, graph).values())
             peak = max(peak, received + made + sum(b for b, _ in live.values()))
-            local = [position[c] for c in consumers[unit.id] if c in position]
+            local = [position[c] for c, _ in plan.forwarding[unit.id] if c in position]
             keep = (unit.graph, unit.last) in outputs
             if local or keep:
                 live[unit.id] = (unit.region.numel * itemsize, len(ids) if keep else max(local))
