@@ -4,6 +4,8 @@ and clear errors when a worker fails or dies, leaving no process behind."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 
 import pytest
 import torch
@@ -67,12 +69,67 @@ def test_a_failing_worker_is_named_with_its_frame():
     assert not multiprocessing.active_children()
 
 
-def test_a_dead_worker_is_detected_and_nothing_is_left_running():
+def test_a_unit_that_kills_every_worker_stops_the_run_naming_device_and_frame():
     plan, x = _faulty_plan(faulty.DiesInWorker)
-    with pytest.raises(WorkerError, match="worker of device 'edge-server' died \\(exit code 3\\)"
-                                          " while computing frame 0"):
+    # edge-server dies, rpi4b adopts its units and dies too: no survivor is left
+    with pytest.raises(WorkerError, match="worker of device 'rpi4b' died \\(exit code 3\\) "
+                                          "while computing frame 0, and the run cannot go on"):
         ew.run(plan, x, backend="local", frames=2, timeout_s=20)
     assert not multiprocessing.active_children()
+
+
+def _spread_plan(name, cluster):
+    graph, cluster = zoo_graph(name), ew.Cluster.load(cluster)
+    layers = [layer for layer in graph if layer.kind is not OpKind.INPUT]
+    parts = [whole(graph, layer.name, cluster.names[i * len(cluster.names) // len(layers)])
+             for i, layer in enumerate(layers)]
+    return build_plan({name: graph}, cluster, parts)
+
+
+def _killer(device, sig=signal.SIGKILL):
+    """An on_frame callback that signals ``device``'s worker once the first frame is done;
+    frames arrive 0.4 s apart, so later frames are still to come."""
+    def on_frame(frame):
+        if frame == 0:
+            worker = next(p for p in multiprocessing.active_children()
+                          if p.name == f"edgeweave-{device}")
+            os.kill(worker.pid, sig)
+    return on_frame
+
+
+@pytest.mark.parametrize("victim", ["rpi4b-1", "rpi4b-0"])  # a middle device; the input device
+def test_a_worker_killed_mid_run_loses_no_frame(victim):
+    plan = _spread_plan("two_branch", THREE)
+    result = ew.run(plan, zoo_model("two_branch")[1], backend="local", frames=5,
+                    interval_s=0.4, on_frame=_killer(victim))
+    assert len(result.outputs) == 5
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("two_branch")[0])
+    assert len(result.faults) == 1 and f"device '{victim}' died" in result.faults[0]
+    assert not multiprocessing.active_children()
+
+
+def test_a_silent_worker_is_detected_within_the_bound_and_replaced():
+    plan = _spread_plan("line", THREE)
+    result = ew.run(plan, zoo_model("line")[1], backend="local", frames=3, interval_s=0.4,
+                    detect_s=1.0, on_frame=_killer("rpi4b-1", signal.SIGSTOP))
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("line")[0])
+    assert "'rpi4b-1' stopped answering for 1.0 s" in result.faults[0]
+    assert not multiprocessing.active_children()
+
+
+def test_workers_hold_only_the_weights_of_their_own_layers():
+    plan = _spread_plan("resnet18", THREE)
+    for device in plan.order:
+        held = plan.for_device(device)
+        mine = {layer for u in plan.units if u.device == device for layer in u.layers}
+        graph = held.graphs["resnet18"]
+        state = dict(graph.module.named_parameters())
+        for layer in graph:
+            for param in layer.params:
+                if param in state:
+                    assert state[param].is_meta == (layer.name not in mine), (device, param)
 
 
 def test_bad_run_arguments():

@@ -150,6 +150,24 @@ class LayerGraph:
         """Bytes of all layer outputs of one inference."""
         return sum(layer.output_bytes for layer in self.layers)
 
+    def with_weights_of(self, layers: Iterable[str]) -> LayerGraph:
+        """This graph holding only the parameters and buffers ``layers`` use; the others
+        become storage-less ``meta`` tensors, so pickling it to a device carries only what
+        that device computes. Kept tensors are shared with this graph, not copied."""
+        keep = {param for name in layers for param in self[name].params}
+        state = dict(self.module.named_parameters(remove_duplicate=False))
+        state.update(self.module.named_buffers(remove_duplicate=False))
+        # deepcopy consults the memo first: kept tensors map to themselves, the rest to meta
+        memo: dict[int, Any] = {}
+        for name, tensor in state.items():
+            if name in keep:
+                memo[id(tensor)] = tensor
+            elif id(tensor) not in memo:
+                empty = torch.empty_like(tensor, device="meta")
+                memo[id(tensor)] = (torch.nn.Parameter(empty, tensor.requires_grad)
+                                    if isinstance(tensor, torch.nn.Parameter) else empty)
+        return dataclasses.replace(self, module=copy.deepcopy(self.module, memo))
+
     # -- structure ----------------------------------------------------------------------
     def to_networkx(self) -> nx.DiGraph:
         """The layers as a networkx DiGraph (nodes carry ``layer=Layer``)."""

@@ -2,12 +2,14 @@
 
 - ``inline``: every unit in this process, in a dependency order — the correctness oracle.
 - ``local``: one OS process per device on this machine, tensors device to device through
-  shared memory, a measured timeline.
+  shared memory, a measured timeline, faults survived by re-planning.
+- ``ray``: one Ray actor per device, on the machine that is the device (``address``), as
+  a compiled graph or plain actor calls (``ray_mode``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,17 +18,18 @@ from edgeweave.runtime.inline import Inputs, normalise_inputs, run_inline
 from edgeweave.simulation import Timeline
 from edgeweave.units import Plan
 
-BACKENDS = ("inline", "local")
+BACKENDS = ("inline", "local", "ray")
 
 
 @dataclass(frozen=True)
 class Run:
     """What a run gives back: each frame's outputs (what the model returns, or a dict by
     model for several), and the measured timeline (``None`` for the inline backend, which
-    runs in one process and measures nothing)."""
+    runs in one process and measures nothing), and one line per fault the run survived."""
 
     outputs: tuple[Any, ...]
     timeline: Timeline | None
+    faults: tuple[str, ...] = ()
 
     @property
     def output(self) -> Any:
@@ -35,11 +38,18 @@ class Run:
 
 
 def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
-        interval_s: float = 0.0, timeout_s: float = 60.0, emulate_links: bool = False,
-        emulate_compute: bool = False) -> Run:
+        interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
+        emulate_links: bool = False, emulate_compute: bool = False,
+        on_frame: Callable[[int], None] | None = None, address: str | None = None,
+        ray_mode: str = "compiled") -> Run:
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
-    arriving ``interval_s`` apart) with a backend. The local backend can emulate the
-    cluster's links and its devices' predicted compute times."""
+    arriving ``interval_s`` apart) with a backend.
+
+    The local backend can emulate the cluster's links and its devices' predicted compute
+    times; it survives a worker that dies or is silent for ``detect_s``, and stops when
+    nothing progresses for ``timeout_s``. ``on_frame(frame)`` is called as frames complete.
+    The ray backend joins the Ray cluster at ``address`` (default: one started here).
+    """
     if backend not in BACKENDS:
         raise UnknownNameError(f"Unknown backend '{backend}'. Available backends: "
                                f"{', '.join(BACKENDS)}.")
@@ -48,13 +58,22 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
                              f"{interval_s}.")
     if backend == "inline":
         return Run(tuple(run_inline(plan, inputs) for _ in range(frames)), None)
-    from edgeweave.runtime.local import run_local
-
     by_graph = normalise_inputs(plan, inputs)
-    outputs, timeline = run_local(plan, [by_graph] * frames, interval_s, timeout_s,
-                                  emulate_links, emulate_compute)
+    if backend == "ray":
+        if emulate_links or emulate_compute:
+            raise EdgeweaveError("Emulation is the local backend's; the ray backend runs on "
+                                 "real devices and links.")
+        from edgeweave.runtime.ray_backend import run_ray
+
+        measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode)
+    else:
+        from edgeweave.runtime.local import run_local
+
+        measured = run_local(plan, [by_graph] * frames, interval_s, timeout_s, detect_s,
+                             emulate_links, emulate_compute, on_frame)
     by_model = isinstance(inputs, Mapping)  # as inline: a dict in, a dict out
-    return Run(tuple(o if by_model else next(iter(o.values())) for o in outputs), timeline)
+    return Run(tuple(o if by_model else next(iter(o.values())) for o in measured.outputs),
+               measured.timeline, measured.faults)
 
 
 __all__ = ["BACKENDS", "Run", "run", "run_inline"]

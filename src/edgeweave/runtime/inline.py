@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from edgeweave.errors import ExampleInputError, PlanError
-from edgeweave.units import Plan, Region, dependencies
+from edgeweave.errors import ExampleInputError
+from edgeweave.units import Plan, Region, execution_order
 from edgeweave.units.compute import Piece, assemble, compute_unit, crop
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, Any]
@@ -77,15 +77,3 @@ def normalise_inputs(plan: Plan, inputs: Inputs) -> dict[str, tuple[torch.Tensor
         graph.check_inputs(value)
         result[name] = value
     return result
-
-
-def execution_order(plan: Plan) -> list[str]:
-    """Unit ids in an order that respects every need and each device's order."""
-    import networkx as nx
-
-    try:
-        index = {u.id: i for i, u in enumerate(plan.units)}
-        return list(nx.lexicographical_topological_sort(dependencies(plan),
-                                                        key=index.__getitem__))
-    except nx.NetworkXUnfeasible:
-        raise PlanError("The plan deadlocks: its needs and device orders form a cycle.") from None

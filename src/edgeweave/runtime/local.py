@@ -1,12 +1,14 @@
 """The local backend: one OS process per device on this machine.
 
-Each worker runs its device's units in the plan's order, frame after frame, with its own
-torch thread budget (the device's ``threads``, default 1). A unit runs as soon as the
-regions its needs name have arrived; its outputs go straight to the devices whose units
-need them (once per device), through torch's shared-memory queues — device to device,
-never through the coordinator. Outputs of the model go to the coordinator, which plays
-the device where inputs arrive. Workers stamp events with the machine's monotonic clock,
-shared by all processes here, so no clock correction is needed.
+Each worker holds the plan as its device sees it — every unit's description, but only the
+weights of its own units' layers (``Plan.for_device``) — and runs its units in the plan's
+order, frame after frame, with its own torch thread budget (the device's ``threads``,
+default 1). A unit runs as soon as the regions its needs name have arrived; its outputs go
+straight to the devices whose units need them (once per device), through torch's
+shared-memory queues — device to device, never through the coordinator. Outputs of the
+model go to the coordinator, which feeds each frame's inputs to the devices of the input
+units. Workers stamp events with the machine's monotonic clock, shared by all processes
+here, so no clock correction is needed.
 
 Emulation (optional, and named in the timeline's source when on): with
 ``emulate_links`` a transfer occupies its link — or its shared medium, across all
@@ -14,37 +16,60 @@ processes — for ``8 * bytes / bandwidth`` and is delivered ``latency`` later, 
 simulator; with ``emulate_compute`` a unit lasts at least the cost model's time for it on
 its device.
 
-Faults are detected, not yet survived: a worker that raises, dies or stops answering for
-``timeout_s`` ends the run with an error naming the device and frame, and every worker
-process is stopped.
+Faults are survived: a worker keeps what it computed until the coordinator says the frame
+is complete. A worker whose process dies, or whose heartbeat stops for ``detect_s``, is
+killed; ``planners.recover.without`` moves its units onto a survivor; every survivor
+switches to the new plan, re-sends the results it holds to units that moved, and the
+adopter recomputes the lost units of every unfinished frame. If no survivor can hold the
+units, or a unit raises, the run stops with an error naming the device and the frame, and
+every worker process is stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.multiprocessing as mp
 
 from edgeweave.cost import CostModel
-from edgeweave.errors import EdgeweaveError
+from edgeweave.errors import EdgeweaveError, PlanError
+from edgeweave.planners.recover import without
 from edgeweave.runtime.inline import collect_outputs
 from edgeweave.simulation import Event, Timeline, unit_compute_s
 from edgeweave.units import Plan
 from edgeweave.units.compute import Piece, compute_unit, crop
 
+HEARTBEAT_S = 0.25
+
 
 class WorkerError(EdgeweaveError):
-    """A device's worker failed, died or stopped answering."""
+    """A device's worker failed, or died with no survivor able to take over."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRun:
+    """What the local backend measured: outputs by model per frame, the timeline, and one
+    line per fault survived."""
+
+    outputs: list[dict]
+    timeline: Timeline
+    faults: tuple[str, ...]
 
 
 def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-              interval_s: float = 0.0, timeout_s: float = 60.0, emulate_links: bool = False,
-              emulate_compute: bool = False) -> tuple[list[dict], Timeline]:
-    """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes;
-    returns each frame's outputs by model and the measured timeline."""
+              interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
+              emulate_links: bool = False, emulate_compute: bool = False,
+              on_frame: Callable[[int], None] | None = None) -> LocalRun:
+    """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes.
+
+    ``on_frame(frame)`` is called as each frame completes; a worker silent for
+    ``detect_s`` counts as dead; a run with no progress for ``timeout_s`` stops.
+    """
     context = mp.get_context("spawn")
     inboxes = {device: context.Queue() for device in plan.order}
     results = context.Queue()
@@ -52,14 +77,15 @@ def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
              for link in plan.cluster.links} if emulate_links else {}
     emulation = _Emulation(media, emulate_compute)
     workers = {device: context.Process(target=_worker, name=f"edgeweave-{device}", daemon=True,
-                                       args=(device, plan, inboxes, results, emulation))
+                                       args=(device, plan.for_device(device), inboxes, results,
+                                             emulation))
                for device in plan.order}
     try:
         for process in workers.values():
             process.start()
-        coordinator = _Coordinator(plan, workers, results, timeout_s, emulation.label())
+        coordinator = _Coordinator(plan, workers, inboxes, results, timeout_s, detect_s)
         coordinator.wait_ready()
-        return coordinator.run(frames, interval_s, inboxes)
+        return coordinator.run(frames, interval_s, emulation.label(), on_frame)
     finally:
         for inbox in inboxes.values():
             inbox.put(("stop",))
@@ -71,87 +97,137 @@ def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
 
 
 class _Coordinator:
-    def __init__(self, plan: Plan, workers, results, timeout_s: float, label: str) -> None:
-        self.plan, self.workers, self.results, self.timeout_s = plan, workers, results, timeout_s
-        self.label = label
-        self.source = plan.cluster.devices[0].name
-        self.expected = sum(1 for u in plan.units for layer in u.layers
-                            if layer in plan.graphs[u.graph].outputs)
+    def __init__(self, plan: Plan, workers, inboxes, results, timeout_s: float,
+                 detect_s: float) -> None:
+        self.plan, self.workers, self.inboxes, self.results = plan, workers, inboxes, results
+        self.timeout_s, self.detect_s = timeout_s, detect_s
+        self.cost = CostModel.for_cluster(plan.cluster)
+        self.expected = {(u.id, layer) for u in plan.units for layer in u.layers
+                         if layer in plan.graphs[u.graph].outputs}
         self.events: list[Event] = []
+        self.faults: list[str] = []
+        self.lost: set[str] = set()
+        self.seen = {device: time.monotonic() for device in workers}
 
-    def receive(self, what: str, frame: int | None = None):
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                return self.results.get(timeout=0.2)
-            except queue.Empty:
-                for device, process in self.workers.items():
-                    if not process.is_alive():
-                        raise WorkerError(f"The worker of device '{device}' died (exit code "
-                                          f"{process.exitcode}) while {what}"
-                                          + (f" frame {frame}" if frame is not None else "")
-                                          + ".") from None
-                if time.monotonic() > deadline:
-                    raise WorkerError(f"No answer for {self.timeout_s:.0f} s while {what}"
-                                      + (f" frame {frame}" if frame is not None else "")
-                                      + ": a worker stopped answering.") from None
+    def receive(self, wait_s: float = 0.2):
+        """The next message, or None after ``wait_s``; checks the workers on the way."""
+        try:
+            message = self.results.get(timeout=wait_s)
+        except queue.Empty:
+            return None
+        if message[0] == "alive":
+            self.seen[message[1]] = time.monotonic()
+            return None
+        if message[0] == "error":
+            _, device, frame, text = message
+            raise WorkerError(f"Device '{device}' failed on frame {frame}: {text}")
+        return message
 
     def wait_ready(self) -> None:
-        ready = set()
+        ready: set[str] = set()
+        deadline = time.monotonic() + self.timeout_s
         while ready != set(self.workers):
-            try:
-                message = self.receive("starting the workers")
-            except WorkerError as error:
-                raise WorkerError(f"{error} Worker processes are spawned: a script that runs "
-                                  "the local backend needs `if __name__ == '__main__':`.") \
-                    from None
-            if message[0] == "error":
-                raise WorkerError(f"Device '{message[1]}' failed to start: {message[3]}")
-            ready.add(message[1])
+            message = self.receive()
+            dead = [d for d, p in self.workers.items() if not p.is_alive()]
+            if dead or time.monotonic() > deadline:
+                who = dead[0] if dead else sorted(set(self.workers) - ready)[0]
+                raise WorkerError(f"The worker of device '{who}' did not start. Worker "
+                                  "processes are spawned: a script that runs the local "
+                                  "backend needs `if __name__ == '__main__':`.")
+            if message is not None and message[0] == "ready":
+                ready.add(message[1])
+                self.seen[message[1]] = time.monotonic()
 
-    def run(self, frames, interval_s, inboxes) -> tuple[list[dict], Timeline]:
+    def run(self, frames, interval_s: float, label: str, on_frame) -> LocalRun:
+        self.frames = frames
         start = time.perf_counter()
         arrival = [start + f * interval_s for f in range(len(frames))]
         pieces: list[dict[tuple[str, str], list[Piece]]] = [{} for _ in frames]
-        received, done = [0] * len(frames), [0.0] * len(frames)
-        sent = 0
-        while min(received, default=self.expected) < self.expected:
-            while sent < len(frames) and time.perf_counter() >= arrival[sent]:
-                arrival[sent] = time.perf_counter()
-                for name, tensors in frames[sent].items():
-                    inboxes[self.source].put(("input", sent, name,
-                                              tuple(_shareable(t) for t in tensors)))
-                sent += 1
-            pending = next(f for f, n in enumerate(received) if n < self.expected)
-            message = self.receive("computing", pending) if sent == len(frames) else \
-                self._poll()
+        received: list[set] = [set() for _ in frames]
+        done = [0.0] * len(frames)
+        self.sent = 0
+        progress = time.monotonic()
+        while any(len(r) < len(self.expected) for r in received):
+            while self.sent < len(frames) and time.perf_counter() >= arrival[self.sent]:
+                arrival[self.sent] = time.perf_counter()
+                self.send_inputs(self.sent)
+                self.sent += 1
+            pending = next(f for f, r in enumerate(received) if len(r) < len(self.expected))
+            waiting = self.sent < len(frames)
+            message = self.receive(0.001 if waiting else 0.05)
+            self.check_workers(pending)
             if message is None:
+                if time.monotonic() - progress > self.timeout_s:
+                    raise WorkerError(f"No progress for {self.timeout_s:.0f} s on frame "
+                                      f"{pending}: a worker stopped answering.")
                 continue
-            kind = message[0]
-            if kind == "error":
-                _, device, frame, text = message
-                raise WorkerError(f"Device '{device}' failed on frame {frame}: {text}")
-            if kind == "event":
+            progress = time.monotonic()
+            if message[0] == "event":
                 self.events.append(message[1])
-            elif kind == "output":
-                _, frame, graph, layer, region, tensor = message
+            elif message[0] == "output":
+                _, frame, unit, graph, layer, region, tensor = message
+                if (unit, layer) in received[frame]:
+                    continue  # recomputed after a fault: the first copy stands
+                received[frame].add((unit, layer))
                 pieces[frame].setdefault((graph, layer), []).append((region, tensor))
-                received[frame] += 1
-                done[frame] = time.perf_counter()
+                if len(received[frame]) == len(self.expected):
+                    done[frame] = time.perf_counter()
+                    for device in self.live:
+                        self.inboxes[device].put(("done", frame))
+                    if on_frame is not None:
+                        on_frame(frame)
         outputs = [collect_outputs(self.plan, frame_pieces) for frame_pieces in pieces]
         events = tuple(sorted((_shift(e, start) for e in self.events),
                               key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
         timeline = Timeline(events, tuple(a - start for a in arrival),
                             tuple(d - start for d in done),
-                            f"measured: local backend, {len(self.workers)} processes{self.label}")
-        return outputs, timeline
+                            f"measured: local backend, {len(self.workers)} processes{label}")
+        return LocalRun(outputs, timeline, tuple(self.faults))
 
-    def _poll(self):
+    @property
+    def live(self) -> list[str]:
+        return [device for device in self.workers if device not in self.lost]
+
+    def send_inputs(self, frame: int) -> None:
+        for unit in self.plan.units:
+            graph = self.plan.graphs[unit.graph]
+            if graph[unit.last].kind == "input":
+                tensors = tuple(_shareable(t) for t in self.frames[frame][unit.graph])
+                self.inboxes[unit.device].put(("input", frame, unit.graph, tensors))
+
+    def check_workers(self, frame: int) -> None:
+        now = time.monotonic()
+        for device in self.live:
+            process = self.workers[device]
+            if not process.is_alive():
+                self.recover(device, f"died (exit code {process.exitcode})", frame)
+            elif now - self.seen[device] > self.detect_s:
+                process.kill()
+                self.recover(device, f"stopped answering for {self.detect_s:.1f} s", frame)
+
+    def recover(self, device: str, what: str, frame: int) -> None:
+        self.lost.add(device)
+        self.inboxes[device].cancel_join_thread()  # nobody reads it any more
+        moved = self.plan.order[device]
         try:
-            return self.results.get(timeout=0.001)
-        except queue.Empty:
-            return None
-
+            plan = without(self.plan, self.lost, self.cost)
+        except PlanError as error:
+            raise WorkerError(f"The worker of device '{device}' {what} while computing frame "
+                              f"{frame}, and the run cannot go on: {error}") from None
+        adopter = next((d for d in self.live if len(plan.order[d]) > len(self.plan.order[d])),
+                       None)
+        for survivor in self.live:
+            graphs = plan.for_device(survivor).graphs if survivor == adopter else None
+            self.inboxes[survivor].put(("replan", plan.units, plan.order, graphs, frame))
+        inputs_moved = any(self.plan.graphs[self.plan.unit(uid).graph][
+            self.plan.unit(uid).last].kind == "input" for uid in moved)
+        self.plan = plan
+        if inputs_moved:
+            for again in range(frame, self.sent):
+                self.send_inputs(again)
+        self.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
+                           f"unit(s) moved to '{adopter}' and unfinished frames recomputed"
+                           if moved else f"device '{device}' {what}; it held no units")
 
 
 def _shareable(tensor: torch.Tensor) -> torch.Tensor:
@@ -162,8 +238,7 @@ def _shareable(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def _shift(event: Event, start: float) -> Event:
-    return Event(event.kind, event.frame, event.unit, event.resource, event.start_s - start,
-                 event.end_s - start, event.n_bytes)
+    return dataclasses.replace(event, start_s=event.start_s - start, end_s=event.end_s - start)
 
 
 class _Emulation:
@@ -194,6 +269,7 @@ def _worker(device: str, plan: Plan, inboxes, results, emulation: _Emulation) ->
     worker = _Worker(device, plan, inboxes, results, emulation)
     try:
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
+        threading.Thread(target=_beat, args=(device, results), daemon=True).start()
         worker.serve()
     except _Stop:
         return
@@ -201,7 +277,21 @@ def _worker(device: str, plan: Plan, inboxes, results, emulation: _Emulation) ->
         results.put(("error", device, worker.frame, f"{type(error).__name__}: {error}"))
 
 
+def _beat(device: str, results) -> None:
+    while True:
+        results.put(("alive", device))
+        time.sleep(HEARTBEAT_S)
+
+
 class _Stop(Exception):
+    pass
+
+
+class _Replan(Exception):
+    pass
+
+
+class _FrameDone(Exception):
     pass
 
 
@@ -210,39 +300,78 @@ class _Worker:
         self.device, self.plan, self.inboxes, self.results = device, plan, inboxes, results
         self.emulation = emulation
         self.cost = CostModel.for_cluster(plan.cluster) if emulation.compute else None
-        self.due: dict[tuple, float] = {}  # (frame, unit, layer, region) -> delivery time
-        self.units = [plan.unit(uid) for uid in plan.order[device]]
         self.store: dict[tuple, torch.Tensor] = {}  # (frame, unit, layer, region) -> tensor
+        self.due: dict[tuple, float] = {}  # same keys -> emulated delivery time
         self.inputs: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
+        self.held: dict[tuple[int, str], dict[str, Piece]] = {}  # (frame, unit) -> outputs
+        self.finished: set[int] = set()
+        self.replans: list[tuple] = []
         self.frame = 0
+
+    @property
+    def units(self):
+        return [self.plan.unit(uid) for uid in self.plan.order[self.device]]
 
     def serve(self) -> None:
         self.results.put(("ready", self.device))
         while True:
-            for unit in self.units:
-                self.run_unit(unit)
-            # every unit of this frame is done here: its received data is no longer needed
-            self.store = {k: v for k, v in self.store.items() if k[0] > self.frame}
-            self.due = {k: v for k, v in self.due.items() if k[0] > self.frame}
-            self.inputs = {k: v for k, v in self.inputs.items() if k[0] > self.frame}
-            self.frame += 1
+            try:
+                if not self.units:  # nothing to do here unless a re-plan brings units
+                    self.wait(lambda: False)
+                elif self.frame not in self.finished:
+                    for unit in self.units:
+                        if (self.frame, unit.id) not in self.held:
+                            self.run_unit(unit)
+                self.frame += 1
+            except _FrameDone:
+                self.frame += 1
+            except _Replan:
+                while self.replans:
+                    self.adopt(*self.replans.pop(0))
+
+    def adopt(self, units, order, graphs, restart: int) -> None:
+        """Switch to a re-planned plan: re-send held results to units that moved."""
+        before = {unit.id: unit.device for unit in self.plan.units}
+        self.plan = dataclasses.replace(self.plan, units=units, order=order,
+                                        graphs=graphs or self.plan.graphs)
+        moved = {unit.id for unit in units if unit.device != before[unit.id]}
+        for (frame, unit_id), outputs in sorted(self.held.items()):
+            self.forward(frame, self.plan.unit(unit_id), outputs, only_to=moved)
+        self.frame = min(self.frame, restart)
 
     def wait(self, ready) -> None:
+        frame = self.frame
         while not ready():
             message = self.inboxes[self.device].get()
-            if message[0] == "stop":
+            kind = message[0]
+            if kind == "stop":
                 raise _Stop
-            if message[0] == "input":
-                _, frame, graph, tensors = message
-                self.inputs[frame, graph] = tensors
+            if kind == "replan":
+                self.replans.append(message[1:])
+                raise _Replan
+            if kind == "done":
+                self.finish(message[1])
+                if message[1] == frame:
+                    raise _FrameDone
+            elif message[1] in self.finished:
+                continue  # a late copy for a frame already complete
+            elif kind == "input":
+                _, at, graph, tensors = message
+                self.inputs[at, graph] = tensors
             else:
-                _, frame, unit, layer, region, tensor, sent, due, source = message
-                self.store[frame, unit, layer, region] = tensor
-                self.due[frame, unit, layer, region] = due
-                self.results.put(("event", Event("transfer", frame, unit,
-                                                 f"{source}->{self.device}", sent,
-                                                 max(due, time.perf_counter()),
+                _, at, unit, layer, region, tensor, sent, due, source = message
+                self.store[at, unit, layer, region] = tensor
+                self.due[at, unit, layer, region] = due
+                self.results.put(("event", Event("transfer", at, unit, f"{source}->{self.device}",
+                                                 sent, max(due, time.perf_counter()),
                                                  tensor.numel() * tensor.element_size())))
+
+    def finish(self, frame: int) -> None:
+        """Drop everything held for a complete frame."""
+        self.finished.add(frame)
+        for table in (self.store, self.due, self.inputs, self.held):
+            for key in [k for k in table if k[0] == frame]:
+                del table[key]
 
     def run_unit(self, unit) -> None:
         graph, frame = self.plan.graphs[unit.graph], self.frame
@@ -265,13 +394,22 @@ class _Worker:
                 if predicted > time.perf_counter():
                     time.sleep(predicted - time.perf_counter())
             end = time.perf_counter()
+        self.held[frame, unit.id] = outputs
         self.results.put(("event", Event("compute", frame, unit.id, self.device, start, end)))
-        self.forward(unit, outputs)
+        self.forward(frame, unit, outputs)
+        for layer, (region, tensor) in outputs.items():
+            if layer in graph.outputs:
+                self.results.put(("output", frame, unit.id, unit.graph, layer, region,
+                                  _shareable(tensor)))
 
-    def forward(self, unit, outputs: dict[str, Piece]) -> None:
-        frame, graph = self.frame, self.plan.graphs[unit.graph]
+    def forward(self, frame: int, unit, outputs: dict[str, Piece],
+                only_to: set[str] | None = None) -> None:
+        """Send each consumer's region of ``outputs``, once per device (to the units in
+        ``only_to`` alone, when given)."""
         delivered = set()
         for consumer, need in self.plan.forwarding[unit.id]:
+            if only_to is not None and consumer not in only_to:
+                continue
             target = self.plan.unit(consumer).device
             key = (frame, unit.id, need.layer, need.region)
             if target == self.device:
@@ -283,7 +421,3 @@ class _Worker:
                                                     tensor.numel() * tensor.element_size(),
                                                     time.perf_counter())
                 self.inboxes[target].put(("data", *key, tensor, sent, due, self.device))
-        for layer, (region, tensor) in outputs.items():
-            if layer in graph.outputs:
-                self.results.put(("output", frame, unit.graph, layer, region, _shareable(tensor)))
-

@@ -13,6 +13,7 @@ Text forms: a need is ``u3:layer1_0_conv1_0[0:1,0:64,0:28,0:56]``; a unit is
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Mapping
@@ -104,6 +105,17 @@ class Plan:
         """The region of each of its layers that a unit computes."""
         unit = self.unit(unit_id)
         return layer_regions(unit, self.graphs[unit.graph])
+
+    def for_device(self, device: str) -> Plan:
+        """The plan as ``device``'s worker holds it: every unit's description (to know where
+        results go) but only the weights of the layers its own units compute."""
+        layers: dict[str, set[str]] = {}
+        for unit in self.units:
+            if unit.device == device:
+                layers.setdefault(unit.graph, set()).update(unit.layers)
+        graphs = {name: graph.with_weights_of(layers.get(name, ()))
+                  for name, graph in self.graphs.items()}
+        return dataclasses.replace(self, graphs=graphs)
 
     @functools.cached_property
     def forwarding(self) -> dict[str, tuple[tuple[str, Need], ...]]:

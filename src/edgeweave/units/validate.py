@@ -111,6 +111,19 @@ def dependencies(plan: Plan):
     return digraph
 
 
+def execution_order(plan: Plan) -> list[str]:
+    """Unit ids in an order that respects every need and each device's order (ties broken
+    by the units' order in the plan)."""
+    import networkx as nx
+
+    try:
+        index = {u.id: i for i, u in enumerate(plan.units)}
+        return list(nx.lexicographical_topological_sort(dependencies(plan),
+                                                        key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
+        raise PlanError("The plan deadlocks: its needs and device orders form a cycle.") from None
+
+
 def _check_acyclic(plan: Plan) -> None:
     import networkx as nx
 
