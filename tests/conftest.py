@@ -36,3 +36,21 @@ def zoo_output(name: str):
 @pytest.fixture
 def graph_of():
     return zoo_graph
+
+
+# every device name a test runs on the ray backend; each gets its resource on the one node
+RAY_DEVICES = ("rpi4b-0", "rpi4b-1", "rpi4b-2", "edge-server", "rpi3-0", "rpi3-1",
+               "jetson-tx2", "rpi4b")
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray instance for the whole test session (address="local": a stale cluster
+    is never joined), offering the resource of every device in ``RAY_DEVICES``."""
+    ray = pytest.importorskip("ray")
+    from edgeweave.runtime.ray_backend import resource
+
+    ray.init(address="local", resources={resource(d): 1.0 for d in RAY_DEVICES},
+             include_dashboard=False, log_to_driver=False, logging_level="error")
+    yield ray
+    ray.shutdown()

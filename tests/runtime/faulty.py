@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 
 from torch import nn
 
 
 def _in_worker() -> bool:
-    return multiprocessing.parent_process() is not None
+    """In a local backend's worker process, or in a Ray actor."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    ray = sys.modules.get("ray")
+    return bool(ray and ray.is_initialized() and ray.get_runtime_context().get_actor_id())
 
 
 class DiesInWorker(nn.Module):

@@ -134,8 +134,8 @@ def test_workers_hold_only_the_weights_of_their_own_layers():
 
 def test_bad_run_arguments():
     plan = ew.plan(zoo_graph("line"), "rpi4b")
-    with pytest.raises(ew.EdgeweaveError, match="Unknown backend 'ray'"):
-        ew.run(plan, zoo_model("line")[1], backend="ray")
+    with pytest.raises(ew.EdgeweaveError, match="Unknown backend 'cloud'"):
+        ew.run(plan, zoo_model("line")[1], backend="cloud")
     with pytest.raises(ew.EdgeweaveError, match="frames must be >= 1"):
         ew.run(plan, zoo_model("line")[1], frames=0)
     with pytest.raises(ew.EdgeweaveError, match="must be a float32 tensor of shape"):

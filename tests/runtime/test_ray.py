@@ -1,0 +1,72 @@
+"""The ray backend on a local Ray instance (started once for the session, with
+address="local" so a stale cluster is never joined): actors pinned to their devices give
+the model's outputs in both modes, and failures are named."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import edgeweave as ew
+from edgeweave.errors import ClusterConfigError
+from edgeweave.planners import PLANNERS
+from edgeweave.runtime.local import WorkerError
+from edgeweave.runtime.ray_backend import MODES
+from tests.conftest import zoo_model, zoo_output, zoo_graph
+from tests.runtime import faulty
+from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan
+
+FOUR = "rpi4b*3+edge-server@wifi"
+pytestmark = pytest.mark.usefixtures("ray_instance")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_four_actors_three_frames_equal_the_model(mode):
+    plan = _spread_plan("resnet18", FOUR)
+    result = ew.run(plan, zoo_model("resnet18")[1], backend="ray", frames=3, ray_mode=mode)
+    assert len(result.outputs) == 3
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("resnet18")[0], rtol=1e-4, atol=1e-4)
+    timeline = result.timeline
+    assert timeline.source == f"measured: ray backend ({mode}), 4 actors"
+    assert set(timeline.busy_s()) == set(plan.cluster.names)
+    moved = timeline.bytes_moved()
+    assert {"rpi4b-0->rpi4b-1", "rpi4b-1->rpi4b-2", "rpi4b-2->edge-server"} <= set(moved)
+    computes = [e for e in timeline.events if e.kind == "compute" and e.frame == 2]
+    assert len(computes) == len(plan.units)
+    assert all(latency > 0 for latency in timeline.latency_s)
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_every_planner_runs_on_the_ray_backend(planner):
+    plan = ew.plan([zoo_graph("line"), zoo_graph("two_branch")], "rpi3*2+jetson-tx2@4g",
+                   planner=planner)
+    inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}
+    result = ew.run(plan, inputs, backend="ray", frames=2)
+    for output in result.outputs:
+        torch.testing.assert_close(output["line"], zoo_output("line")[0])
+        torch.testing.assert_close(output["two_branch"], zoo_output("two_branch")[0])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_failing_actor_is_named_with_its_frame(mode):
+    plan, x = _faulty_plan(faulty.RaisesInWorker)
+    with pytest.raises(WorkerError, match="Device 'edge-server' failed on frame 0 .*refuses "
+                                          "to run here"):
+        ew.run(plan, x, backend="ray", ray_mode=mode)
+    # the actors of the failed run are gone: the next run gets fresh ones
+    result = ew.run(_spread_plan("line", THREE), zoo_model("line")[1], backend="ray")
+    torch.testing.assert_close(result.output, zoo_output("line")[0])
+
+
+def test_a_device_no_node_offers_is_a_config_error():
+    plan = ew.plan(zoo_graph("line"), "jetson-nano+edge-server@wifi", planner="neurosurgeon")
+    with pytest.raises(ClusterConfigError, match="No Ray node offers device\\(s\\) jetson-nano:"
+                                                 " start one on each with `edgeweave worker"):
+        ew.run(plan, zoo_model("line")[1], backend="ray")
+
+
+def test_emulation_is_refused_on_ray():
+    plan = ew.plan(zoo_graph("line"), "rpi4b")
+    with pytest.raises(ew.EdgeweaveError, match="Emulation is the local backend's"):
+        ew.run(plan, zoo_model("line")[1], backend="ray", emulate_links=True)
