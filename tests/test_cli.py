@@ -110,11 +110,45 @@ def test_compare_lists_every_planner_and_neurosurgeon_is_never_worse():
                                                      rows["remote"]["latency_ms"]) + 1e-9
 
 
-def test_run_check_compares_with_the_model():
+def test_run_check_compares_with_the_model_and_draws_both_timelines(tmp_path):
+    chart, trace = tmp_path / "run.png", tmp_path / "run.json"
     result = runner.invoke(app, ["run", "two_branch", "-c", "rpi3*2+jetson-tx2@4g", "--check",
+                                 "--frames", "2", "--gantt", str(chart), "--trace", str(trace),
                                  "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["max_abs_error"] < 1e-4
+    figures = json.loads(result.stdout)
+    assert figures["max_abs_error"] < 1e-4 and figures["faults"] == []
+    assert figures["measured_by"].startswith("measured: local backend")
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    events = json.loads(trace.read_text())["traceEvents"]
+    processes = {e["args"]["name"].split(" (")[0] for e in events if e["name"] == "process_name"}
+    assert processes == {"two_branch, neurosurgeon: predicted",
+                         "two_branch, neurosurgeon: measured"}
+    assert sum(e["ph"] == "X" and e["cat"] == "compute" for e in events) > 0
+
+
+def test_run_on_the_ray_backend_prints_predicted_and_measured(ray_instance):
+    result = runner.invoke(app, ["run", "line", "-c", "rpi3*2+jetson-tx2@4g", "--check",
+                                 "--backend", "ray", "--ray-mode", "plain"])
+    assert result.exit_code == 0, result.output
+    assert "predicted (simulated)" in result.stdout
+    assert "measured (ray backend (plain), 3 actors)" in result.stdout
+
+
+def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):
+    result = runner.invoke(app, ["profile", "line", "-c", "rpi4b+edge-server@wifi", "-o",
+                                 str(tmp_path), "--repeats", "1", "--warmup", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["devices"]) == {"rpi4b", "edge-server"}
+    assert data["devices"]["rpi4b"]["host"].startswith("rpi4b on ")
+    cluster = ew.Cluster.load(data["cluster"])
+    assert all(d.profile for d in cluster.devices)
+    cost = ew.CostModel.for_cluster(cluster)
+    graph = ew.trace(*ew.models.get("line"))
+    measured = ew.cost.load(tmp_path / "rpi4b.json")[graph.fingerprint].layer_s
+    layer = next(layer for layer in graph if layer.flops)
+    assert cost.compute_s(graph, layer, cluster.device("rpi4b")) == measured[layer.name]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -122,6 +156,11 @@ def test_run_check_compares_with_the_model():
     (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
     (["run", "line", "-c", "rpi4b", "--backend", "gpu"], "Unknown backend 'gpu'"),
     (["simulate", "missing.json"], "No plan file 'missing.json'"),
+    (["run", "line", "-c", "rpi4b", "--backend", "ray", "--address", "127.0.0.1:1"],
+     "The Ray head at '127.0.0.1:1' does not answer"),
+    (["worker", "--device", "rpi4b", "--address", "127.0.0.1:1"],
+     "The Ray head at '127.0.0.1:1' does not answer"),
+    (["profile", "line", "-c", "rpi4b", "--backend", "cloud"], "Unknown profiling backend"),
 ])
 def test_bad_names_are_one_line(args, message):
     result = runner.invoke(app, args)

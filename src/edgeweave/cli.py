@@ -160,16 +160,28 @@ def inspect(
 def profile(
     model: ModelArgument,
     output: Annotated[str, typer.Option("--output", "-o", help="Profile file to write (models "
-                                        "already in it are kept).")] = "profile.json",
+                                        "already in it are kept); with --cluster, a directory "
+                                        "for one file per device and cluster.yaml.")] = "profile.json",
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", "-c", help="Time the layers on every device of this cluster, through "
+                                "the devices' workers.")] = None,
+    backend: Annotated[str, typer.Option(help="With --cluster: local (a process per device, "
+                                         "one after another) or ray (on the devices).")] = "local",
+    address: AddressOption = None,
     repeats: Annotated[int, typer.Option(help="Timed runs per layer (median kept).")] = 5,
     warmup: Annotated[int, typer.Option(help="Untimed runs per layer first.")] = 2,
     threads: Annotated[int | None, typer.Option(help="torch threads while timing.")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape for your own model.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Time every layer of a model on this host and save a profile the cost model reads."""
+    """Time every layer of a model — on this host, or on every device of a cluster — and
+    save profiles the cost model reads."""
     with _reported():
         _, inputs, graph = load(model, input_shape)
+        if cluster is not None:
+            _profile_cluster(model, graph, inputs, cluster, backend, address, output, repeats,
+                             warmup, as_json)
+            return
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"profiling {model}", total=len(graph))
             measured = cost.measure(graph, inputs, repeats, warmup, threads,
@@ -183,6 +195,39 @@ def profile(
         return
     console.print(f"{model}: {len(graph)} layers, {total * 1e3:.1f} ms in all on "
                   f"{measured.host} ({measured.threads} threads); written to {output}")
+
+
+def _profile_cluster(model, graph, inputs, cluster_spec, backend, address, output, repeats,
+                     warmup, as_json) -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from edgeweave.cluster import Cluster
+    from edgeweave.runtime.profiling import cluster_with_profiles, profile_devices
+
+    loaded = Cluster.load(cluster_spec)
+    directory = Path(output if output != "profile.json" else "profiles")
+    with Progress(console=errors, transient=True) as bar:
+        task = bar.add_task(f"profiling {model} on {len(loaded.devices)} devices",
+                            total=len(loaded.devices))
+        profiles = profile_devices(graph, inputs, loaded, backend, repeats, warmup, address,
+                                   progress=lambda _: bar.advance(task))
+    profiled = cluster_with_profiles(loaded, profiles, directory)
+    (directory / "cluster.yaml").write_text(yaml.safe_dump(profiled.to_dict(), sort_keys=False))
+    totals = {d: sum(p.layer_s.values()) for d, p in profiles.items()}
+    if as_json:
+        _echo_json({"model": model, "cluster": str(directory / "cluster.yaml"),
+                    "devices": {d: {"host": p.host, "threads": p.threads, "total_s": totals[d]}
+                                for d, p in profiles.items()}})
+        return
+    table = _table(f"{model}: every layer timed on each device's worker ({backend})",
+                   ("device", "threads", "total ms", "measured on"), ("threads", "total ms"))
+    for device, measured in profiles.items():
+        table.add_row(device, str(measured.threads), f"{totals[device] * 1e3:.1f}",
+                      measured.host)
+    console.print(table)
+    console.print(f"profiles in {directory}/; plan with them: --cluster {directory}/cluster.yaml")
 
 
 def _plan(graph: LayerGraph, model: str, cluster: str, planner: str,
@@ -299,41 +344,108 @@ def compare(
     console.print(_compare_table(f"{model} on {cluster}", rows))
 
 
+BackendOption = Annotated[str, typer.Option(
+    help="inline (one process), local (one process per device) or ray (one actor per "
+         "device, across machines).")]
+AddressOption = Annotated[str | None, typer.Option(
+    help="ray: the head HEAD:PORT of a Ray cluster whose nodes joined with `edgeweave "
+         "worker` (default: a Ray instance started here for the run).")]
+
+
 @app.command()
 def run(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
-    backend: Annotated[str, typer.Option(help="inline (one process) or local (one process "
-                                          "per device).")] = "local",
-    frames: FramesOption = 1, interval: IntervalOption = 0.0,
+    backend: BackendOption = "local", frames: FramesOption = 1,
+    interval: IntervalOption = 0.0,
     emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
                                           "and its devices' predicted compute times.")] = False,
     check: Annotated[bool, typer.Option(help="Compare outputs with the original model.")] = False,
-    seed: SeedOption = 0, as_json: JsonOption = False,
+    address: AddressOption = None,
+    ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph) or "
+                                          "plain (actor calls).")] = "compiled",
+    detect: Annotated[float, typer.Option(help="local: seconds of silence after which a "
+                                          "worker counts as dead and is re-planned.")] = 3.0,
+    timeout: Annotated[float, typer.Option(help="Seconds without progress before the run "
+                                           "stops.")] = 60.0,
+    trace_file: Annotated[str | None, typer.Option(
+        "--trace", help="Write predicted and measured timelines as a Chrome trace (JSON).")] = None,
+    gantt: GanttOption = None, seed: SeedOption = 0, as_json: JsonOption = False,
 ) -> None:
     """Plan a model and really execute the plan; --check compares with the model itself."""
     with _reported():
         module, inputs, graph = load(model, seed=seed)
         made, _ = _plan(graph, model, cluster, planner, seed)
-        result = run_plan(made, inputs, backend, frames, interval, emulate_links=emulate,
-                          emulate_compute=emulate)
+        with Progress(console=errors, transient=True) as bar:
+            task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
+                                total=frames)
+            result = run_plan(made, inputs, backend, frames, interval, timeout, detect,
+                              emulate, emulate, lambda _: bar.advance(task), address, ray_mode)
         error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
-    predicted = simulate_plan(made, frames, interval)
-    measured = result.timeline
+        predicted = simulate_plan(made, frames, interval)
+        measured = result.timeline
+        pictures = [(f"{model}, {planner}: predicted", predicted)] + (
+            [(f"{model}, {planner}: measured", measured)] if measured else [])
+        if gantt:
+            from edgeweave.report import gantt as draw
+
+            draw(pictures, gantt)
+        if trace_file:
+            from edgeweave.report import chrome_trace
+
+            chrome_trace(pictures, trace_file)
     figures = {"planner": planner, "backend": backend, "frames": frames,
                "predicted": _timeline_row(predicted), "max_abs_error": error,
-               "measured": _timeline_row(measured) if measured else None}
+               "measured": _timeline_row(measured) if measured else None,
+               "measured_by": measured.source if measured else None,
+               "faults": list(result.faults), "gantt": gantt, "trace": trace_file}
     if as_json:
         _echo_json(figures)
     else:
-        console.print(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s): "
-                      f"predicted {figures['predicted']['latency_ms']:.1f} ms mean latency on "
-                      "the cluster" + (f"; measured {figures['measured']['latency_ms']:.1f} ms "
-                                      f"({measured.source})" if measured
-                                      else " (inline: nothing measured)"))
+        table = _table(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s)",
+                       ("", "mean latency ms", "throughput frames/s", "bytes moved"),
+                       ("mean latency ms", "throughput frames/s", "bytes moved"))
+        for label, timeline in (("predicted (simulated)", predicted),
+                                (f"measured ({measured.source[10:]})" if measured else "", measured)):
+            if timeline is not None:
+                row = _timeline_row(timeline)
+                table.add_row(label, f"{row['latency_ms']:.1f}", f"{row['throughput_fps']:.2f}",
+                              _si(row["bytes_moved"]))
+        console.print(table)
+        if measured is None:
+            console.print("inline backend: outputs computed in one process, nothing measured")
+        for fault in result.faults:
+            console.print(f"[yellow]survived:[/] {fault}")
         if check:
             console.print(f"outputs equal the model's: max |difference| = {error:.2e}")
+        for what, path in (("Gantt chart (predicted above measured)", gantt),
+                           ("Chrome trace", trace_file)):
+            if path:
+                console.print(f"{what} in {path}")
     if check and error > 1e-4:
         raise typer.Exit(2)
+
+
+@app.command()
+def worker(
+    device: Annotated[str, typer.Option(help="The device this machine is, as named in the "
+                                        "cluster file.")],
+    address: Annotated[str, typer.Option(help="The Ray head, HEAD:PORT (`ray start --head` "
+                                         "prints it).")],
+    token_file: Annotated[str | None, typer.Option(
+        help="The head's token file (its ~/.ray/auth_token); default: $RAY_AUTH_TOKEN or "
+             "this machine's ~/.ray/auth_token.")] = None,
+    cpus: Annotated[int | None, typer.Option(help="CPUs this node offers Ray.")] = None,
+) -> None:
+    """Join this machine to a Ray cluster as DEVICE (wraps `ray start`, token auth on)."""
+    import os
+
+    from edgeweave.runtime.ray_backend import worker_command
+
+    with _reported():
+        command, environment = worker_command(device, address, token_file, cpus)
+    errors.print(f"joining {address} as device '{device}': {' '.join(command[1:])}",
+                 highlight=False)
+    os.execve(command[0], command, environment)
 
 
 def _max_error(module, inputs, outputs) -> float:

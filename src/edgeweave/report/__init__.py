@@ -1,5 +1,6 @@
-"""Pictures and tables of plans and timelines."""
+"""Pictures and traces of plans and timelines."""
 
 from edgeweave.report.gantt import gantt
+from edgeweave.report.trace import chrome_trace
 
-__all__ = ["gantt"]
+__all__ = ["chrome_trace", "gantt"]

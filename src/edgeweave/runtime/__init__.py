@@ -65,7 +65,8 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
                                  "real devices and links.")
         from edgeweave.runtime.ray_backend import run_ray
 
-        measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode)
+        measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode,
+                           on_frame)
     else:
         from edgeweave.runtime.local import run_local
 

@@ -29,9 +29,13 @@ started for the run is shut down; re-planning around a dead worker is the local 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import socket
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -125,7 +129,7 @@ class DeviceActor:
 
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
-            mode: str = "compiled") -> LocalRun:
+            mode: str = "compiled", on_frame: Callable[[int], None] | None = None) -> LocalRun:
     """Run ``frames`` through ``plan`` with one Ray actor per device.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
@@ -135,7 +139,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
     import ray
 
-    started = _connect(ray, plan, address)
+    started = connect(ray, list(plan.order), address)
     actors: dict[str, Any] = {}
     try:
         remote = ray.remote(num_cpus=0, max_concurrency=1)(DeviceActor)
@@ -143,7 +147,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             actors[device] = remote.options(
                 resources={resource(device): 0.001}, max_restarts=0).remote(device, plan.for_device(device))
         offsets = _offsets(ray, actors, timeout_s)
-        runner = _Compiled(ray, plan, actors) if mode == "compiled" else _Plain(ray, plan, actors)
+        runner = (_Compiled if mode == "compiled" else _Plain)(ray, plan, actors, on_frame)
         try:
             start = time.time()
             arrival = runner.feed(frames, interval_s, timeout_s)
@@ -183,23 +187,43 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     return LocalRun(outputs, timeline, ())
 
 
+def worker_command(device: str, address: str, token_file: str | None = None,
+                   cpus: int | None = None) -> tuple[list[str], dict[str, str]]:
+    """The ``ray start`` command line (and environment) that joins this machine to the Ray
+    cluster at ``address`` as ``device``, with token authentication on; the token comes
+    from ``token_file``, else from ``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``."""
+    _check_reachable(address)
+    command = [sys.executable, "-m", "ray.scripts.scripts", "start", f"--address={address}",
+               f"--resources={json.dumps({resource(device): 1})}", "--block"]
+    if cpus is not None:
+        command.append(f"--num-cpus={cpus}")
+    environment = {**os.environ, "RAY_AUTH_MODE": "token"}
+    if token_file is not None:
+        if not Path(token_file).is_file():
+            raise ClusterConfigError(f"No token file '{token_file}': copy the head's "
+                                     "~/.ray/auth_token (`ray get-auth-token` prints it).")
+        environment["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+    return command, environment
+
+
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def _connect(ray, plan: Plan, address: str | None) -> bool:
-    """Make sure Ray runs and offers every device of the plan; True when started here."""
-    started = False
-    if not ray.is_initialized():
-        if address is None:
-            ray.init(address="local", resources={resource(d): 1.0 for d in plan.order},
-                     include_dashboard=False, log_to_driver=False, logging_level="error")
-        else:
-            _check_reachable(address)
-            ray.init(address=address, log_to_driver=False, logging_level="error")
-        started = True
+def connect(ray, devices: Sequence[str], address: str | None) -> bool:
+    """Make sure Ray runs and offers every one of ``devices``; True when started here. With
+    no ``address``, a local instance offering them all is started; a Ray this process
+    already joined is used as it is."""
+    if address is not None:
+        _check_reachable(address)
+    started = not ray.is_initialized()
+    if started and address is None:
+        ray.init(address="local", resources={resource(d): 1.0 for d in devices},
+                 include_dashboard=False, log_to_driver=False, logging_level="error")
+    elif started:
+        ray.init(address=address, log_to_driver=False, logging_level="error")
     offered = ray.cluster_resources()
-    missing = [d for d in plan.order if resource(d) not in offered]
+    missing = [d for d in devices if resource(d) not in offered]
     if missing:
         if started:
             ray.shutdown()
@@ -241,8 +265,8 @@ def _moved(events: list[Event], shift: float) -> list[Event]:
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors) -> None:
-        self.ray, self.plan, self.actors = ray, plan, actors
+    def __init__(self, ray, plan: Plan, actors, on_frame) -> None:
+        self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
         self.order = execution_order(plan)
         self.results: list[dict[str, Any]] = []
 
@@ -269,9 +293,13 @@ class _Plain:
             arrival.append(time.time())
             pending.append(self.submit(frame, inputs))
         for refs in pending:
-            values = self.ray.get(list(refs.values()), timeout=timeout_s)
-            self.results.append(dict(zip(refs, values)))
+            self._collected(dict(zip(refs, self.ray.get(list(refs.values()), timeout=timeout_s))))
         return arrival
+
+    def _collected(self, results: dict[str, Any]) -> None:
+        self.results.append(results)
+        if self.on_frame is not None:
+            self.on_frame(len(self.results) - 1)
 
     def close(self) -> None:
         pass
@@ -280,8 +308,8 @@ class _Plain:
 class _Compiled(_Plain):
     """The plan compiled once as a Ray Compiled Graph; each frame one execution."""
 
-    def __init__(self, ray, plan: Plan, actors) -> None:
-        super().__init__(ray, plan, actors)
+    def __init__(self, ray, plan: Plan, actors, on_frame) -> None:
+        super().__init__(ray, plan, actors, on_frame)
         from ray.dag import InputNode, MultiOutputNode
 
         nodes: dict[str, list] = {}
@@ -315,7 +343,7 @@ class _Compiled(_Plain):
         return arrival
 
     def _collect(self, ref, timeout_s: float) -> None:
-        self.results.append(dict(zip(self.order, self.ray.get(ref, timeout=timeout_s))))
+        self._collected(dict(zip(self.order, self.ray.get(ref, timeout=timeout_s))))
 
     def close(self) -> None:
         self.compiled.teardown()

@@ -1,0 +1,87 @@
+"""Profiling on the devices themselves: every layer timed on every device, in its worker.
+
+The ``local`` backend times one device after another, each in its own process with the
+device's thread budget (so one device's timing never competes with another's); the
+``ray`` backend times all devices at once, each on its own node. Each profile names the
+device and the host it was measured on; ``cluster_with_profiles`` points each device of a
+cluster at its profile, so the profiled cost model predicts from these measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import torch
+import torch.multiprocessing as mp
+
+from edgeweave.cluster import Cluster
+from edgeweave.cost import ModelProfile, measure, save
+from edgeweave.errors import UnknownNameError
+from edgeweave.graph import LayerGraph
+
+BACKENDS = ("local", "ray")
+
+
+def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster: Cluster,
+                    backend: str = "local", repeats: int = 5, warmup: int = 2,
+                    address: str | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict[str, ModelProfile]:
+    """Each device's profile of ``graph``, measured by that device's worker;
+    ``progress(device)`` is told as each device finishes."""
+    if backend not in BACKENDS:
+        raise UnknownNameError(f"Unknown profiling backend '{backend}'; backends: "
+                               f"{', '.join(BACKENDS)}.")
+    jobs = [(device.name, device.threads or 1) for device in cluster.devices]
+    profiles: dict[str, ModelProfile] = {}
+    if backend == "local":
+        for name, threads in jobs:
+            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+                profiles[name] = pool.submit(_measure_on, name, threads, graph, inputs,
+                                             repeats, warmup).result()
+            if progress is not None:
+                progress(name)
+        return profiles
+    import ray
+
+    from edgeweave.runtime.ray_backend import connect, resource
+
+    started = connect(ray, cluster.names, address)
+    try:
+        remote = ray.remote(num_cpus=0)(_measure_on)
+        pending = {remote.options(resources={resource(name): 0.001}).remote(
+            name, threads, graph, inputs, repeats, warmup): name for name, threads in jobs}
+        while pending:
+            [ready], _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(ready)
+            profiles[name] = ray.get(ready)
+            if progress is not None:
+                progress(name)
+    finally:
+        if started:
+            ray.shutdown()
+    return {name: profiles[name] for name, _ in jobs}
+
+
+def _measure_on(device: str, threads: int, graph: LayerGraph,
+                inputs: tuple[torch.Tensor, ...], repeats: int, warmup: int) -> ModelProfile:
+    measured = measure(graph, inputs, repeats, warmup, threads)
+    return dataclasses.replace(measured, host=f"{device} on {measured.host}")
+
+
+def cluster_with_profiles(cluster: Cluster, profiles: dict[str, ModelProfile],
+                          directory: str | Path) -> Cluster:
+    """Save each device's profile as ``directory/DEVICE.json`` (merged with models already
+    there) and return ``cluster`` with every profiled device reading its file."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    devices = []
+    for device in cluster.devices:
+        if device.name in profiles:
+            path = directory / f"{device.name}.json"
+            save([profiles[device.name]], path)
+            device = dataclasses.replace(device, profile=str(path), profile_scale=1.0)
+        devices.append(device)
+    return dataclasses.replace(cluster, devices=tuple(devices))
