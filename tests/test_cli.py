@@ -132,7 +132,7 @@ def test_run_on_the_ray_backend_prints_predicted_and_measured(ray_instance):
                                  "--backend", "ray", "--ray-mode", "plain"])
     assert result.exit_code == 0, result.output
     assert "predicted (simulated)" in result.stdout
-    assert "measured (ray backend (plain), 3 actors)" in result.stdout
+    assert "measured (ray backend (plain, batched), 3 actors)" in result.stdout
 
 
 def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):

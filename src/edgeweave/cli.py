@@ -363,6 +363,8 @@ def run(
     address: AddressOption = None,
     ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph) or "
                                           "plain (actor calls).")] = "compiled",
+    ray_batch: Annotated[bool, typer.Option(help="ray: run a device's consecutive units in "
+                                            "one call.")] = True,
     detect: Annotated[float, typer.Option(help="local: seconds of silence after which a "
                                           "worker counts as dead and is re-planned.")] = 3.0,
     timeout: Annotated[float, typer.Option(help="Seconds without progress before the run "
@@ -379,7 +381,8 @@ def run(
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
             result = run_plan(made, inputs, backend, frames, interval, timeout, detect,
-                              emulate, emulate, lambda _: bar.advance(task), address, ray_mode)
+                              emulate, emulate, lambda _: bar.advance(task), address, ray_mode,
+                              ray_batch)
         error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
         predicted = simulate_plan(made, frames, interval)
         measured = result.timeline

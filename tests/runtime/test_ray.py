@@ -11,7 +11,8 @@ import edgeweave as ew
 from edgeweave.errors import ClusterConfigError
 from edgeweave.planners import PLANNERS
 from edgeweave.runtime.local import WorkerError
-from edgeweave.runtime.ray_backend import MODES
+from edgeweave.runtime.ray_backend import MODES, calls
+from edgeweave.units import execution_order
 from tests.conftest import zoo_model, zoo_output, zoo_graph
 from tests.runtime import faulty
 from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan
@@ -21,14 +22,17 @@ pytestmark = pytest.mark.usefixtures("ray_instance")
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_four_actors_three_frames_equal_the_model(mode):
+@pytest.mark.parametrize("batch", [True, False])
+def test_four_actors_three_frames_equal_the_model(mode, batch):
     plan = _spread_plan("resnet18", FOUR)
-    result = ew.run(plan, zoo_model("resnet18")[1], backend="ray", frames=3, ray_mode=mode)
+    result = ew.run(plan, zoo_model("resnet18")[1], backend="ray", frames=3, ray_mode=mode,
+                    ray_batch=batch)
     assert len(result.outputs) == 3
     for output in result.outputs:
         torch.testing.assert_close(output, zoo_output("resnet18")[0], rtol=1e-4, atol=1e-4)
     timeline = result.timeline
-    assert timeline.source == f"measured: ray backend ({mode}), 4 actors"
+    batched = ", batched" if batch else ""
+    assert timeline.source == f"measured: ray backend ({mode}{batched}), 4 actors"
     assert set(timeline.busy_s()) == set(plan.cluster.names)
     moved = timeline.bytes_moved()
     assert {"rpi4b-0->rpi4b-1", "rpi4b-1->rpi4b-2", "rpi4b-2->edge-server"} <= set(moved)
@@ -46,6 +50,28 @@ def test_every_planner_runs_on_the_ray_backend(planner):
     for output in result.outputs:
         torch.testing.assert_close(output["line"], zoo_output("line")[0])
         torch.testing.assert_close(output["two_branch"], zoo_output("two_branch")[0])
+
+
+def test_batched_calls_keep_the_schedule_and_drop_hops_inside_a_device():
+    plan = _spread_plan("resnet18", FOUR)
+    batched, single = calls(plan), calls(plan, batch=False)
+    assert [unit for call in single for unit in call] == execution_order(plan)
+    assert sorted(u for call in batched for u in call) == sorted(u.id for u in plan.units)
+    assert len(batched) < len(single) // 4
+    device_of = {unit.id: unit.device for unit in plan.units}
+    position = {unit: i for i, unit in enumerate(execution_order(plan))}
+    for call in batched:
+        assert len({device_of[u] for u in call}) == 1
+        # every unit but the first reads only its own call or its own device
+        for unit in call[1:]:
+            assert all(device_of[n.unit] == device_of[unit] for n in plan.unit(unit).needs)
+        # only the last sends to other devices
+        for unit in call[:-1]:
+            assert all(device_of[c] == device_of[unit] for c, _ in plan.forwarding[unit])
+        # a device's order is kept
+        order = plan.order[device_of[call[0]]]
+        assert list(call) == list(order[order.index(call[0]):order.index(call[0]) + len(call)])
+        assert [position[u] for u in call] == sorted(position[u] for u in call)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -41,14 +41,16 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
         interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
         emulate_links: bool = False, emulate_compute: bool = False,
         on_frame: Callable[[int], None] | None = None, address: str | None = None,
-        ray_mode: str = "compiled") -> Run:
+        ray_mode: str = "compiled", ray_batch: bool = True) -> Run:
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
     arriving ``interval_s`` apart) with a backend.
 
     The local backend can emulate the cluster's links and its devices' predicted compute
     times; it survives a worker that dies or is silent for ``detect_s``, and stops when
     nothing progresses for ``timeout_s``. ``on_frame(frame)`` is called as frames complete.
-    The ray backend joins the Ray cluster at ``address`` (default: one started here).
+    The ray backend joins the Ray cluster at ``address`` (default: one started here), runs
+    the plan as a compiled graph or plain calls (``ray_mode``), a device's consecutive
+    units in one call (``ray_batch``) or one call per unit.
     """
     if backend not in BACKENDS:
         raise UnknownNameError(f"Unknown backend '{backend}'. Available backends: "
@@ -66,7 +68,7 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
         from edgeweave.runtime.ray_backend import run_ray
 
         measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode,
-                           on_frame)
+                           ray_batch, on_frame)
     else:
         from edgeweave.runtime.local import run_local
 

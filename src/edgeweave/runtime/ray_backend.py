@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import socket
 import sys
@@ -48,6 +49,9 @@ from edgeweave.units import Plan, execution_order
 from edgeweave.units.compute import Piece, compute_unit, crop
 
 MODES = ("compiled", "plain")
+# Frames a compiled graph holds at once: each call's results wait in one-slot channels
+# until read, so a device can run at most one frame ahead of the driver's reading anyway.
+IN_FLIGHT = 2
 DRIVER = "<driver>"
 
 
@@ -56,15 +60,58 @@ def resource(device: str) -> str:
     return f"edgeweave-device-{device}"
 
 
-def targets(plan: Plan, unit_id: str) -> tuple[str, ...]:
-    """Where a unit's call sends its results, in the order of its returns: each device
-    with a consumer of them, then the driver."""
-    devices = {plan.unit(consumer).device for consumer, _ in plan.forwarding[unit_id]}
+def calls(plan: Plan, batch: bool = True) -> list[tuple[str, ...]]:
+    """The plan's units grouped into actor calls, in a dependency order.
+
+    Unbatched, every unit is a call. Batched, a call is a run of consecutive units in one
+    device's order that reads from other devices only at its start and sends to other
+    devices only at its end: a unit joins the call before it when everything it needs
+    comes from that call or from earlier calls on its device, and a unit whose results
+    another device needs ends its call. The plan's schedule is unchanged; only the hops
+    between a device's own units are gone.
+    """
+    order = execution_order(plan)
+    if not batch:
+        return [(unit_id,) for unit_id in order]
+    call_of: dict[str, int] = {}
+    groups: list[list[str]] = []
+    open_call: dict[str, int] = {}  # device -> index of the call still open there
+    for unit_id in order:
+        unit = plan.unit(unit_id)
+        current = open_call.get(unit.device)
+        joins = current is not None and all(
+            call_of[n.unit] == current or plan.unit(n.unit).device == unit.device
+            for n in unit.needs) and not _is_input(plan, unit_id)
+        if not joins:
+            current = len(groups)
+            groups.append([])
+        groups[current].append(unit_id)
+        call_of[unit_id] = current
+        sends_away = any(plan.unit(c).device != unit.device for c, _ in plan.forwarding[unit_id])
+        if sends_away:
+            open_call.pop(unit.device, None)
+        else:
+            open_call[unit.device] = current
+    return [tuple(group) for group in groups]
+
+
+def _is_input(plan: Plan, unit_id: str) -> bool:
+    unit = plan.unit(unit_id)
+    return plan.graphs[unit.graph][unit.last].kind == "input"
+
+
+def targets(plan: Plan, call: Sequence[str]) -> tuple[str, ...]:
+    """Where a call sends results, in the order of its returns: each device with a
+    consumer of them outside the call, then the driver."""
+    devices = {plan.unit(consumer).device for unit_id in call
+               for consumer, _ in plan.forwarding[unit_id] if consumer not in call}
     return (*sorted(devices), DRIVER)
 
 
 class DeviceActor:
-    """A device's worker: runs one unit per call (wrapped by ``ray.remote`` when used)."""
+    """A device's worker: runs one call (a few units) at a time (wrapped by
+    ``ray.remote`` when used). Each call's last return, for the driver, carries the
+    model outputs it computed and the events recorded since the previous call."""
 
     def __init__(self, device: str, plan: Plan) -> None:
         self.device, self.plan = device, plan
@@ -76,32 +123,33 @@ class DeviceActor:
         """This machine's wall clock."""
         return time.time()
 
-    def recorded(self) -> list[Event]:
-        """The events recorded so far."""
-        return self.events
-
-    def run(self, unit_id: str, *arrived: Any) -> Any:
-        """Run unit ``unit_id`` on the frame's inputs (an input unit) or on the parcels
-        addressed to this device; returns one parcel per target."""
-        start = time.time()
-        unit = self.plan.unit(unit_id)
-        graph = self.plan.graphs[unit.graph]
+    def run(self, call: tuple[str, ...], *arrived: Any) -> Any:
+        """Run the units of ``call`` on the frame's inputs (first, when the call starts with
+        an input unit) and the parcels addressed to this device; one parcel per target."""
         frame = arrived[0][0]  # inputs and parcels alike start with the frame
-        try:
-            if graph[unit.last].kind == "input":
-                tensor = arrived[0][1][unit.graph][graph.inputs.index(unit.last)]
-                outputs = {unit.last: (unit.region, tensor[unit.region.slices()])}
-            else:
-                crops = self._unpack(arrived, start)
-                outputs = compute_unit(graph, unit, [
-                    (need, crops[need.unit, need.layer, need.region]) for need in unit.needs])
-        except Exception as error:  # named for the driver: device, frame and cause
-            raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit {unit_id}): "
-                              f"{type(error).__name__}: {error}") from None
-        end = time.time()
-        self.events.append(Event("compute", frame, unit_id, self.device, start, end))
-        parcels = [self._parcel(frame, unit_id, outputs, device, end)
-                   for device in targets(self.plan, unit_id)]
+        inputs = arrived[0][1] if _is_input(self.plan, call[0]) else None
+        crops = self._unpack(arrived[1:] if inputs is not None else arrived, time.time())
+        produced: dict[str, dict[str, Piece]] = {}
+        for unit_id in call:
+            start = time.time()
+            unit = self.plan.unit(unit_id)
+            graph = self.plan.graphs[unit.graph]
+            try:
+                if graph[unit.last].kind == "input":
+                    tensor = inputs[unit.graph][graph.inputs.index(unit.last)]
+                    outputs = {unit.last: (unit.region, tensor[unit.region.slices()])}
+                else:
+                    outputs = compute_unit(graph, unit, [
+                        (need, crop(produced[need.unit][need.layer], need.region)
+                         if need.unit in produced else crops[need.unit, need.layer, need.region])
+                        for need in unit.needs])
+            except Exception as error:  # named for the driver: device, frame and cause
+                raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
+                                  f"{unit_id}): {type(error).__name__}: {error}") from None
+            produced[unit_id] = outputs
+            self.events.append(Event("compute", frame, unit_id, self.device, start, time.time()))
+        parcels = [self._parcel(frame, call, produced, device, time.time())
+                   for device in targets(self.plan, call)]
         return tuple(parcels) if len(parcels) > 1 else parcels[0]
 
     def _unpack(self, arrived, start: float) -> dict[tuple, torch.Tensor]:
@@ -115,22 +163,27 @@ class DeviceActor:
                                          f"{source}->{self.device}", sent, start, size))
         return crops
 
-    def _parcel(self, frame: int, unit_id: str, outputs: dict[str, Piece], device: str,
-                now: float) -> tuple:
+    def _parcel(self, frame: int, call: tuple[str, ...], produced: dict[str, dict[str, Piece]],
+                device: str, now: float) -> tuple:
         if device == DRIVER:
-            graph = self.plan.graphs[self.plan.unit(unit_id).graph]
-            return frame, {layer: piece for layer, piece in outputs.items()
-                           if layer in graph.outputs}
-        tensors = {(unit_id, need.layer, need.region): crop(outputs[need.layer], need.region)
-                   for consumer, need in self.plan.forwarding[unit_id]
-                   if self.plan.unit(consumer).device == device}
-        return frame, unit_id, self.device, now, tensors
+            outputs = {(unit_id, layer): piece for unit_id, pieces in produced.items()
+                       for layer, piece in pieces.items()
+                       if layer in self.plan.graphs[self.plan.unit(unit_id).graph].outputs}
+            events, self.events = self.events, []
+            return frame, outputs, events
+        tensors = {(unit_id, need.layer, need.region):
+                   crop(produced[unit_id][need.layer], need.region)
+                   for unit_id in call for consumer, need in self.plan.forwarding[unit_id]
+                   if consumer not in call and self.plan.unit(consumer).device == device}
+        return frame, call[-1], self.device, now, tensors
 
 
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
-            mode: str = "compiled", on_frame: Callable[[int], None] | None = None) -> LocalRun:
-    """Run ``frames`` through ``plan`` with one Ray actor per device.
+            mode: str = "compiled", batch: bool = True,
+            on_frame: Callable[[int], None] | None = None) -> LocalRun:
+    """Run ``frames`` through ``plan`` with one Ray actor per device, each call running
+    one unit or (``batch``) a run of a device's units.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
     every device's resource is started for the run and stopped after it.
@@ -141,22 +194,18 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
 
     started = connect(ray, list(plan.order), address)
     actors: dict[str, Any] = {}
+    runner = None
     try:
-        remote = ray.remote(num_cpus=0, max_concurrency=1)(DeviceActor)
+        remote = ray.remote(num_cpus=0)(DeviceActor)
         for device in plan.order:
-            actors[device] = remote.options(
-                resources={resource(device): 0.001}, max_restarts=0).remote(device, plan.for_device(device))
+            actors[device] = remote.options(resources={resource(device): 0.001},
+                                            max_restarts=0).remote(device,
+                                                                   plan.for_device(device))
         offsets = _offsets(ray, actors, timeout_s)
-        runner = (_Compiled if mode == "compiled" else _Plain)(ray, plan, actors, on_frame)
-        try:
-            start = time.time()
-            arrival = runner.feed(frames, interval_s, timeout_s)
-            results = runner.results
-        finally:
-            runner.close()
-        events = [e for device, actor in actors.items()
-                  for e in _moved(ray.get(actor.recorded.remote(), timeout=timeout_s),
-                                  offsets[device] + start)]
+        runner = (_Compiled if mode == "compiled" else _Plain)(ray, plan, actors, batch,
+                                                                on_frame)
+        start = time.time()
+        arrival = runner.feed(frames, interval_s, timeout_s)
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, WorkerError) else error
         raise WorkerError(_first_line(cause)) from None
@@ -167,23 +216,26 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         raise WorkerError(f"No answer for {timeout_s:.0f} s: an actor stopped answering.") \
             from None
     finally:
-        for actor in actors.values():
+        for actor in actors.values():  # first: a compiled graph then tears down at once
             ray.kill(actor)
+        if runner is not None:
+            runner.close()
         if started:
             ray.shutdown()
-    outputs = []
-    for frame_results in results:
+    outputs, events = [], []
+    for returned in runner.results:
         pieces: dict[tuple[str, str], list[Piece]] = {}
-        for unit_id, (_, computed) in frame_results.items():
-            for layer, piece in computed.items():
+        for _, computed, recorded in returned:
+            for (unit_id, layer), piece in computed.items():
                 pieces.setdefault((plan.unit(unit_id).graph, layer), []).append(piece)
+            events.extend(_on_driver_clock(e, offsets, start) for e in recorded)
         outputs.append(collect_outputs(plan, pieces))
-    output_units = {uid for uid, returned in results[0].items() if returned[1]}
-    done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == f
-                and e.unit in output_units) for f in range(len(frames))]
+    done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == frame)
+            for frame in range(len(frames))]
     timeline = Timeline(tuple(sorted(events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit))),
                         tuple(a - start for a in arrival), tuple(done),
-                        f"measured: ray backend ({mode}), {len(actors)} actors")
+                        f"measured: ray backend ({mode}{', batched' if batch else ''}), "
+                        f"{len(actors)} actors")
     return LocalRun(outputs, timeline, ())
 
 
@@ -257,33 +309,54 @@ def _offsets(ray, actors: dict[str, Any], timeout_s: float) -> dict[str, float]:
     return offsets
 
 
-def _moved(events: list[Event], shift: float) -> list[Event]:
-    return [dataclasses.replace(e, start_s=e.start_s - shift, end_s=e.end_s - shift)
-            for e in events]
+def _on_driver_clock(event: Event, offsets: dict[str, float], start: float) -> Event:
+    """An actor's event on the driver's clock, from ``start``: a transfer starts on the
+    sender's clock and ends on the receiver's."""
+    if event.kind == "compute":
+        sender = receiver = event.resource
+    else:
+        sender, receiver = event.resource.split("->")
+    return dataclasses.replace(event, start_s=event.start_s - offsets[sender] - start,
+                               end_s=event.end_s - offsets[receiver] - start)
 
 
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, on_frame) -> None:
+    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame) -> None:
         self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
-        self.order = execution_order(plan)
-        self.results: list[dict[str, Any]] = []
+        self.calls = calls(plan, batch)
+        call_of = {unit_id: call for call in self.calls for unit_id in call}
+        # per call: the (producer call, index of its return for this device) it reads
+        self.reads = {call: [(producer, targets(plan, producer).index(self.device(call)))
+                             for producer in dict.fromkeys(
+                                 call_of[n.unit] for u in call for n in plan.unit(u).needs)
+                             if producer != call] for call in self.calls}
+        self.results: list[list[tuple]] = []
 
-    def submit(self, frame: int, inputs: dict) -> dict[str, Any]:
-        returned: dict[str, list] = {}
-        for unit_id in self.order:
-            unit = self.plan.unit(unit_id)
-            if self.plan.graphs[unit.graph][unit.last].kind == "input":
-                args = [(frame, inputs)]
-            else:
-                producers = dict.fromkeys(need.unit for need in unit.needs)
-                args = [returned[p][targets(self.plan, p).index(unit.device)]
-                        for p in producers]
-            count = len(targets(self.plan, unit_id))
-            refs = self.actors[unit.device].run.options(num_returns=count).remote(unit_id, *args)
-            returned[unit_id] = list(refs) if count > 1 else [refs]
-        return {unit_id: refs[-1] for unit_id, refs in returned.items()}
+    def device(self, call: tuple[str, ...]) -> str:
+        """Where a call runs."""
+        return self.plan.unit(call[0]).device
+
+    def call(self, call: tuple[str, ...], *args) -> list:
+        """Submit (or, compiled, bind) a call: one reference per target."""
+        count = len(targets(self.plan, call))
+        method = self.actors[self.device(call)].run
+        if count == 1:
+            return [self.launch(method, call, *args)]
+        return list(self.launch(method.options(num_returns=count), call, *args))
+
+    @staticmethod
+    def launch(method, *args):
+        return method.remote(*args)
+
+    def submit(self, frame: int, inputs: dict) -> list:
+        returned: dict[tuple[str, ...], list] = {}
+        for call in self.calls:
+            args = ([(frame, inputs)] if _is_input(self.plan, call[0]) else []) + [
+                returned[producer][index] for producer, index in self.reads[call]]
+            returned[call] = self.call(call, *args)
+        return [refs[-1] for refs in returned.values()]
 
     def feed(self, frames, interval_s: float, timeout_s: float) -> list[float]:
         arrival, pending = [], []
@@ -293,11 +366,11 @@ class _Plain:
             arrival.append(time.time())
             pending.append(self.submit(frame, inputs))
         for refs in pending:
-            self._collected(dict(zip(refs, self.ray.get(list(refs.values()), timeout=timeout_s))))
+            self._collected(self.ray.get(refs, timeout=timeout_s))
         return arrival
 
-    def _collected(self, results: dict[str, Any]) -> None:
-        self.results.append(results)
+    def _collected(self, returned: list[tuple]) -> None:
+        self.results.append(returned)
         if self.on_frame is not None:
             self.on_frame(len(self.results) - 1)
 
@@ -308,42 +381,43 @@ class _Plain:
 class _Compiled(_Plain):
     """The plan compiled once as a Ray Compiled Graph; each frame one execution."""
 
-    def __init__(self, ray, plan: Plan, actors, on_frame) -> None:
-        super().__init__(ray, plan, actors, on_frame)
+    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame) -> None:
+        super().__init__(ray, plan, actors, batch, on_frame)
         from ray.dag import InputNode, MultiOutputNode
 
-        nodes: dict[str, list] = {}
+        nodes: dict[tuple[str, ...], list] = {}
         with InputNode() as source:
-            for unit_id in self.order:
-                unit = self.plan.unit(unit_id)
-                if self.plan.graphs[unit.graph][unit.last].kind == "input":
-                    args = [source]
-                else:
-                    producers = dict.fromkeys(need.unit for need in unit.needs)
-                    args = [nodes[p][targets(plan, p).index(unit.device)] for p in producers]
-                count = len(targets(plan, unit_id))
-                method = actors[unit.device].run
-                node = (method.options(num_returns=count) if count > 1 else method).bind(
-                    unit_id, *args)
-                nodes[unit_id] = list(node) if count > 1 else [node]
-            graph = MultiOutputNode([nodes[unit_id][-1] for unit_id in self.order])
-        self.compiled = graph.experimental_compile(_max_inflight_executions=8)
+            for call in self.calls:
+                args = ([source] if _is_input(plan, call[0]) else []) + [
+                    nodes[producer][index] for producer, index in self.reads[call]]
+                nodes[call] = self.call(call, *args)
+            graph = MultiOutputNode([returned[-1] for returned in nodes.values()])
+        self.compiled = graph.experimental_compile(_max_inflight_executions=IN_FLIGHT)
+
+    @staticmethod
+    def launch(method, *args):
+        return method.bind(*args)
 
     def feed(self, frames, interval_s: float, timeout_s: float) -> list[float]:
         arrival, pending = [], []
         start = time.time()
         for frame, inputs in enumerate(frames):
-            if len(pending) == 8:  # the in-flight bound: collect the oldest first
-                self._collect(pending.pop(0), timeout_s)
+            if len(pending) == IN_FLIGHT:  # collect the oldest first (see IN_FLIGHT)
+                self._collected(self.ray.get(pending.pop(0), timeout=timeout_s))
             time.sleep(max(0.0, start + frame * interval_s - time.time()))
             arrival.append(time.time())
             pending.append(self.compiled.execute((frame, inputs)))
         for ref in pending:
-            self._collect(ref, timeout_s)
+            self._collected(self.ray.get(ref, timeout=timeout_s))
         return arrival
 
-    def _collect(self, ref, timeout_s: float) -> None:
-        self._collected(dict(zip(self.order, self.ray.get(ref, timeout=timeout_s))))
-
     def close(self) -> None:
-        self.compiled.teardown()
+        # the actors are killed first, so no worker loop is left to wait for; Ray logs
+        # each loop it could not cancel, which here is the point
+        quiet = logging.getLogger("ray.dag.compiled_dag_node")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            self.compiled.teardown()
+        finally:
+            quiet.setLevel(level)

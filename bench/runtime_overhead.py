@@ -1,0 +1,133 @@
+"""What does one unit cost each backend, beside a raw transfer of the same bytes?
+
+A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit is one
+hop to the other worker; one frame at a time (frames 0.3 s apart, so they never overlap).
+Per-unit overhead = (median frame latency - inline compute of the chain) / 16. Beside it:
+the one-way time of the same tensor through a torch shared-memory queue between two
+processes and through a loopback TCP socket (half a ping-pong round trip).
+
+Writes the "Per-unit overhead" section of docs/benchmarks.md (between its markers).
+Run: .venv/bin/python bench/runtime_overhead.py
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import sys
+import threading
+import time
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+import edgeweave as ew
+from edgeweave.runtime.ray_backend import resource
+from edgeweave.units import build_plan, whole
+from sections import write_section
+
+HOPS, FRAMES, ROUNDS = 16, 12, 30
+SIZES = {"4 KiB": 1 << 12, "256 KiB": 1 << 18, "4 MiB": 1 << 22}
+CLUSTER = "x86-core*2@ethernet"
+
+
+def chain_plan(n_bytes: int):
+    model = nn.Sequential(*[nn.ReLU() for _ in range(HOPS)]).eval()
+    x = torch.randn(1, 16, 1, n_bytes // 64)
+    graph = ew.trace(model, x, name="chain")
+    cluster = ew.Cluster.load(CLUSTER)
+    parts = [whole(graph, layer.name, cluster.names[i % 2])
+             for i, layer in enumerate(l for l in graph if l.kind != "input")]
+    return build_plan({"chain": graph}, cluster, parts), graph, x
+
+
+def _echo(inbox, outbox) -> None:
+    while (tensor := inbox.get()) is not None:
+        outbox.put(tensor)
+
+
+def queue_one_way_s(n_bytes: int) -> float:
+    context = mp.get_context("spawn")
+    inbox, outbox = context.Queue(), context.Queue()
+    echo = context.Process(target=_echo, args=(inbox, outbox), daemon=True)
+    echo.start()
+    tensor = torch.randn(n_bytes // 4)
+    times = []
+    for _ in range(ROUNDS):
+        start = time.perf_counter()
+        inbox.put(tensor.clone().share_memory_())  # as the local backend does per transfer
+        outbox.get()
+        times.append((time.perf_counter() - start) / 2)
+    inbox.put(None)
+    echo.join()
+    return statistics.median(times)
+
+
+def tcp_one_way_s(n_bytes: int) -> float:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            for _ in range(ROUNDS):
+                received = 0
+                while received < n_bytes:
+                    received += len(connection.recv(1 << 20))
+                connection.sendall(b"k")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    payload = torch.randn(n_bytes // 4).numpy().tobytes()
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            client.sendall(payload)
+            client.recv(1)
+            times.append(time.perf_counter() - start)  # the 1-byte ack is the other half
+    thread.join()
+    server.close()
+    return statistics.median(times)
+
+
+def backend_unit_s(plan, x, inline_s: float, **options) -> float:
+    result = ew.run(plan, x, frames=FRAMES, interval_s=0.3, **options)
+    latency = statistics.median(result.timeline.latency_s[2:])  # the first frames warm up
+    return (latency - inline_s) / HOPS
+
+
+def main() -> None:
+    import ray
+
+    ray.init(address="local", resources={resource(d): 1.0 for d in
+                                         ew.Cluster.load(CLUSTER).names},
+             include_dashboard=False, log_to_driver=False, logging_level="error")
+    rows = []
+    for label, n_bytes in SIZES.items():
+        plan, graph, x = chain_plan(n_bytes)
+        inline = []
+        for _ in range(ROUNDS):
+            start = time.perf_counter()
+            ew.run(plan, x)
+            inline.append(time.perf_counter() - start)
+        inline_s = statistics.median(inline)
+        row = {"size": label, "queue": queue_one_way_s(n_bytes), "tcp": tcp_one_way_s(n_bytes),
+               "local": backend_unit_s(plan, x, inline_s, backend="local"),
+               "ray plain": backend_unit_s(plan, x, inline_s, backend="ray", ray_mode="plain"),
+               "ray compiled": backend_unit_s(plan, x, inline_s, backend="ray",
+                                              ray_mode="compiled")}
+        rows.append(row)
+        print(row, file=sys.stderr)
+    ray.shutdown()
+    lines = ["| tensor per hop | raw: torch shm queue | raw: loopback TCP | local backend | "
+             "ray, plain calls | ray, compiled graph |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['size']} | " + " | ".join(
+            f"{row[k] * 1e3:.3f} ms" for k in ("queue", "tcp", "local", "ray plain",
+                                               "ray compiled")) + " |")
+    write_section("overhead", "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
