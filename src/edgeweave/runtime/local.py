@@ -169,7 +169,7 @@ class _Coordinator:
                 if (unit, layer) in received[frame]:
                     continue  # recomputed after a fault: the first copy stands
                 received[frame].add((unit, layer))
-                pieces[frame].setdefault((graph, layer), []).append((region, tensor))
+                pieces[frame].setdefault((graph, layer), []).append((region, _unpacked(tensor)))
                 if len(received[frame]) == len(self.expected):
                     done[frame] = time.perf_counter()
                     for device in self.live:
@@ -192,7 +192,7 @@ class _Coordinator:
         for unit in self.plan.units:
             graph = self.plan.graphs[unit.graph]
             if graph[unit.last].kind == "input":
-                tensors = tuple(_shareable(t) for t in self.frames[frame][unit.graph])
+                tensors = tuple(_packed(t) for t in self.frames[frame][unit.graph])
                 self.inboxes[unit.device].put(("input", frame, unit.graph, tensors))
 
     def check_workers(self, frame: int) -> None:
@@ -230,11 +230,26 @@ class _Coordinator:
                            if moved else f"device '{device}' {what}; it held no units")
 
 
-def _shareable(tensor: torch.Tensor) -> torch.Tensor:
-    # A queue moves a tensor's storage to shared memory later, in its feeder thread, while
-    # this thread may still read other views of that storage: hand it a private copy,
-    # already in shared memory.
+# Below this size a tensor is cheaper pickled through the queue's pipe than moved to a
+# fresh shared-memory segment (bench/runtime_overhead.py measures both).
+BY_VALUE_BYTES = 1 << 18
+
+
+def _packed(tensor: torch.Tensor):
+    """What to put on a queue for ``tensor``: a numpy copy (pickled by value) when small;
+    else a private copy already in shared memory — a queue would otherwise move the
+    tensor's storage to shared memory later, in its feeder thread, while this thread may
+    still read other views of that storage."""
+    if tensor.numel() * tensor.element_size() <= BY_VALUE_BYTES:
+        try:
+            return tensor.detach().numpy().copy()
+        except TypeError:  # a dtype numpy lacks (bfloat16): shared memory it is
+            pass
     return tensor.clone(memory_format=torch.contiguous_format).share_memory_()
+
+
+def _unpacked(value) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
 
 
 def _shift(event: Event, start: float) -> Event:
@@ -357,9 +372,10 @@ class _Worker:
                 continue  # a late copy for a frame already complete
             elif kind == "input":
                 _, at, graph, tensors = message
-                self.inputs[at, graph] = tensors
+                self.inputs[at, graph] = tuple(map(_unpacked, tensors))
             else:
-                _, at, unit, layer, region, tensor, sent, due, source = message
+                _, at, unit, layer, region, value, sent, due, source = message
+                tensor = _unpacked(value)
                 self.store[at, unit, layer, region] = tensor
                 self.due[at, unit, layer, region] = due
                 self.results.put(("event", Event("transfer", at, unit, f"{source}->{self.device}",
@@ -400,7 +416,7 @@ class _Worker:
         for layer, (region, tensor) in outputs.items():
             if layer in graph.outputs:
                 self.results.put(("output", frame, unit.id, unit.graph, layer, region,
-                                  _shareable(tensor)))
+                                  _packed(tensor)))
 
     def forward(self, frame: int, unit, outputs: dict[str, Piece],
                 only_to: set[str] | None = None) -> None:
@@ -416,8 +432,8 @@ class _Worker:
                 self.store[key] = crop(outputs[need.layer], need.region)
             elif (target, key) not in delivered:
                 delivered.add((target, key))
-                tensor = _shareable(crop(outputs[need.layer], need.region))
+                tensor = crop(outputs[need.layer], need.region)
                 sent, due = self.emulation.transfer(self.plan, self.device, target,
                                                     tensor.numel() * tensor.element_size(),
                                                     time.perf_counter())
-                self.inboxes[target].put(("data", *key, tensor, sent, due, self.device))
+                self.inboxes[target].put(("data", *key, _packed(tensor), sent, due, self.device))
