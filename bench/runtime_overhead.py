@@ -3,8 +3,9 @@
 A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit is one
 hop to the other worker; one frame at a time (frames 0.3 s apart, so they never overlap).
 Per-unit overhead = (median frame latency - inline compute of the chain) / 16. Beside it:
-the one-way time of the same tensor through a torch shared-memory queue between two
-processes and through a loopback TCP socket (half a ping-pong round trip).
+the one-way time of the same tensor through a torch multiprocessing queue between two
+processes, packed as the local backend packs it (by value up to 256 KiB, else in shared
+memory), and through a loopback TCP socket (half a ping-pong round trip).
 
 Writes the "Per-unit overhead" section of docs/benchmarks.md (between its markers).
 Run: .venv/bin/python bench/runtime_overhead.py
@@ -22,6 +23,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import edgeweave as ew
+from edgeweave.runtime.local import _packed
 from edgeweave.runtime.ray_backend import resource
 from edgeweave.units import build_plan, whole
 from sections import write_section
@@ -55,7 +57,7 @@ def queue_one_way_s(n_bytes: int) -> float:
     times = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
-        inbox.put(tensor.clone().share_memory_())  # as the local backend does per transfer
+        inbox.put(_packed(tensor))  # as the local backend sends it
         outbox.get()
         times.append((time.perf_counter() - start) / 2)
     inbox.put(None)
@@ -120,7 +122,7 @@ def main() -> None:
         rows.append(row)
         print(row, file=sys.stderr)
     ray.shutdown()
-    lines = ["| tensor per hop | raw: torch shm queue | raw: loopback TCP | local backend | "
+    lines = ["| tensor per hop | raw: queue, packed as local sends | raw: loopback TCP | local backend | "
              "ray, plain calls | ray, compiled graph |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['size']} | " + " | ".join(

@@ -108,6 +108,7 @@ class _Coordinator:
         self.faults: list[str] = []
         self.lost: set[str] = set()
         self.seen = {device: time.monotonic() for device in workers}
+        self.checked = time.monotonic()
 
     def receive(self, wait_s: float = 0.2):
         """The next message, or None after ``wait_s``; checks the workers on the way."""
@@ -153,9 +154,11 @@ class _Coordinator:
                 self.send_inputs(self.sent)
                 self.sent += 1
             pending = next(f for f, r in enumerate(received) if len(r) < len(self.expected))
-            waiting = self.sent < len(frames)
-            message = self.receive(0.001 if waiting else 0.05)
-            self.check_workers(pending)
+            # wake for the next arrival, else at least every 50 ms to look at the workers
+            next_arrival = arrival[self.sent] if self.sent < len(frames) else float("inf")
+            message = self.receive(max(0.0, min(next_arrival - time.perf_counter(), 0.05)))
+            if time.monotonic() - self.checked > 0.05:
+                self.check_workers(pending)
             if message is None:
                 if time.monotonic() - progress > self.timeout_s:
                     raise WorkerError(f"No progress for {self.timeout_s:.0f} s on frame "
@@ -196,7 +199,7 @@ class _Coordinator:
                 self.inboxes[unit.device].put(("input", frame, unit.graph, tensors))
 
     def check_workers(self, frame: int) -> None:
-        now = time.monotonic()
+        now = self.checked = time.monotonic()
         for device in self.live:
             process = self.workers[device]
             if not process.is_alive():
