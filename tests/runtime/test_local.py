@@ -3,6 +3,7 @@ and clear errors when a worker fails or dies, leaving no process behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -130,6 +131,17 @@ def test_workers_hold_only_the_weights_of_their_own_layers():
             for param in layer.params:
                 if param in state:
                     assert state[param].is_meta == (layer.name not in mine), (device, param)
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_plan_that_does_not_match_its_cluster_is_refused_before_any_worker_starts(backend):
+    plan = _spread_plan("line", THREE)
+    moved = tuple(dataclasses.replace(u, device="jetson-nano") if u.device == "rpi4b-1" else u
+                  for u in plan.units)
+    with pytest.raises(ew.EdgeweaveError, match="placed on 'jetson-nano', which is not a "
+                                                "device of cluster"):
+        ew.run(dataclasses.replace(plan, units=moved), zoo_model("line")[1], backend=backend)
+    assert not multiprocessing.active_children()
 
 
 def test_bad_run_arguments():

@@ -16,7 +16,7 @@ from typing import Any
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.runtime.inline import Inputs, normalise_inputs, run_inline
 from edgeweave.simulation import Timeline
-from edgeweave.units import Plan
+from edgeweave.units import Plan, validate
 
 BACKENDS = ("inline", "local", "ray")
 
@@ -58,6 +58,7 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
     if frames < 1 or interval_s < 0:
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
+    validate(plan)  # a hand-made or edited plan: named, before any worker starts
     if backend == "inline":
         return Run(tuple(run_inline(plan, inputs) for _ in range(frames)), None)
     by_graph = normalise_inputs(plan, inputs)
