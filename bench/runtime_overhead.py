@@ -7,17 +7,25 @@ the one-way time of the same tensor through a torch multiprocessing queue betwee
 processes, packed as the local backend packs it (by value up to 256 KiB, else in shared
 memory), and through a loopback TCP socket (half a ping-pong round trip).
 
-Writes the "Per-unit overhead" section of docs/benchmarks.md (between its markers).
+Then whole plans: resnet18 cut into four consecutive quarters on four workers, latency of
+one frame at a time and throughput of frames sent at once, for the local backend and for
+each Ray mode with and without batching a device's consecutive units into one call.
+
+Writes the "overhead" and "modes" sections of docs/benchmarks.md (between their markers).
 Run: .venv/bin/python bench/runtime_overhead.py
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import socket
 import statistics
 import sys
 import threading
 import time
+from pathlib import Path
+
 import torch
 import torch.multiprocessing as mp
 from torch import nn
@@ -30,7 +38,7 @@ from sections import write_section
 
 HOPS, FRAMES, ROUNDS = 16, 12, 30
 SIZES = {"4 KiB": 1 << 12, "256 KiB": 1 << 18, "4 MiB": 1 << 22}
-CLUSTER = "x86-core*2@ethernet"
+CLUSTER, QUARTERS_CLUSTER = "x86-core*2@ethernet", "x86-core*4@ethernet"
 
 
 def chain_plan(n_bytes: int):
@@ -99,12 +107,70 @@ def backend_unit_s(plan, x, inline_s: float, **options) -> float:
     return (latency - inline_s) / HOPS
 
 
-def main() -> None:
+def quarters_plan():
+    module, example = ew.models.get("resnet18")
+    graph = ew.trace(module, example, name="resnet18")
+    cluster = ew.Cluster.load(QUARTERS_CLUSTER)
+    layers = [layer for layer in graph if layer.kind != "input"]
+    parts = [whole(graph, layer.name, cluster.names[4 * i // len(layers)])
+             for i, layer in enumerate(layers)]
+    return build_plan({"resnet18": graph}, cluster, parts), example
+
+
+def modes() -> str:
+    plan, x = quarters_plan()
+    variants = {"local": {"backend": "local"}}
+    for mode in ("plain", "compiled"):
+        for batch in (False, True):
+            variants[f"ray {mode}{', batched' if batch else ''}"] = {
+                "backend": "ray", "ray_mode": mode, "ray_batch": batch}
+    lines = ["| backend | calls per frame | latency, one frame at a time | throughput, "
+             "8 frames at once |", "|---|---|---|---|"]
+    from edgeweave.runtime.ray_backend import calls
+
+    for label, options in variants.items():
+        spaced = ew.run(plan, x, frames=6, interval_s=0.5, **options).timeline
+        burst = ew.run(plan, x, frames=8, **options).timeline
+        count = (len(calls(plan, options.get("ray_batch", True))) if options["backend"] == "ray"
+                 else "-")
+        lines.append(f"| {label} | {count} | {statistics.median(spaced.latency_s[1:]) * 1e3:.1f}"
+                     f" ms | {burst.throughput_fps:.1f} /s |")
+        print(lines[-1], file=sys.stderr)
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    return (f"Measured on the development VM ({platform.machine()}, {os.cpu_count()} cores, "
+            f"{_cpu()}), Python {platform.python_version()}, torch {torch.__version__}, "
+            f"Ray {ray_version()}.")
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def ray_version() -> str:
+    import ray
+
+    return ray.__version__
+
+
+def start_ray() -> None:
+    """One local Ray instance for the whole benchmark, offering the four workers."""
     import ray
 
     ray.init(address="local", resources={resource(d): 1.0 for d in
-                                         ew.Cluster.load(CLUSTER).names},
+                                         ew.Cluster.load(QUARTERS_CLUSTER).names},
              include_dashboard=False, log_to_driver=False, logging_level="error")
+
+
+def main() -> None:
+    import ray
+
+    start_ray()
     rows = []
     for label, n_bytes in SIZES.items():
         plan, graph, x = chain_plan(n_bytes)
@@ -121,15 +187,20 @@ def main() -> None:
                                               ray_mode="compiled")}
         rows.append(row)
         print(row, file=sys.stderr)
-    ray.shutdown()
-    lines = ["| tensor per hop | raw: queue, packed as local sends | raw: loopback TCP | local backend | "
+    lines = [machine(), "", "| tensor per hop | raw: queue, packed as local sends | raw: loopback TCP | local backend | "
              "ray, plain calls | ray, compiled graph |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['size']} | " + " | ".join(
             f"{row[k] * 1e3:.3f} ms" for k in ("queue", "tcp", "local", "ray plain",
                                                "ray compiled")) + " |")
     write_section("overhead", "\n".join(lines))
+    write_section("modes", machine() + "\n\n" + modes())
+    ray.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["modes"]:  # the whole-plan table alone
+        start_ray()
+        write_section("modes", machine() + "\n\n" + modes())
+    else:
+        main()

@@ -7,7 +7,8 @@ default 1). A unit runs as soon as the regions its needs name have arrived; its 
 straight to the devices whose units need them (once per device), through torch's
 shared-memory queues — device to device, never through the coordinator. Outputs of the
 model go to the coordinator, which feeds each frame's inputs to the devices of the input
-units. Workers stamp events with the machine's monotonic clock, shared by all processes
+units and, as in the simulator, stands for the first device: outputs computed elsewhere
+travel back over the (emulated) link to it. Workers stamp events with the machine's monotonic clock, shared by all processes
 here, so no clock correction is needed.
 
 Emulation (optional, and named in the timeline's source when on): with
@@ -168,13 +169,14 @@ class _Coordinator:
             if message[0] == "event":
                 self.events.append(message[1])
             elif message[0] == "output":
-                _, frame, unit, graph, layer, region, tensor = message
+                _, frame, unit, graph, layer, region, tensor, due = message
                 if (unit, layer) in received[frame]:
                     continue  # recomputed after a fault: the first copy stands
                 received[frame].add((unit, layer))
                 pieces[frame].setdefault((graph, layer), []).append((region, _unpacked(tensor)))
+                done[frame] = max(done[frame], due)  # an emulated way back may end later
                 if len(received[frame]) == len(self.expected):
-                    done[frame] = time.perf_counter()
+                    done[frame] = max(done[frame], time.perf_counter())
                     for device in self.live:
                         self.inboxes[device].put(("done", frame))
                     if on_frame is not None:
@@ -416,10 +418,19 @@ class _Worker:
         self.held[frame, unit.id] = outputs
         self.results.put(("event", Event("compute", frame, unit.id, self.device, start, end)))
         self.forward(frame, unit, outputs)
+        source = self.plan.cluster.devices[0].name  # where inputs arrive, outputs go back
         for layer, (region, tensor) in outputs.items():
             if layer in graph.outputs:
+                due = time.perf_counter()
+                if self.device != source:  # the way back, on the (emulated) link
+                    size = tensor.numel() * tensor.element_size()
+                    sent, due = self.emulation.transfer(self.plan, self.device, source, size,
+                                                        due)
+                    self.results.put(("event", Event("transfer", frame, unit.id,
+                                                     f"{self.device}->{source}", sent, due,
+                                                     size)))
                 self.results.put(("output", frame, unit.id, unit.graph, layer, region,
-                                  _packed(tensor)))
+                                  _packed(tensor), due))
 
     def forward(self, frame: int, unit, outputs: dict[str, Piece],
                 only_to: set[str] | None = None) -> None:
