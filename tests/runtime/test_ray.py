@@ -85,6 +85,25 @@ def test_a_failing_actor_is_named_with_its_frame(mode):
     torch.testing.assert_close(result.output, zoo_output("line")[0])
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
+    plan = _spread_plan("two_branch", THREE)
+
+    def kill_rpi4b_1(frame):
+        if frame == 0:
+            name = next(n for n in ray_instance.util.list_named_actors()
+                        if n.startswith("edgeweave-rpi4b-1-"))
+            ray_instance.kill(ray_instance.get_actor(name))
+
+    result = ew.run(plan, zoo_model("two_branch")[1], backend="ray", ray_mode=mode, frames=4,
+                    interval_s=0.3, on_frame=kill_rpi4b_1)
+    assert len(result.outputs) == 4
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("two_branch")[0])
+    assert len(result.faults) == 1 and "device 'rpi4b-1' died" in result.faults[0]
+    assert sorted({e.frame for e in result.timeline.events}) == [0, 1, 2, 3]
+
+
 def test_a_device_no_node_offers_is_a_config_error():
     plan = ew.plan(zoo_graph("line"), "jetson-nano+edge-server@wifi", planner="neurosurgeon")
     with pytest.raises(ClusterConfigError, match="No Ray node offers device\\(s\\) jetson-nano:"

@@ -46,8 +46,9 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
     arriving ``interval_s`` apart) with a backend.
 
     The local backend can emulate the cluster's links and its devices' predicted compute
-    times; it survives a worker that dies or is silent for ``detect_s``, and stops when
-    nothing progresses for ``timeout_s``. ``on_frame(frame)`` is called as frames complete.
+    times. Both distributed backends survive a worker that dies (the local one also a
+    worker silent for ``detect_s``) by re-planning its units onto the survivors, and stop
+    when nothing progresses for ``timeout_s``. ``on_frame(frame)`` is called as frames complete.
     The ray backend joins the Ray cluster at ``address`` (default: one started here), runs
     the plan as a compiled graph or plain calls (``ray_mode``), a device's consecutive
     units in one call (``ray_batch``) or one call per unit.
@@ -69,7 +70,7 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
         from edgeweave.runtime.ray_backend import run_ray
 
         measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode,
-                           ray_batch, on_frame)
+                           ray_batch, on_frame, detect_s)
     else:
         from edgeweave.runtime.local import run_local
 

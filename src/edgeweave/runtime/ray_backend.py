@@ -3,24 +3,28 @@
 Each device's node offers a custom resource named after it (``resource(device)``; the
 ``edgeweave worker`` command starts a node with it), and the device's actor asks for a
 sliver of it, so it can only be placed there. An actor holds the plan as its device sees
-it (``Plan.for_device``: only its own layers' weights) and runs one unit per call.
+it (``Plan.for_device``: only its own layers' weights) and runs one *call* at a time: one
+unit, or (batched, the default) a run of its device's consecutive units that reads from
+other devices only at its start and sends to them only at its end (``calls``).
 
-A unit's call returns one *parcel* per device that consumes its results — the crops its
-consumers there need, with the producer, the frame and the time sent — and last what it
-computed of the model's outputs, for the driver. A consumer's call takes the parcels
-addressed to its device, so tensors travel device to device through Ray, never through
-the driver. Two modes execute the same calls:
+A call returns one *parcel* per device that consumes its results — the crops its
+consumers there need, with the producer, the frame and the time sent — and last a parcel
+for the driver: the model outputs it computed and the events recorded since the previous
+call. A consumer's call takes the parcels addressed to its device, so tensors travel
+device to device through Ray, never through the driver. Two modes execute the same calls:
 
 - ``compiled`` (default): the plan is a static graph, compiled once with Ray Compiled
-  Graphs; frames are executions of it, several in flight. A hop costs tens of µs.
+  Graphs; frames are executions of it, two in flight.
 - ``plain``: ordinary actor calls, submitted frame by frame in a dependency order
-  (actors run calls in submission order, which is the plan's order); ~1 ms per hop.
+  (actors run calls in submission order, which is the plan's order).
+
+``docs/benchmarks.md`` measures both, with and without batching.
 
 Actors stamp events with their wall clock; the driver measures each actor's offset (the
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
 so workers on different machines share one timeline. A transfer event runs from the time
 a parcel was sent to the start of the call that received it (an upper bound on the
-transfer). A frame is done when the last of its output units has finished.
+transfer). A frame is done when the last of its units has finished.
 
 Failures are named (the device and the frame), every actor is killed, and a Ray instance
 started for the run is shut down; re-planning around a dead worker is the local backend's.
@@ -28,6 +32,7 @@ started for the run is shut down; re-planning around a dead worker is the local 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -41,7 +46,7 @@ from typing import Any
 
 import torch
 
-from edgeweave.errors import ClusterConfigError, EdgeweaveError
+from edgeweave.errors import ClusterConfigError, EdgeweaveError, PlanError
 from edgeweave.runtime.inline import collect_outputs
 from edgeweave.runtime.local import LocalRun, WorkerError
 from edgeweave.simulation import Event, Timeline
@@ -181,49 +186,69 @@ class DeviceActor:
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
             mode: str = "compiled", batch: bool = True,
-            on_frame: Callable[[int], None] | None = None) -> LocalRun:
+            on_frame: Callable[[int], None] | None = None, detect_s: float = 3.0) -> LocalRun:
     """Run ``frames`` through ``plan`` with one Ray actor per device, each call running
     one unit or (``batch``) a run of a device's units.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
-    every device's resource is started for the run and stopped after it.
+    every device's resource is started for the run and stopped after it. An actor that
+    dies, or does not answer a ping within ``detect_s`` once a call failed or timed out,
+    is lost: its units are re-planned onto the survivors (``planners.recover.without``)
+    and the frames not yet complete run again, from their inputs, on fresh actors.
     """
     if mode not in MODES:
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
     import ray
 
+    from edgeweave.planners.recover import without
+
     started = connect(ray, list(plan.order), address)
-    actors: dict[str, Any] = {}
-    runner = None
+    finished: list[tuple[list[tuple], dict[str, float]]] = []  # results, clock offsets
+    arrival: list[float] = []
+    faults: list[str] = []
+    lost: set[str] = set()
+    current, start = plan, time.time()
     try:
-        remote = ray.remote(num_cpus=0)(DeviceActor)
-        for device in plan.order:
-            actors[device] = remote.options(resources={resource(device): 0.001},
-                                            max_restarts=0).remote(device,
-                                                                   plan.for_device(device))
-        offsets = _offsets(ray, actors, timeout_s)
-        runner = (_Compiled if mode == "compiled" else _Plain)(ray, plan, actors, batch,
-                                                                on_frame)
-        start = time.time()
-        arrival = runner.feed(frames, interval_s, timeout_s)
+        while len(finished) < len(frames):
+            session = _Session(ray, current)
+            try:
+                session.start(mode, batch, on_frame, timeout_s)
+                session.feed(frames, len(finished), interval_s, timeout_s)
+            except (ray.exceptions.RayActorError, ray.exceptions.RayChannelError) as error:
+                # a compiled graph sees a dead actor as a closed channel
+                dead = session.dead(error, detect_s)
+                frame = len(finished) + len(session.results)
+                if not dead:
+                    raise WorkerError(f"An actor failed on frame {frame}: "
+                                      f"{_first_line(error)}") from None
+                lost |= set(dead)
+                moved = [uid for device in dead for uid in current.order.get(device, ())]
+                try:
+                    current = without(current, lost)
+                except PlanError as cannot:
+                    raise WorkerError(f"The actor of device '{dead[0]}' died while computing "
+                                      f"frame {frame}, and the run cannot go on: {cannot}") \
+                        from None
+                adopter = current.unit(moved[0]).device if moved else None
+                faults.append(f"device '{dead[0]}' died during frame {frame}; its "
+                              f"{len(moved)} unit(s) moved to '{adopter}' and frames from "
+                              f"{frame} on ran again")
+            except ray.exceptions.GetTimeoutError:
+                raise WorkerError(f"No answer for {timeout_s:.0f} s on frame "
+                                  f"{len(finished) + len(session.results)}: an actor stopped "
+                                  "answering.") from None
+            finally:
+                session.close()
+                finished.extend((returned, session.offsets) for returned in session.results)
+                arrival.extend(session.arrival[:len(session.results)])
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, WorkerError) else error
         raise WorkerError(_first_line(cause)) from None
-    except ray.exceptions.RayActorError as error:
-        dead = [d for d, a in actors.items() if a._actor_id.hex() == error.actor_id] or ["?"]
-        raise WorkerError(f"The actor of device '{dead[0]}' died.") from None
-    except ray.exceptions.GetTimeoutError:
-        raise WorkerError(f"No answer for {timeout_s:.0f} s: an actor stopped answering.") \
-            from None
     finally:
-        for actor in actors.values():  # first: a compiled graph then tears down at once
-            ray.kill(actor)
-        if runner is not None:
-            runner.close()
         if started:
             ray.shutdown()
     outputs, events = [], []
-    for returned in runner.results:
+    for returned, offsets in finished:
         pieces: dict[tuple[str, str], list[Piece]] = {}
         for _, computed, recorded in returned:
             for (unit_id, layer), piece in computed.items():
@@ -235,8 +260,67 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     timeline = Timeline(tuple(sorted(events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit))),
                         tuple(a - start for a in arrival), tuple(done),
                         f"measured: ray backend ({mode}{', batched' if batch else ''}), "
-                        f"{len(actors)} actors")
-    return LocalRun(outputs, timeline, ())
+                        f"{len(plan.order)} actors")
+    return LocalRun(outputs, timeline, tuple(faults))
+
+
+class _Session:
+    """The actors of one plan and the runner that feeds them frames."""
+
+    def __init__(self, ray, plan: Plan) -> None:
+        self.ray, self.plan = ray, plan
+        self.actors: dict[str, Any] = {}
+        self.runner: _Plain | None = None
+        self.offsets: dict[str, float] = {}
+
+    @property
+    def results(self) -> list[list[tuple]]:
+        """Each complete frame's returns to the driver."""
+        return self.runner.results if self.runner is not None else []
+
+    @property
+    def arrival(self) -> list[float]:
+        """When each frame was sent."""
+        return self.runner.arrival if self.runner is not None else []
+
+    def start(self, mode: str, batch: bool, on_frame, timeout_s: float) -> None:
+        """Start an actor on each device with units, pinned by its resource."""
+        remote = self.ray.remote(num_cpus=0)(DeviceActor)
+        for device, ids in self.plan.order.items():
+            if ids:
+                self.actors[device] = remote.options(
+                    resources={resource(device): 0.001}, max_restarts=0,
+                    name=f"edgeweave-{device}-{os.getpid()}-{id(self):x}").remote(
+                        device, self.plan.for_device(device))
+        self.offsets = _offsets(self.ray, self.actors, timeout_s)
+        self.runner = (_Compiled if mode == "compiled" else _Plain)(
+            self.ray, self.plan, self.actors, batch, on_frame)
+
+    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
+        """Send frames ``first``.. and collect their results."""
+        self.runner.feed(frames, first, interval_s, timeout_s)
+
+    def dead(self, error, detect_s: float) -> list[str]:
+        """The devices whose actor died: the one ``error`` names, else those that do not
+        answer a ping within ``detect_s``."""
+        named = [d for d, a in self.actors.items()
+                 if a._actor_id.hex() == getattr(error, "actor_id", None)]
+        if named:
+            return named
+        dead = []
+        for device, actor in self.actors.items():
+            try:
+                self.ray.get(actor.clock.remote(), timeout=detect_s)
+            except Exception:  # died, or stopped answering: lost either way
+                dead.append(device)
+        return dead
+
+    def close(self) -> None:
+        """Kill the actors (first: a compiled graph then tears down at once)."""
+        for actor in self.actors.values():
+            self.ray.kill(actor)
+        if self.runner is not None:
+            self.runner.close()
 
 
 def worker_command(device: str, address: str, token_file: str | None = None,
@@ -333,6 +417,7 @@ class _Plain:
                                  call_of[n.unit] for u in call for n in plan.unit(u).needs)
                              if producer != call] for call in self.calls}
         self.results: list[list[tuple]] = []
+        self.arrival: list[float] = []
 
     def device(self, call: tuple[str, ...]) -> str:
         """Where a call runs."""
@@ -358,21 +443,21 @@ class _Plain:
             returned[call] = self.call(call, *args)
         return [refs[-1] for refs in returned.values()]
 
-    def feed(self, frames, interval_s: float, timeout_s: float) -> list[float]:
-        arrival, pending = [], []
+    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
+        """Send frames ``first``.. at their times, then collect them in order."""
+        pending = []
         start = time.time()
-        for frame, inputs in enumerate(frames):
-            time.sleep(max(0.0, start + frame * interval_s - time.time()))
-            arrival.append(time.time())
-            pending.append(self.submit(frame, inputs))
+        for frame in range(first, len(frames)):
+            time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
+            self.arrival.append(time.time())
+            pending.append(self.submit(frame, frames[frame]))
         for refs in pending:
             self._collected(self.ray.get(refs, timeout=timeout_s))
-        return arrival
 
     def _collected(self, returned: list[tuple]) -> None:
         self.results.append(returned)
         if self.on_frame is not None:
-            self.on_frame(len(self.results) - 1)
+            self.on_frame(returned[0][0])
 
     def close(self) -> None:
         pass
@@ -392,32 +477,39 @@ class _Compiled(_Plain):
                     nodes[producer][index] for producer, index in self.reads[call]]
                 nodes[call] = self.call(call, *args)
             graph = MultiOutputNode([returned[-1] for returned in nodes.values()])
+        # Ray logs each actor loop it cannot cancel when it tears the graph down after a
+        # death or our kill; both are expected here, and reported our way
+        self.quiet = logging.getLogger("ray.dag.compiled_dag_node")
+        self.level = self.quiet.level
+        self.quiet.setLevel(logging.CRITICAL)
         self.compiled = graph.experimental_compile(_max_inflight_executions=IN_FLIGHT)
 
     @staticmethod
     def launch(method, *args):
         return method.bind(*args)
 
-    def feed(self, frames, interval_s: float, timeout_s: float) -> list[float]:
-        arrival, pending = [], []
+    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
+        pending: list = []
         start = time.time()
-        for frame, inputs in enumerate(frames):
-            if len(pending) == IN_FLIGHT:  # collect the oldest first (see IN_FLIGHT)
+        try:
+            for frame in range(first, len(frames)):
+                if len(pending) == IN_FLIGHT:  # collect the oldest first (see IN_FLIGHT)
+                    self._collected(self.ray.get(pending.pop(0), timeout=timeout_s))
+                time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
+                self.arrival.append(time.time())
+                pending.append(self.compiled.execute((frame, frames[frame])))
+            while pending:
                 self._collected(self.ray.get(pending.pop(0), timeout=timeout_s))
-            time.sleep(max(0.0, start + frame * interval_s - time.time()))
-            arrival.append(time.time())
-            pending.append(self.compiled.execute((frame, inputs)))
-        for ref in pending:
-            self._collected(self.ray.get(ref, timeout=timeout_s))
-        return arrival
+        except BaseException:
+            # results never read can only be dropped, and only while the graph is up
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    self.ray.get(ref, timeout=0)
+            pending.clear()
+            raise
 
     def close(self) -> None:
-        # the actors are killed first, so no worker loop is left to wait for; Ray logs
-        # each loop it could not cancel, which here is the point
-        quiet = logging.getLogger("ray.dag.compiled_dag_node")
-        level = quiet.level
-        quiet.setLevel(logging.CRITICAL)
         try:
-            self.compiled.teardown()
+            self.compiled.teardown()  # at once: the actors are dead
         finally:
-            quiet.setLevel(level)
+            self.quiet.setLevel(self.level)
