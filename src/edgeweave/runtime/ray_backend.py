@@ -4,8 +4,8 @@ Each device's node offers a custom resource named after it (``resource(device)``
 ``edgeweave worker`` command starts a node with it), and the device's actor asks for a
 sliver of it, so it can only be placed there. An actor holds the plan as its device sees
 it (``Plan.for_device``: only its own layers' weights) and runs one *call* at a time: one
-unit, or (batched, the default) a run of its device's consecutive units that reads from
-other devices only at its start and sends to them only at its end (``calls``).
+unit, or (batched) a run of its device's consecutive units that reads from other devices
+only at its start and sends to them only at its end (``calls``).
 
 A call returns one *parcel* per device that consumes its results — the crops its
 consumers there need, with the producer, the frame and the time sent — and last a parcel
@@ -18,7 +18,9 @@ device to device through Ray, never through the driver. Two modes execute the sa
 - ``plain``: ordinary actor calls, submitted frame by frame in a dependency order
   (actors run calls in submission order, which is the plan's order).
 
-``docs/benchmarks.md`` measures both, with and without batching.
+``docs/benchmarks.md`` measures both, with and without batching: here a compiled graph
+with one call per unit had the lowest latency (the default), while plain calls need
+batching to come close.
 
 Actors stamp events with their wall clock; the driver measures each actor's offset (the
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
@@ -185,16 +187,17 @@ class DeviceActor:
 
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
-            mode: str = "compiled", batch: bool = True,
+            mode: str = "compiled", batch: bool = False,
             on_frame: Callable[[int], None] | None = None, detect_s: float = 3.0) -> LocalRun:
     """Run ``frames`` through ``plan`` with one Ray actor per device, each call running
     one unit or (``batch``) a run of a device's units.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
     every device's resource is started for the run and stopped after it. An actor that
-    dies, or does not answer a ping within ``detect_s`` once a call failed or timed out,
-    is lost: its units are re-planned onto the survivors (``planners.recover.without``)
-    and the frames not yet complete run again, from their inputs, on fresh actors.
+    dies is lost (when Ray does not name it, it is the one that does not answer a ping
+    within ``detect_s``): its units are re-planned onto the survivors
+    (``planners.recover.without``) and the frames not yet complete run again, from their
+    inputs, on fresh actors.
     """
     if mode not in MODES:
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
@@ -260,7 +263,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     timeline = Timeline(tuple(sorted(events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit))),
                         tuple(a - start for a in arrival), tuple(done),
                         f"measured: ray backend ({mode}{', batched' if batch else ''}), "
-                        f"{len(plan.order)} actors")
+                        f"{sum(1 for ids in plan.order.values() if ids)} actors")
     return LocalRun(outputs, timeline, tuple(faults))
 
 
@@ -303,7 +306,7 @@ class _Session:
     def dead(self, error, detect_s: float) -> list[str]:
         """The devices whose actor died: the one ``error`` names, else those that do not
         answer a ping within ``detect_s``."""
-        named = [d for d, a in self.actors.items()
+        named = [d for d, a in self.actors.items()  # handles show their id only privately
                  if a._actor_id.hex() == getattr(error, "actor_id", None)]
         if named:
             return named
