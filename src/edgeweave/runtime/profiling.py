@@ -44,10 +44,9 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
             if progress is not None:
                 progress(name)
         return profiles
-    import ray
+    from edgeweave.runtime.ray_backend import connect, import_ray, resource
 
-    from edgeweave.runtime.ray_backend import connect, resource
-
+    ray = import_ray()
     started = connect(ray, cluster.names, address)
     try:
         remote = ray.remote(num_cpus=0)(_measure_on)

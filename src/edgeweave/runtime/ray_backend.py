@@ -62,6 +62,15 @@ IN_FLIGHT = 2
 DRIVER = "<driver>"
 
 
+def import_ray():
+    """Ray, imported with token authentication on unless the environment says otherwise
+    (Ray reads the mode when it is imported), as ``edgeweave worker`` starts the nodes."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
+    return ray
+
+
 def resource(device: str) -> str:
     """The Ray custom resource that marks the node where ``device`` runs."""
     return f"edgeweave-device-{device}"
@@ -201,7 +210,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     """
     if mode not in MODES:
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
-    import ray
+    ray = import_ray()
 
     from edgeweave.planners.recover import without
 
@@ -360,7 +369,12 @@ def connect(ray, devices: Sequence[str], address: str | None) -> bool:
         ray.init(address="local", resources={resource(d): 1.0 for d in devices},
                  include_dashboard=False, log_to_driver=False, logging_level="error")
     elif started:
-        ray.init(address=address, log_to_driver=False, logging_level="error")
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="error")
+        except (ConnectionError, RuntimeError) as error:
+            raise ClusterConfigError(
+                f"Could not join the Ray cluster at '{address}': {_first_line(error)} — is "
+                "the head's token here (~/.ray/auth_token or RAY_AUTH_TOKEN)?") from None
     offered = ray.cluster_resources()
     missing = [d for d in devices if resource(d) not in offered]
     if missing:
