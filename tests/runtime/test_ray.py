@@ -4,6 +4,8 @@ the model's outputs in both modes, and failures are named."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 
@@ -102,6 +104,16 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
         torch.testing.assert_close(output, zoo_output("two_branch")[0])
     assert len(result.faults) == 1 and "device 'rpi4b-1' died" in result.faults[0]
     assert sorted({e.frame for e in result.timeline.events}) == [0, 1, 2, 3]
+    # every frame's units ran, and after the loss none on the lost device
+    computed = {(e.frame, e.unit) for e in result.timeline.events if e.kind == "compute"}
+    assert {unit.id for unit in plan.units} == {u for f, u in computed if f == 3}
+    assert not any(e.resource == "rpi4b-1" for e in result.timeline.events
+                   if e.kind == "compute" and e.frame == 3)
+    # what the survivors had computed is reused, not computed again
+    moved = set(plan.order["rpi4b-1"])
+    kept = Counter((e.frame, e.unit) for e in result.timeline.events
+                   if e.kind == "compute" and e.unit not in moved)
+    assert max(kept.values()) == 1
 
 
 def test_a_device_no_node_offers_is_a_config_error():

@@ -127,26 +127,47 @@ def targets(plan: Plan, call: Sequence[str]) -> tuple[str, ...]:
 class DeviceActor:
     """A device's worker: runs one call (a few units) at a time (wrapped by
     ``ray.remote`` when used). Each call's last return, for the driver, carries the
-    model outputs it computed and the events recorded since the previous call."""
+    model outputs it computed and the events recorded since the previous call.
+
+    It holds what its units computed for every frame the driver has not collected yet
+    (the *floor* every input and parcel carries): after a re-plan, a call for a unit it
+    holds returns the held results instead of computing them again."""
 
     def __init__(self, device: str, plan: Plan) -> None:
         self.device, self.plan = device, plan
         self.events: list[Event] = []
         self.received: set[tuple[int, str]] = set()
+        self.held: dict[tuple[int, str], dict[str, Piece]] = {}
+        self.log: list[Event] = []  # every event of frames not yet collected
+        self.floor = 0
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
 
     def clock(self) -> float:
         """This machine's wall clock."""
         return time.time()
 
+    def logged(self, first: int) -> list[Event]:
+        """The events of frames ``first``.. (their returns may have been dropped)."""
+        return [event for event in self.log if event.frame >= first]
+
+    def adopt(self, units, order, graphs=None) -> None:
+        """Go on with a re-planned plan; ``graphs`` hold the weights of the units moved
+        here, when some are."""
+        self.plan = dataclasses.replace(self.plan, units=units, order=order,
+                                        graphs=graphs or self.plan.graphs)
+
     def run(self, call: tuple[str, ...], *arrived: Any) -> Any:
         """Run the units of ``call`` on the frame's inputs (first, when the call starts with
         an input unit) and the parcels addressed to this device; one parcel per target."""
-        frame = arrived[0][0]  # inputs and parcels alike start with the frame
-        inputs = arrived[0][1] if _is_input(self.plan, call[0]) else None
+        frame, floor = arrived[0][:2]  # inputs and parcels alike start so
+        self._forget(floor)
+        inputs = arrived[0][2] if _is_input(self.plan, call[0]) else None
         crops = self._unpack(arrived[1:] if inputs is not None else arrived, time.time())
         produced: dict[str, dict[str, Piece]] = {}
         for unit_id in call:
+            if (frame, unit_id) in self.held:  # computed before a re-plan
+                produced[unit_id] = self.held[frame, unit_id]
+                continue
             start = time.time()
             unit = self.plan.unit(unit_id)
             graph = self.plan.graphs[unit.graph]
@@ -162,21 +183,32 @@ class DeviceActor:
             except Exception as error:  # named for the driver: device, frame and cause
                 raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
                                   f"{unit_id}): {type(error).__name__}: {error}") from None
-            produced[unit_id] = outputs
-            self.events.append(Event("compute", frame, unit_id, self.device, start, time.time()))
+            produced[unit_id] = self.held[frame, unit_id] = outputs
+            self._record(Event("compute", frame, unit_id, self.device, start, time.time()))
         parcels = [self._parcel(frame, call, produced, device, time.time())
                    for device in targets(self.plan, call)]
         return tuple(parcels) if len(parcels) > 1 else parcels[0]
 
+    def _record(self, event: Event) -> None:
+        self.events.append(event)
+        self.log.append(event)
+
+    def _forget(self, floor: int) -> None:
+        if floor > self.floor:
+            self.floor = floor
+            self.held = {key: value for key, value in self.held.items() if key[0] >= floor}
+            self.received = {key for key in self.received if key[0] >= floor}
+            self.log = [event for event in self.log if event.frame >= floor]
+
     def _unpack(self, arrived, start: float) -> dict[tuple, torch.Tensor]:
         crops: dict[tuple, torch.Tensor] = {}
-        for frame, producer, source, sent, tensors in arrived:
+        for frame, _, producer, source, sent, tensors in arrived:
             crops.update(tensors)
             if source != self.device and (frame, producer) not in self.received:
                 self.received.add((frame, producer))
                 size = sum(t.numel() * t.element_size() for t in tensors.values())
-                self.events.append(Event("transfer", frame, producer,
-                                         f"{source}->{self.device}", sent, start, size))
+                self._record(Event("transfer", frame, producer, f"{source}->{self.device}",
+                                   sent, start, size))
         return crops
 
     def _parcel(self, frame: int, call: tuple[str, ...], produced: dict[str, dict[str, Piece]],
@@ -191,7 +223,7 @@ class DeviceActor:
                    crop(produced[unit_id][need.layer], need.region)
                    for unit_id in call for consumer, need in self.plan.forwarding[unit_id]
                    if consumer not in call and self.plan.unit(consumer).device == device}
-        return frame, call[-1], self.device, now, tensors
+        return frame, self.floor, call[-1], self.device, now, tensors
 
 
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
@@ -211,91 +243,75 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     if mode not in MODES:
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
     ray = import_ray()
-
-    from edgeweave.planners.recover import without
-
     started = connect(ray, list(plan.order), address)
-    finished: list[tuple[list[tuple], dict[str, float]]] = []  # results, clock offsets
-    arrival: list[float] = []
+    session = _Session(ray, plan, mode, batch, on_frame, timeout_s)
+    finished: list[list[tuple]] = []
     faults: list[str] = []
-    lost: set[str] = set()
-    current, start = plan, time.time()
     try:
+        session.start()
         while len(finished) < len(frames):
-            session = _Session(ray, current)
             try:
-                session.start(mode, batch, on_frame, timeout_s)
-                session.feed(frames, len(finished), interval_s, timeout_s)
+                session.feed(frames, len(finished), interval_s)
             except (ray.exceptions.RayActorError, ray.exceptions.RayChannelError) as error:
                 # a compiled graph sees a dead actor as a closed channel
-                dead = session.dead(error, detect_s)
-                frame = len(finished) + len(session.results)
-                if not dead:
-                    raise WorkerError(f"An actor failed on frame {frame}: "
-                                      f"{_first_line(error)}") from None
-                lost |= set(dead)
-                moved = [uid for device in dead for uid in current.order.get(device, ())]
-                try:
-                    current = without(current, lost)
-                except PlanError as cannot:
-                    raise WorkerError(f"The actor of device '{dead[0]}' died while computing "
-                                      f"frame {frame}, and the run cannot go on: {cannot}") \
-                        from None
-                adopter = current.unit(moved[0]).device if moved else None
-                faults.append(f"device '{dead[0]}' died during frame {frame}; its "
-                              f"{len(moved)} unit(s) moved to '{adopter}' and frames from "
-                              f"{frame} on ran again")
+                finished.extend(session.take_results())
+                faults.append(session.recover(error, len(finished), detect_s))
             except ray.exceptions.GetTimeoutError:
                 raise WorkerError(f"No answer for {timeout_s:.0f} s on frame "
                                   f"{len(finished) + len(session.results)}: an actor stopped "
                                   "answering.") from None
             finally:
-                session.close()
-                finished.extend((returned, session.offsets) for returned in session.results)
-                arrival.extend(session.arrival[:len(session.results)])
+                finished.extend(session.take_results())
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, WorkerError) else error
         raise WorkerError(_first_line(cause)) from None
     finally:
+        session.close()
         if started:
             ray.shutdown()
-    outputs, events = [], []
-    for returned, offsets in finished:
+    start, offsets = session.start_s, session.offsets
+    outputs, recorded = [], list(session.recovered)
+    for returned in finished:
         pieces: dict[tuple[str, str], list[Piece]] = {}
-        for _, computed, recorded in returned:
+        for _, computed, events in returned:
             for (unit_id, layer), piece in computed.items():
                 pieces.setdefault((plan.unit(unit_id).graph, layer), []).append(piece)
-            events.extend(_on_driver_clock(e, offsets, start) for e in recorded)
+            recorded.extend(events)
         outputs.append(collect_outputs(plan, pieces))
+    # after a loss an event may come back twice: in a return and in what was fetched
+    events = [_on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
     done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == frame)
             for frame in range(len(frames))]
     timeline = Timeline(tuple(sorted(events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit))),
-                        tuple(a - start for a in arrival), tuple(done),
+                        tuple(session.sent_at[f] - start for f in range(len(frames))),
+                        tuple(done),
                         f"measured: ray backend ({mode}{', batched' if batch else ''}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors")
     return LocalRun(outputs, timeline, tuple(faults))
 
 
 class _Session:
-    """The actors of one plan and the runner that feeds them frames."""
+    """The actors of a run and the runner that feeds them frames; after a device is lost,
+    the survivors' actors go on — with what they hold — under the re-planned plan."""
 
-    def __init__(self, ray, plan: Plan) -> None:
-        self.ray, self.plan = ray, plan
+    def __init__(self, ray, plan: Plan, mode: str, batch: bool, on_frame,
+                 timeout_s: float) -> None:
+        self.ray, self.plan, self.mode, self.batch = ray, plan, mode, batch
+        self.on_frame, self.timeout_s = on_frame, timeout_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
         self.offsets: dict[str, float] = {}
+        self.sent_at: dict[int, float] = {}  # when each frame was first sent
+        self.recovered: list[Event] = []  # events fetched after a loss
+        self.lost: set[str] = set()
+        self.start_s = time.time()
 
     @property
     def results(self) -> list[list[tuple]]:
-        """Each complete frame's returns to the driver."""
+        """The returns to the driver of each frame collected and not yet taken."""
         return self.runner.results if self.runner is not None else []
 
-    @property
-    def arrival(self) -> list[float]:
-        """When each frame was sent."""
-        return self.runner.arrival if self.runner is not None else []
-
-    def start(self, mode: str, batch: bool, on_frame, timeout_s: float) -> None:
+    def start(self) -> None:
         """Start an actor on each device with units, pinned by its resource."""
         remote = self.ray.remote(num_cpus=0)(DeviceActor)
         for device, ids in self.plan.order.items():
@@ -304,15 +320,56 @@ class _Session:
                     resources={resource(device): 0.001}, max_restarts=0,
                     name=f"edgeweave-{device}-{os.getpid()}-{id(self):x}").remote(
                         device, self.plan.for_device(device))
-        self.offsets = _offsets(self.ray, self.actors, timeout_s)
-        self.runner = (_Compiled if mode == "compiled" else _Plain)(
-            self.ray, self.plan, self.actors, batch, on_frame)
+        self.offsets = _offsets(self.ray, self.actors, self.timeout_s)
+        self.runner = self._runner()
+        self.start_s = time.time()
 
-    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
+    def _runner(self) -> _Plain:
+        kind = _Compiled if self.mode == "compiled" else _Plain
+        return kind(self.ray, self.plan, self.actors, self.batch, self.on_frame, self.sent_at)
+
+    def feed(self, frames, first: int, interval_s: float) -> None:
         """Send frames ``first``.. and collect their results."""
-        self.runner.feed(frames, first, interval_s, timeout_s)
+        self.runner.feed(frames, first, interval_s, self.timeout_s)
 
-    def dead(self, error, detect_s: float) -> list[str]:
+    def take_results(self) -> list[list[tuple]]:
+        """The frames collected since the last call, in order."""
+        taken = list(self.results)
+        self.results.clear()
+        return taken
+
+    def recover(self, error, frame: int, detect_s: float) -> str:
+        """Re-plan around the dead actor(s); returns the line that reports it."""
+        self.runner.close()
+        dead = self._dead(error, detect_s)
+        for device, actor in self.actors.items():  # events whose returns were dropped
+            if device not in dead:
+                self.recovered.extend(self.ray.get(actor.logged.remote(frame),
+                                                   timeout=self.timeout_s))
+        if not dead:
+            raise WorkerError(f"An actor failed on frame {frame}: {_first_line(error)}")
+        self.lost |= set(dead)
+        moved = [uid for device in dead for uid in self.plan.order.get(device, ())]
+        from edgeweave.planners.recover import without
+
+        try:
+            self.plan = without(self.plan, self.lost)
+        except PlanError as cannot:
+            raise WorkerError(f"The actor of device '{dead[0]}' died while computing frame "
+                              f"{frame}, and the run cannot go on: {cannot}") from None
+        for device in dead:
+            self.ray.kill(self.actors.pop(device))
+        adopter = self.plan.unit(moved[0]).device if moved else None
+        updates = [actor.adopt.remote(self.plan.units, self.plan.order,
+                                      self.plan.for_device(device).graphs
+                                      if device == adopter else None)
+                   for device, actor in self.actors.items()]
+        self.ray.get(updates, timeout=self.timeout_s)
+        self.runner = self._runner()
+        return (f"device '{dead[0]}' died during frame {frame}; its {len(moved)} unit(s) "
+                f"moved to '{adopter}' and recomputed from what the survivors held")
+
+    def _dead(self, error, detect_s: float) -> list[str]:
         """The devices whose actor died: the one ``error`` names, else those that do not
         answer a ping within ``detect_s``."""
         named = [d for d, a in self.actors.items()  # handles show their id only privately
@@ -424,8 +481,10 @@ def _on_driver_clock(event: Event, offsets: dict[str, float], start: float) -> E
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame) -> None:
+    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame,
+                 sent_at: dict[int, float]) -> None:
         self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
+        self.sent_at = sent_at  # frame -> when first sent, kept across re-plans
         self.calls = calls(plan, batch)
         call_of = {unit_id: call for call in self.calls for unit_id in call}
         # per call: the (producer call, index of its return for this device) it reads
@@ -434,7 +493,8 @@ class _Plain:
                                  call_of[n.unit] for u in call for n in plan.unit(u).needs)
                              if producer != call] for call in self.calls}
         self.results: list[list[tuple]] = []
-        self.arrival: list[float] = []
+
+    in_flight = 4  # frames submitted before the oldest is collected (bounds what is held)
 
     def device(self, call: tuple[str, ...]) -> str:
         """Where a call runs."""
@@ -452,24 +512,40 @@ class _Plain:
     def launch(method, *args):
         return method.remote(*args)
 
-    def submit(self, frame: int, inputs: dict) -> list:
+    def submit(self, frame: int, floor: int, inputs: dict) -> list:
+        """Submit one frame's calls; the driver's returns."""
         returned: dict[tuple[str, ...], list] = {}
         for call in self.calls:
-            args = ([(frame, inputs)] if _is_input(self.plan, call[0]) else []) + [
+            args = ([(frame, floor, inputs)] if _is_input(self.plan, call[0]) else []) + [
                 returned[producer][index] for producer, index in self.reads[call]]
             returned[call] = self.call(call, *args)
         return [refs[-1] for refs in returned.values()]
 
+    def collect(self, submitted, timeout_s: float) -> list[tuple]:
+        """A submitted frame's returns to the driver."""
+        return self.ray.get(submitted, timeout=timeout_s)
+
     def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
-        """Send frames ``first``.. at their times, then collect them in order."""
-        pending = []
+        """Send frames ``first``.. at their times, ``in_flight`` at most, collecting them
+        in order; every frame tells the actors which frames are collected (the floor)."""
+        pending: list = []
         start = time.time()
-        for frame in range(first, len(frames)):
-            time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
-            self.arrival.append(time.time())
-            pending.append(self.submit(frame, frames[frame]))
-        for refs in pending:
-            self._collected(self.ray.get(refs, timeout=timeout_s))
+        try:
+            for frame in range(first, len(frames)):
+                if len(pending) == self.in_flight:
+                    self._collected(self.collect(pending.pop(0), timeout_s))
+                time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
+                self.sent_at.setdefault(frame, time.time())
+                floor = first + len(self.results)
+                pending.append(self.submit(frame, floor, frames[frame]))
+            while pending:
+                self._collected(self.collect(pending.pop(0), timeout_s))
+        except BaseException:
+            # results never read can only be dropped, and only while a graph is up
+            for submitted in pending:
+                with contextlib.suppress(Exception):
+                    self.collect(submitted, 0)
+            raise
 
     def _collected(self, returned: list[tuple]) -> None:
         self.results.append(returned)
@@ -477,14 +553,17 @@ class _Plain:
             self.on_frame(returned[0][0])
 
     def close(self) -> None:
-        pass
+        """Release what the mode holds (nothing for plain calls)."""
 
 
 class _Compiled(_Plain):
     """The plan compiled once as a Ray Compiled Graph; each frame one execution."""
 
-    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame) -> None:
-        super().__init__(ray, plan, actors, batch, on_frame)
+    in_flight = IN_FLIGHT
+
+    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame,
+                 sent_at: dict[int, float]) -> None:
+        super().__init__(ray, plan, actors, batch, on_frame, sent_at)
         from ray.dag import InputNode, MultiOutputNode
 
         nodes: dict[tuple[str, ...], list] = {}
@@ -505,28 +584,11 @@ class _Compiled(_Plain):
     def launch(method, *args):
         return method.bind(*args)
 
-    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
-        pending: list = []
-        start = time.time()
-        try:
-            for frame in range(first, len(frames)):
-                if len(pending) == IN_FLIGHT:  # collect the oldest first (see IN_FLIGHT)
-                    self._collected(self.ray.get(pending.pop(0), timeout=timeout_s))
-                time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
-                self.arrival.append(time.time())
-                pending.append(self.compiled.execute((frame, frames[frame])))
-            while pending:
-                self._collected(self.ray.get(pending.pop(0), timeout=timeout_s))
-        except BaseException:
-            # results never read can only be dropped, and only while the graph is up
-            for ref in pending:
-                with contextlib.suppress(Exception):
-                    self.ray.get(ref, timeout=0)
-            pending.clear()
-            raise
+    def submit(self, frame: int, floor: int, inputs: dict):
+        return self.compiled.execute((frame, floor, inputs))
 
     def close(self) -> None:
         try:
-            self.compiled.teardown()  # at once: the actors are dead
+            self.compiled.teardown()
         finally:
             self.quiet.setLevel(self.level)
