@@ -364,7 +364,7 @@ def run(
     ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph) or "
                                           "plain (actor calls).")] = "compiled",
     ray_batch: Annotated[bool, typer.Option(help="ray: run a device's consecutive units in "
-                                            "one call (pays off with plain calls).")] = False,
+                                            "one call.")] = True,
     detect: Annotated[float, typer.Option(help="local: seconds of silence after which a "
                                           "worker counts as dead and is re-planned.")] = 3.0,
     timeout: Annotated[float, typer.Option(help="Seconds without progress before the run "

@@ -41,7 +41,7 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
         interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
         emulate_links: bool = False, emulate_compute: bool = False,
         on_frame: Callable[[int], None] | None = None, address: str | None = None,
-        ray_mode: str = "compiled", ray_batch: bool = False) -> Run:
+        ray_mode: str = "compiled", ray_batch: bool = True) -> Run:
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
     arriving ``interval_s`` apart) with a backend.
 

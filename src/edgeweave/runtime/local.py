@@ -53,9 +53,9 @@ class WorkerError(EdgeweaveError):
 
 
 @dataclasses.dataclass(frozen=True)
-class LocalRun:
-    """What the local backend measured: outputs by model per frame, the timeline, and one
-    line per fault survived."""
+class Measured:
+    """What a distributed backend measured: outputs by model per frame, the timeline, and
+    one line per fault survived."""
 
     outputs: list[dict]
     timeline: Timeline
@@ -65,7 +65,7 @@ class LocalRun:
 def run_local(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
               interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
               emulate_links: bool = False, emulate_compute: bool = False,
-              on_frame: Callable[[int], None] | None = None) -> LocalRun:
+              on_frame: Callable[[int], None] | None = None) -> Measured:
     """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes.
 
     ``on_frame(frame)`` is called as each frame completes; a worker silent for
@@ -112,7 +112,8 @@ class _Coordinator:
         self.checked = time.monotonic()
 
     def receive(self, wait_s: float = 0.2):
-        """The next message, or None after ``wait_s``; checks the workers on the way."""
+        """The next message, or None after ``wait_s``: heartbeats are noted, not returned;
+        a worker's error is raised."""
         try:
             message = self.results.get(timeout=wait_s)
         except queue.Empty:
@@ -140,7 +141,7 @@ class _Coordinator:
                 ready.add(message[1])
                 self.seen[message[1]] = time.monotonic()
 
-    def run(self, frames, interval_s: float, label: str, on_frame) -> LocalRun:
+    def run(self, frames, interval_s: float, label: str, on_frame) -> Measured:
         self.frames = frames
         start = time.perf_counter()
         arrival = [start + f * interval_s for f in range(len(frames))]
@@ -187,7 +188,7 @@ class _Coordinator:
         timeline = Timeline(events, tuple(a - start for a in arrival),
                             tuple(d - start for d in done),
                             f"measured: local backend, {len(self.workers)} processes{label}")
-        return LocalRun(outputs, timeline, tuple(self.faults))
+        return Measured(outputs, timeline, tuple(self.faults))
 
     @property
     def live(self) -> list[str]:

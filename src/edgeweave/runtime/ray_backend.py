@@ -4,8 +4,8 @@ Each device's node offers a custom resource named after it (``resource(device)``
 ``edgeweave worker`` command starts a node with it), and the device's actor asks for a
 sliver of it, so it can only be placed there. An actor holds the plan as its device sees
 it (``Plan.for_device``: only its own layers' weights) and runs one *call* at a time: one
-unit, or (batched) a run of its device's consecutive units that reads from other devices
-only at its start and sends to them only at its end (``calls``).
+unit, or (batched, the default) a run of its device's consecutive units that reads from
+other devices only at its start and sends to them only at its end (``calls``).
 
 A call returns one *parcel* per device that consumes its results — the crops its
 consumers there need, with the producer, the frame and the time sent — and last a parcel
@@ -18,9 +18,8 @@ device to device through Ray, never through the driver. Two modes execute the sa
 - ``plain``: ordinary actor calls, submitted frame by frame in a dependency order
   (actors run calls in submission order, which is the plan's order).
 
-``docs/benchmarks.md`` measures both, with and without batching: here a compiled graph
-with one call per unit had the lowest latency (the default), while plain calls need
-batching to come close.
+``docs/benchmarks.md`` measures both, with and without batching: batching makes plain
+calls several times faster and is a wash for a compiled graph on this machine.
 
 Actors stamp events with their wall clock; the driver measures each actor's offset (the
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
@@ -28,8 +27,11 @@ so workers on different machines share one timeline. A transfer event runs from 
 a parcel was sent to the start of the call that received it (an upper bound on the
 transfer). A frame is done when the last of its units has finished.
 
-Failures are named (the device and the frame), every actor is killed, and a Ray instance
-started for the run is shut down; re-planning around a dead worker is the local backend's.
+A dead actor is survived: actors hold what they computed for the frames the driver has not
+collected, the survivors go on under the re-planned plan (``planners.recover.without``),
+and the frames not collected are sent again — held units return their held results, only
+the lost units are computed again. Other failures are named (the device and the frame);
+every actor is killed and a Ray instance started for the run is shut down.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ import torch
 
 from edgeweave.errors import ClusterConfigError, EdgeweaveError, PlanError
 from edgeweave.runtime.inline import collect_outputs
-from edgeweave.runtime.local import LocalRun, WorkerError
+from edgeweave.runtime.local import Measured, WorkerError
 from edgeweave.simulation import Event, Timeline
 from edgeweave.units import Plan, execution_order
 from edgeweave.units.compute import Piece, compute_unit, crop
@@ -228,17 +230,16 @@ class DeviceActor:
 
 def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
-            mode: str = "compiled", batch: bool = False,
-            on_frame: Callable[[int], None] | None = None, detect_s: float = 3.0) -> LocalRun:
+            mode: str = "compiled", batch: bool = True,
+            on_frame: Callable[[int], None] | None = None, detect_s: float = 3.0) -> Measured:
     """Run ``frames`` through ``plan`` with one Ray actor per device, each call running
     one unit or (``batch``) a run of a device's units.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
     every device's resource is started for the run and stopped after it. An actor that
     dies is lost (when Ray does not name it, it is the one that does not answer a ping
-    within ``detect_s``): its units are re-planned onto the survivors
-    (``planners.recover.without``) and the frames not yet complete run again, from their
-    inputs, on fresh actors.
+    within ``detect_s``): its units are re-planned onto the survivors, whose actors go on
+    with what they hold, and the frames not yet collected are sent again.
     """
     if mode not in MODES:
         raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
@@ -287,7 +288,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                         tuple(done),
                         f"measured: ray backend ({mode}{', batched' if batch else ''}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors")
-    return LocalRun(outputs, timeline, tuple(faults))
+    return Measured(outputs, timeline, tuple(faults))
 
 
 class _Session:
