@@ -4,6 +4,7 @@ the model's outputs in both modes, and failures are named."""
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 
 import pytest
@@ -13,7 +14,7 @@ import edgeweave as ew
 from edgeweave.errors import ClusterConfigError
 from edgeweave.planners import PLANNERS
 from edgeweave.runtime.local import WorkerError
-from edgeweave.runtime.ray_backend import MODES, calls
+from edgeweave.runtime.ray_backend import MODES, calls, worker_command
 from edgeweave.units import execution_order
 from tests.conftest import zoo_model, zoo_output, zoo_graph
 from tests.runtime import faulty
@@ -127,3 +128,18 @@ def test_emulation_is_refused_on_ray():
     plan = ew.plan(zoo_graph("line"), "rpi4b")
     with pytest.raises(ew.EdgeweaveError, match="Emulation is the local backend's"):
         ew.run(plan, zoo_model("line")[1], backend="ray", emulate_links=True)
+
+
+def test_the_worker_command_joins_as_the_device_with_token_auth(tmp_path):
+    token = tmp_path / "auth_token"
+    token.write_text("secret")
+    with socket.create_server(("127.0.0.1", 0)) as head:  # a head that answers
+        address = f"127.0.0.1:{head.getsockname()[1]}"
+        command, environment = worker_command("rpi4b-0", address, str(token), cpus=2)
+        assert command[1:5] == ["-m", "ray.scripts.scripts", "start", f"--address={address}"]
+        assert '--resources={"edgeweave-device-rpi4b-0": 1}' in command
+        assert "--block" in command and "--num-cpus=2" in command
+        assert environment["RAY_AUTH_MODE"] == "token"
+        assert environment["RAY_AUTH_TOKEN_PATH"] == str(token)
+        with pytest.raises(ClusterConfigError, match="No token file"):
+            worker_command("rpi4b-0", address, str(tmp_path / "missing"))
