@@ -47,7 +47,7 @@ def chain_plan(n_bytes: int):
     graph = ew.trace(model, x, name="chain")
     cluster = ew.Cluster.load(CLUSTER)
     parts = [whole(graph, layer.name, cluster.names[i % 2])
-             for i, layer in enumerate(l for l in graph if l.kind != "input")]
+             for i, layer in enumerate(n for n in graph if n.kind != "input")]
     return build_plan({"chain": graph}, cluster, parts), graph, x
 
 

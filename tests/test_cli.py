@@ -7,7 +7,6 @@ import re
 import textwrap
 
 import pytest
-
 from typer.testing import CliRunner
 
 import edgeweave as ew

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -17,16 +18,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-import time
-
 from edgeweave import cost, models
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
-from edgeweave.planners import PLANNERS, plan as make_plan
+from edgeweave.planners import PLANNERS
+from edgeweave.planners import plan as make_plan
 from edgeweave.runtime import run as run_plan
-from edgeweave.simulation import Timeline, simulate as simulate_plan
-from edgeweave.units import Plan, footprints
-from edgeweave.units import serialize
+from edgeweave.simulation import Timeline
+from edgeweave.simulation import simulate as simulate_plan
+from edgeweave.units import Plan, footprints, serialize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, simulate and run DNN inference across heterogeneous edge devices.")
@@ -44,6 +44,12 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the planner (and of the w
 FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
 IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
 GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
+BackendOption = Annotated[str, typer.Option(
+    help="inline (one process), local (one process per device) or ray (one actor per "
+         "device, across machines).")]
+AddressOption = Annotated[str | None, typer.Option(
+    help="ray: the head HEAD:PORT of a Ray cluster whose nodes joined with `edgeweave "
+         "worker` (default: a Ray instance started here for the run).")]
 ModelArgument = Annotated[str, typer.Argument(
     help="A zoo model name (see `edgeweave models`), or your own model as "
          "package.module:factory or path/to/file.py:factory.")]
@@ -342,14 +348,6 @@ def compare(
         _echo_json(rows)
         return
     console.print(_compare_table(f"{model} on {cluster}", rows))
-
-
-BackendOption = Annotated[str, typer.Option(
-    help="inline (one process), local (one process per device) or ray (one actor per "
-         "device, across machines).")]
-AddressOption = Annotated[str | None, typer.Option(
-    help="ray: the head HEAD:PORT of a Ray cluster whose nodes joined with `edgeweave "
-         "worker` (default: a Ray instance started here for the run).")]
 
 
 @app.command()

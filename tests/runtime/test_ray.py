@@ -16,7 +16,7 @@ from edgeweave.planners import PLANNERS
 from edgeweave.runtime.local import WorkerError
 from edgeweave.runtime.ray_backend import MODES, calls, worker_command
 from edgeweave.units import execution_order
-from tests.conftest import zoo_model, zoo_output, zoo_graph
+from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
 from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan
 
