@@ -220,8 +220,7 @@ class _Coordinator:
         except PlanError as error:
             raise WorkerError(f"The worker of device '{device}' {what} while computing frame "
                               f"{frame}, and the run cannot go on: {error}") from None
-        adopter = next((d for d in self.live if len(plan.order[d]) > len(self.plan.order[d])),
-                       None)
+        adopter = plan.unit(moved[0]).device if moved else None
         for survivor in self.live:
             graphs = plan.for_device(survivor).graphs if survivor == adopter else None
             self.inboxes[survivor].put(("replan", plan.units, plan.order, graphs, frame))

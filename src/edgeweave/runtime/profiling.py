@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
@@ -21,6 +22,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile, measure, save
 from edgeweave.errors import UnknownNameError
 from edgeweave.graph import LayerGraph
+from edgeweave.runtime.local import WorkerError
 
 BACKENDS = ("local", "ray")
 
@@ -39,8 +41,12 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
     if backend == "local":
         for name, threads in jobs:
             with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
-                profiles[name] = pool.submit(_measure_on, name, threads, graph, inputs,
-                                             repeats, warmup).result()
+                try:
+                    profiles[name] = pool.submit(_measure_on, name, threads, graph, inputs,
+                                                 repeats, warmup).result()
+                except BrokenProcessPool:
+                    raise WorkerError(f"The profiling worker of device '{name}' died.") \
+                        from None
             if progress is not None:
                 progress(name)
         return profiles
@@ -55,7 +61,11 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
             name = pending.pop(ready)
-            profiles[name] = ray.get(ready)
+            try:
+                profiles[name] = ray.get(ready)
+            except ray.exceptions.RayError as error:
+                raise WorkerError(f"Profiling on device '{name}' failed: "
+                                  f"{str(error).strip().splitlines()[0]}") from None
             if progress is not None:
                 progress(name)
     finally:
