@@ -196,8 +196,7 @@ class _Coordinator:
 
     def send_inputs(self, frame: int) -> None:
         for unit in self.plan.units:
-            graph = self.plan.graphs[unit.graph]
-            if graph[unit.last].kind == "input":
+            if self.plan.is_input(unit.id):
                 tensors = tuple(_packed(t) for t in self.frames[frame][unit.graph])
                 self.inboxes[unit.device].put(("input", frame, unit.graph, tensors))
 
@@ -224,8 +223,7 @@ class _Coordinator:
         for survivor in self.live:
             graphs = plan.for_device(survivor).graphs if survivor == adopter else None
             self.inboxes[survivor].put(("replan", plan.units, plan.order, graphs, frame))
-        inputs_moved = any(self.plan.graphs[self.plan.unit(uid).graph][
-            self.plan.unit(uid).last].kind == "input" for uid in moved)
+        inputs_moved = any(self.plan.is_input(uid) for uid in moved)
         self.plan = plan
         if inputs_moved:
             for again in range(frame, self.sent):

@@ -99,7 +99,7 @@ def calls(plan: Plan, batch: bool = True) -> list[tuple[str, ...]]:
         current = open_call.get(unit.device)
         joins = current is not None and all(
             call_of[n.unit] == current or plan.unit(n.unit).device == unit.device
-            for n in unit.needs) and not _is_input(plan, unit_id)
+            for n in unit.needs) and not plan.is_input(unit_id)
         if not joins:
             current = len(groups)
             groups.append([])
@@ -111,11 +111,6 @@ def calls(plan: Plan, batch: bool = True) -> list[tuple[str, ...]]:
         else:
             open_call[unit.device] = current
     return [tuple(group) for group in groups]
-
-
-def _is_input(plan: Plan, unit_id: str) -> bool:
-    unit = plan.unit(unit_id)
-    return plan.graphs[unit.graph][unit.last].kind == "input"
 
 
 def targets(plan: Plan, call: Sequence[str]) -> tuple[str, ...]:
@@ -163,7 +158,7 @@ class DeviceActor:
         an input unit) and the parcels addressed to this device; one parcel per target."""
         frame, floor = arrived[0][:2]  # inputs and parcels alike start so
         self._forget(floor)
-        inputs = arrived[0][2] if _is_input(self.plan, call[0]) else None
+        inputs = arrived[0][2] if self.plan.is_input(call[0]) else None
         crops = self._unpack(arrived[1:] if inputs is not None else arrived, time.time())
         produced: dict[str, dict[str, Piece]] = {}
         for unit_id in call:
@@ -517,7 +512,7 @@ class _Plain:
         """Submit one frame's calls; the driver's returns."""
         returned: dict[tuple[str, ...], list] = {}
         for call in self.calls:
-            args = ([(frame, floor, inputs)] if _is_input(self.plan, call[0]) else []) + [
+            args = ([(frame, floor, inputs)] if self.plan.is_input(call[0]) else []) + [
                 returned[producer][index] for producer, index in self.reads[call]]
             returned[call] = self.call(call, *args)
         return [refs[-1] for refs in returned.values()]
@@ -570,7 +565,7 @@ class _Compiled(_Plain):
         nodes: dict[tuple[str, ...], list] = {}
         with InputNode() as source:
             for call in self.calls:
-                args = ([source] if _is_input(plan, call[0]) else []) + [
+                args = ([source] if plan.is_input(call[0]) else []) + [
                     nodes[producer][index] for producer, index in self.reads[call]]
                 nodes[call] = self.call(call, *args)
             graph = MultiOutputNode([returned[-1] for returned in nodes.values()])

@@ -101,6 +101,11 @@ class Plan:
         except KeyError:
             raise PlanError(f"The plan has no unit '{unit_id}'.") from None
 
+    def is_input(self, unit_id: str) -> bool:
+        """Whether a unit stands for a model input (computed, for free, where it arrives)."""
+        unit = self.unit(unit_id)
+        return self.graphs[unit.graph][unit.last].kind == "input"
+
     def produced(self, unit_id: str) -> dict[str, Region]:
         """The region of each of its layers that a unit computes."""
         unit = self.unit(unit_id)
