@@ -1,0 +1,53 @@
+"""Extended Johnson against the seed's toy example, brute force, Theorem 3 and the 5/3 bound."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgeweave.planners.johnson import (extended_johnson, makespan, optimal_order,
+                                        stage_two_dominated)
+
+# seed 001's toy example: four paths as (local compute, transmission, remote compute)
+TOY = [(3, 2, 5), (3, 2, 2), (4, 3, 3), (4, 2, 3)]
+
+
+def test_the_seed_toy_example():
+    order = extended_johnson(TOY)
+    assert order == [0, 2, 3, 1]  # the slides' H = {1}, L = {3, 4, 2}
+    assert stage_two_dominated(TOY)  # max(min p1, min p3) = 3 >= max p2 = 3
+    assert makespan(TOY, order) == 18
+    assert makespan(TOY, optimal_order(TOY)) == 18
+
+
+def test_makespan_by_hand():
+    # device 0-3, 3-7; link 3-5, 7-10; server 5-10, 10-13
+    assert makespan(TOY, [0, 2]) == 13
+    assert makespan([], []) == 0
+
+
+stage = st.integers(min_value=0, max_value=20)
+instances = st.lists(st.tuples(stage, stage, stage), min_size=1, max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(instances)
+def test_never_better_than_optimal_and_within_five_thirds(paths):
+    best = makespan(paths, optimal_order(paths))
+    ours = makespan(paths, extended_johnson(paths))
+    assert best <= ours <= 5 / 3 * best + 1e-9
+    assert sorted(extended_johnson(paths)) == list(range(len(paths)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(instances)
+def test_optimal_when_stage_two_is_dominated(paths):
+    if stage_two_dominated(paths):
+        assert makespan(paths, extended_johnson(paths)) == makespan(paths, optimal_order(paths))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(stage, st.just(0), stage), min_size=1, max_size=6))
+def test_two_machine_johnson_is_optimal(paths):
+    # with no transmission the problem is Johnson's two-machine flow shop
+    assert makespan(paths, extended_johnson(paths)) == makespan(paths, optimal_order(paths))
