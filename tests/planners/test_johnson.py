@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeweave.planners.johnson import (extended_johnson, makespan, optimal_order,
+from edgeweave.errors import GraphError
+from edgeweave.planners.johnson import (decompose, extended_johnson, makespan, optimal_order,
                                         stage_two_dominated)
+from tests.conftest import zoo_graph
 
 # seed 001's toy example: four paths as (local compute, transmission, remote compute)
 TOY = [(3, 2, 5), (3, 2, 2), (4, 3, 3), (4, 2, 3)]
@@ -51,3 +54,24 @@ def test_optimal_when_stage_two_is_dominated(paths):
 def test_two_machine_johnson_is_optimal(paths):
     # with no transmission the problem is Johnson's two-machine flow shop
     assert makespan(paths, extended_johnson(paths)) == makespan(paths, optimal_order(paths))
+
+
+@pytest.mark.parametrize("name, count", [("two_branch", 2), ("siamese", 2),
+                                         ("multistream", 3)])
+def test_multi_path_models_decompose_into_disjoint_chains(name, count):
+    graph = zoo_graph(name)
+    parts = decompose(graph)
+    assert len(parts.paths) == count
+    every = [*parts.head, *(layer for path in parts.paths for layer in path), *parts.tail]
+    assert sorted(every) == sorted(layer.name for layer in graph)  # each layer exactly once
+    for path in parts.paths:
+        for before, after in zip(path, path[1:]):
+            assert graph.successors(before) == (after,) and graph.predecessors(after) == (before,)
+    for chain in (parts.head, parts.tail):
+        for before, after in zip(chain, chain[1:]):
+            assert after in graph.successors(before)
+
+
+def test_only_multi_path_graphs_decompose():
+    with pytest.raises(GraphError, match="'resnet18' is dag, not multi-path"):
+        decompose(zoo_graph("resnet18"))

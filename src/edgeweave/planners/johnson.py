@@ -8,14 +8,18 @@ is the three-machine permutation flow shop: NP-hard (Theorem 1), and Extended Jo
 (Algorithm 1) is the seed's answer — optimal when stage 2 is dominated (Theorem 3), within
 5/3 of optimal otherwise (Theorem 4).
 
-This module holds the scheduling on stage times alone; the planner around it (paths,
-cuts, graph conversion) builds on it.
+This module holds the scheduling on stage times and the decomposition of a multi-path
+graph into its paths; the planner around them (cuts, graph conversion) builds on both.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edgeweave.errors import GraphError
+from edgeweave.graph import LayerGraph, Structure
 
 Stages = tuple[float, float, float]  # (p1, p2, p3) of one path
 
@@ -61,3 +65,42 @@ def optimal_order(paths: Sequence[Stages], limit: int = 8) -> list[int]:
         raise ValueError(f"{len(paths)} paths are too many to enumerate (limit {limit}).")
     best = min(itertools.permutations(range(len(paths))), key=lambda o: makespan(paths, o))
     return list(best)
+
+
+@dataclass(frozen=True)
+class MultiPath:
+    """A multi-path graph's layers: the chain up to and including the fork (empty when the
+    model's several inputs are the fork), the paths between fork and join (a path may be
+    empty: a connection straight from fork to join), and the chain from the join on (empty
+    when the model's several outputs are the join)."""
+
+    head: tuple[str, ...]
+    paths: tuple[tuple[str, ...], ...]
+    tail: tuple[str, ...]
+
+
+def decompose(graph: LayerGraph) -> MultiPath:
+    """The head, paths and tail of a multi-path graph (seed 001's paths: layers in
+    sequence between the fork and the join, no two paths sharing a layer)."""
+    if graph.structure is not Structure.MULTI_PATH:
+        raise GraphError(f"Graph '{graph.name}' is {graph.structure}, not multi-path.")
+    order = graph.topological_order()
+    forks = [n for n in order if len(graph.successors(n)) > 1]
+    joins = [n for n in order if len(graph.predecessors(n)) > 1]
+    fork = forks[0] if forks else None  # None: the several inputs fork
+    join = joins[0] if joins else None  # None: the several outputs join
+    starts = graph.successors(fork) if fork is not None else graph.inputs
+    paths = []
+    for start in starts:
+        path: list[str] = []
+        node = start
+        while node != join:
+            path.append(node)
+            following = graph.successors(node)
+            if not following:
+                break
+            node = following[0]
+        paths.append(tuple(path))
+    head = tuple(order[:order.index(fork) + 1]) if fork is not None else ()
+    tail = tuple(order[order.index(join):]) if join is not None else ()
+    return MultiPath(head, tuple(paths), tail)
