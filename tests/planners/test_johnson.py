@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import edgeweave as ew
+from edgeweave.cost import CostModel
 from edgeweave.errors import GraphError
-from edgeweave.planners.johnson import (decompose, extended_johnson, makespan, optimal_order,
+from edgeweave.planners.johnson import (decompose, extended_johnson, makespan,
+                                        multipath_plan, optimal_order, path_stages,
                                         stage_two_dominated)
-from tests.conftest import zoo_graph
+from edgeweave.planners.problem import Problem
+from edgeweave.runtime import run_inline
+from tests.conftest import zoo_graph, zoo_model, zoo_output
 
 # seed 001's toy example: four paths as (local compute, transmission, remote compute)
 TOY = [(3, 2, 5), (3, 2, 2), (4, 3, 3), (4, 2, 3)]
@@ -75,3 +81,38 @@ def test_multi_path_models_decompose_into_disjoint_chains(name, count):
 def test_only_multi_path_graphs_decompose():
     with pytest.raises(GraphError, match="'resnet18' is dag, not multi-path"):
         decompose(zoo_graph("resnet18"))
+
+
+def _problem(graph, cluster):
+    loaded = ew.Cluster.load(cluster)
+    return Problem({graph.name: graph}, loaded, CostModel.for_cluster(loaded), {}, {})
+
+
+@pytest.mark.parametrize("name", ["two_branch", "siamese", "multistream"])
+@pytest.mark.parametrize("network", ["3g", "4g", "wifi"])
+def test_multi_path_plans_equal_the_model_and_the_simulator_agrees(name, network):
+    graph = zoo_graph(name)
+    problem = _problem(graph, f"rpi4b+edge-server@{network}")
+    plan, chosen = multipath_plan(problem, graph)
+    torch.testing.assert_close(run_inline(plan, zoo_model(name)[1]), zoo_output(name)[0],
+                               rtol=1e-4, atol=1e-4)
+    # the simulator's latency is the head, the paths' makespan, the tail and the way back —
+    # a little less, since a link carries the next transfer while the last one is still in
+    # flight (latency), and a layer may read only part of the tensor that crosses a cut
+    device, server = problem.source, problem.fastest()
+    parts = decompose(graph)
+    link = problem.cluster.link(device.name, server.name)
+    head = sum(problem.cost.compute_s(graph, graph[n], device) for n in parts.head)
+    tail = sum(problem.cost.compute_s(graph, graph[n], server) for n in parts.tail)
+    back = sum(problem.cost.transfer_s(graph[n].output_bytes, link) for n in graph.outputs)
+    simulated = ew.simulate(plan).latency_s[0]
+    predicted = head + chosen.makespan_s + tail + back
+    assert predicted - len(parts.paths) * link.latency_s - 0.02 * predicted <= simulated
+    assert simulated <= predicted + 1e-9
+    # no single path's cut can be changed for a shorter makespan
+    for i, path in enumerate(parts.paths):
+        for k in range(1 if graph[path[0]].kind == "input" else 0, len(path) + 1):
+            cuts = [*chosen.cuts[:i], k, *chosen.cuts[i + 1:]]
+            stages = [path_stages(problem, graph, parts, j, c, device, server)
+                      for j, c in enumerate(cuts)]
+            assert makespan(stages, extended_johnson(stages)) >= chosen.makespan_s - 1e-12

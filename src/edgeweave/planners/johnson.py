@@ -18,8 +18,11 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edgeweave.cluster import Device
 from edgeweave.errors import GraphError
 from edgeweave.graph import LayerGraph, Structure
+from edgeweave.planners.problem import Problem
+from edgeweave.units import Part, Plan, build_plan, whole
 
 Stages = tuple[float, float, float]  # (p1, p2, p3) of one path
 
@@ -104,3 +107,90 @@ def decompose(graph: LayerGraph) -> MultiPath:
     head = tuple(order[:order.index(fork) + 1]) if fork is not None else ()
     tail = tuple(order[order.index(join):]) if join is not None else ()
     return MultiPath(head, tuple(paths), tail)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Where each path is cut (its first ``cuts[i]`` layers on the device, the rest on the
+    server), the Extended Johnson order of the paths, and their stage times."""
+
+    cuts: tuple[int, ...]
+    order: tuple[int, ...]
+    stages: tuple[Stages, ...]
+
+    @property
+    def makespan_s(self) -> float:
+        """From the fork to the last path's remote compute."""
+        return makespan(self.stages, self.order)
+
+
+def path_stages(problem: Problem, graph: LayerGraph, parts: MultiPath, index: int, cut: int,
+                device: Device, server: Device) -> Stages:
+    """(p1, p2, p3) of path ``index`` cut after its first ``cut`` layers: local compute,
+    the transfer of the tensor that crosses (the path's last local output, or the fork's
+    output when nothing of the path is local), remote compute."""
+    path = parts.paths[index]
+    link = problem.cluster.link(device.name, server.name)
+    local = sum(problem.cost.compute_s(graph, graph[n], device) for n in path[:cut])
+    remote = sum(problem.cost.compute_s(graph, graph[n], server) for n in path[cut:])
+    crossing = path[cut - 1] if cut > 0 else parts.head[-1]
+    return local, problem.cost.transfer_s(graph[crossing].output_bytes, link), remote
+
+
+def schedule(problem: Problem, graph: LayerGraph, parts: MultiPath, device: Device,
+             server: Device) -> Schedule:
+    """Cuts and order for the paths: start from each path's own best cut, then change one
+    path's cut at a time — re-running Extended Johnson for each trial — while the makespan
+    falls (a local optimum: no single-path change improves it)."""
+    def lowest(index: int) -> int:  # a path that starts at a model input keeps it local
+        return 1 if graph[parts.paths[index][0]].kind == "input" else 0
+
+    def stages_of(cuts: Sequence[int]) -> tuple[Stages, ...]:
+        return tuple(path_stages(problem, graph, parts, i, k, device, server)
+                     for i, k in enumerate(cuts))
+
+    def span(cuts: Sequence[int]) -> float:
+        stages = stages_of(cuts)
+        return makespan(stages, extended_johnson(stages))
+
+    cuts = [min(range(lowest(i), len(path) + 1),
+                key=lambda k, i=i: sum(path_stages(problem, graph, parts, i, k, device, server)))
+            for i, path in enumerate(parts.paths)]
+    best = span(cuts)
+    improved = True
+    while improved:
+        improved = False
+        for i, path in enumerate(parts.paths):
+            for k in range(lowest(i), len(path) + 1):
+                trial = [*cuts[:i], k, *cuts[i + 1:]]
+                if (value := span(trial)) < best - 1e-12:
+                    cuts, best, improved = trial, value, True
+    stages = stages_of(cuts)
+    return Schedule(tuple(cuts), tuple(extended_johnson(stages)), stages)
+
+
+def multipath_plan(problem: Problem, graph: LayerGraph) -> tuple[Plan, Schedule]:
+    """A multi-path graph planned as seed 001 does: the head on the input device, each path
+    cut by ``schedule`` and processed in Extended Johnson order on device, link and server,
+    the tail on the server (the fastest device)."""
+    device, server = problem.source, problem.fastest()
+    parts = decompose(graph)
+    plan_of = schedule(problem, graph, parts, device, server)
+    placed: list[Part] = []
+    order: dict[str, list[int]] = {device.name: [], server.name: []}
+
+    def place(layers: Sequence[str], where: Device) -> None:
+        for name in layers:
+            if graph[name].kind != "input":
+                order[where.name].append(len(placed))
+                placed.append(whole(graph, name, where.name))
+
+    place(parts.head, device)
+    for i in plan_of.order:
+        place(parts.paths[i][:plan_of.cuts[i]], device)
+    for i in plan_of.order:
+        place(parts.paths[i][plan_of.cuts[i]:], server)
+    place(parts.tail, server)
+    made = build_plan({graph.name: graph}, problem.cluster, placed, order, planner="johnson",
+                      options=problem.options, models=problem.models)
+    return made, plan_of
