@@ -15,7 +15,7 @@ import torch
 
 from edgeweave.errors import ExampleInputError
 from edgeweave.units import Plan, Region, execution_order
-from edgeweave.units.compute import Piece, assemble, compute_unit, crop
+from edgeweave.units.compute import Piece, assemble, compute_unit, crop, input_unit
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, Any]
 
@@ -31,9 +31,8 @@ def run_inline(plan: Plan, inputs: Inputs) -> Any:
     for unit_id in execution_order(plan):
         unit = plan.unit(unit_id)
         graph = plan.graphs[unit.graph]
-        if graph[unit.last].kind == "input":
-            tensor = by_graph[unit.graph][graph.inputs.index(unit.last)]
-            produced[unit_id] = {unit.last: (unit.region, tensor[unit.region.slices()])}
+        if plan.is_input(unit_id):
+            produced[unit_id] = input_unit(graph, unit, by_graph[unit.graph])
             continue
         # copies, as a transfer to another device would make
         received = [(need, crop(produced[need.unit][need.layer], need.region).clone())

@@ -43,7 +43,7 @@ from edgeweave.planners.recover import without
 from edgeweave.runtime.inline import collect_outputs
 from edgeweave.simulation import Event, Timeline, unit_compute_s
 from edgeweave.units import Plan
-from edgeweave.units.compute import Piece, compute_unit, crop
+from edgeweave.units.compute import Piece, compute_unit, crop, input_unit
 
 HEARTBEAT_S = 0.25
 
@@ -183,8 +183,7 @@ class _Coordinator:
                     if on_frame is not None:
                         on_frame(frame)
         outputs = [collect_outputs(self.plan, frame_pieces) for frame_pieces in pieces]
-        events = tuple(sorted((_shift(e, start) for e in self.events),
-                              key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
+        events = tuple(_shift(e, start) for e in self.events)
         timeline = Timeline(events, tuple(a - start for a in arrival),
                             tuple(d - start for d in done),
                             f"measured: local backend, {len(self.workers)} processes{label}")
@@ -394,10 +393,9 @@ class _Worker:
 
     def run_unit(self, unit) -> None:
         graph, frame = self.plan.graphs[unit.graph], self.frame
-        if graph[unit.last].kind == "input":
+        if self.plan.is_input(unit.id):
             self.wait(lambda: (frame, unit.graph) in self.inputs)
-            tensor = self.inputs[frame, unit.graph][graph.inputs.index(unit.last)]
-            outputs = {unit.last: (unit.region, tensor[unit.region.slices()])}
+            outputs = input_unit(graph, unit, self.inputs[frame, unit.graph])
             start = end = time.perf_counter()
         else:
             keys = [(frame, n.unit, n.layer, n.region) for n in unit.needs]

@@ -50,7 +50,7 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
             if progress is not None:
                 progress(name)
         return profiles
-    from edgeweave.runtime.ray_backend import connect, import_ray, resource
+    from edgeweave.runtime.ray_backend import connect, first_line, import_ray, resource
 
     ray = import_ray()
     started = connect(ray, cluster.names, address)
@@ -65,7 +65,7 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
                 profiles[name] = ray.get(ready)
             except ray.exceptions.RayError as error:
                 raise WorkerError(f"Profiling on device '{name}' failed: "
-                                  f"{str(error).strip().splitlines()[0]}") from None
+                                  f"{first_line(error)}") from None
             if progress is not None:
                 progress(name)
     finally:

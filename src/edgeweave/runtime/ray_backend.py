@@ -51,11 +51,12 @@ from typing import Any
 import torch
 
 from edgeweave.errors import ClusterConfigError, EdgeweaveError, PlanError
+from edgeweave.planners.recover import without
 from edgeweave.runtime.inline import collect_outputs
 from edgeweave.runtime.local import Measured, WorkerError
 from edgeweave.simulation import Event, Timeline
 from edgeweave.units import Plan, execution_order
-from edgeweave.units.compute import Piece, compute_unit, crop
+from edgeweave.units.compute import Piece, compute_unit, crop, input_unit
 
 MODES = ("compiled", "plain")
 # Frames a compiled graph holds at once: each call's results wait in one-slot channels
@@ -169,9 +170,8 @@ class DeviceActor:
             unit = self.plan.unit(unit_id)
             graph = self.plan.graphs[unit.graph]
             try:
-                if graph[unit.last].kind == "input":
-                    tensor = inputs[unit.graph][graph.inputs.index(unit.last)]
-                    outputs = {unit.last: (unit.region, tensor[unit.region.slices()])}
+                if self.plan.is_input(unit_id):
+                    outputs = input_unit(graph, unit, inputs[unit.graph])
                 else:
                     outputs = compute_unit(graph, unit, [
                         (need, crop(produced[need.unit][need.layer], need.region)
@@ -260,7 +260,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 finished.extend(session.take_results())
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, WorkerError) else error
-        raise WorkerError(_first_line(cause)) from None
+        raise WorkerError(first_line(cause)) from None
     finally:
         session.close()
         if started:
@@ -278,7 +278,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     events = [_on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
     done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == frame)
             for frame in range(len(frames))]
-    timeline = Timeline(tuple(sorted(events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit))),
+    timeline = Timeline(tuple(events),
                         tuple(session.sent_at[f] - start for f in range(len(frames))),
                         tuple(done),
                         f"measured: ray backend ({mode}{', batched' if batch else ''}), "
@@ -343,11 +343,9 @@ class _Session:
                 self.recovered.extend(self.ray.get(actor.logged.remote(frame),
                                                    timeout=self.timeout_s))
         if not dead:
-            raise WorkerError(f"An actor failed on frame {frame}: {_first_line(error)}")
+            raise WorkerError(f"An actor failed on frame {frame}: {first_line(error)}")
         self.lost |= set(dead)
         moved = [uid for device in dead for uid in self.plan.order.get(device, ())]
-        from edgeweave.planners.recover import without
-
         try:
             self.plan = without(self.plan, self.lost)
         except PlanError as cannot:
@@ -407,7 +405,8 @@ def worker_command(device: str, address: str, token_file: str | None = None,
     return command, environment
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (Ray's run to many), else its type's name."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
@@ -426,7 +425,7 @@ def connect(ray, devices: Sequence[str], address: str | None) -> bool:
             ray.init(address=address, log_to_driver=False, logging_level="error")
         except (ConnectionError, RuntimeError) as error:
             raise ClusterConfigError(
-                f"Could not join the Ray cluster at '{address}': {_first_line(error)} — is "
+                f"Could not join the Ray cluster at '{address}': {first_line(error)} — is "
                 "the head's token here (~/.ray/auth_token or RAY_AUTH_TOKEN)?") from None
     offered = ray.cluster_resources()
     missing = [d for d in devices if resource(d) not in offered]

@@ -49,6 +49,11 @@ class Timeline:
     source: str  # "simulated" or what measured it
     peak_memory_bytes: Mapping[str, int] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # whoever records events (simulator, workers, actors) hands them in any order
+        ordered = tuple(sorted(self.events, key=lambda e: (e.start_s, e.kind, e.frame, e.unit)))
+        object.__setattr__(self, "events", ordered)
+
     @property
     def latency_s(self) -> tuple[float, ...]:
         """End-to-end latency of each frame: from its arrival to its outputs being back."""

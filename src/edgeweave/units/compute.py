@@ -200,6 +200,14 @@ _FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwis
          OpKind.CONCAT: _concat, OpKind.UPSAMPLE: _upsample, OpKind.LINEAR: _linear}
 
 
+def input_unit(graph: LayerGraph, unit: Unit,
+               inputs: tuple[torch.Tensor, ...]) -> dict[str, Piece]:
+    """What an input unit computes: its region of the model input, from the model's
+    inputs (a tuple in the order of ``graph.inputs``)."""
+    tensor = inputs[graph.inputs.index(unit.last)]
+    return {unit.last: (unit.region, tensor[unit.region.slices()])}
+
+
 def compute_unit(graph: LayerGraph, unit: Unit,
                  received: list[tuple[Need, torch.Tensor]]) -> dict[str, Piece]:
     """Run ``unit`` on the tensors its needs delivered; returns a piece of each of its
