@@ -233,7 +233,7 @@ class _Coordinator:
 
 
 # Below this size a tensor is cheaper pickled through the queue's pipe than moved to a
-# fresh shared-memory segment (bench/runtime_overhead.py measures both).
+# fresh shared-memory segment (bench/queue_packing.py measures both).
 BY_VALUE_BYTES = 1 << 18
 
 
