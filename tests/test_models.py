@@ -15,6 +15,7 @@ from tests.conftest import zoo_model, zoo_output
 # Ultralytics' model summary for YOLOv5s v6.0+, 80 classes).
 PUBLISHED_PARAMS = {
     "alexnet": 61_100_840,
+    "alexnet_p": 60_965_224,  # Krizhevsky et al. 2012's two-tower layout
     "vgg16": 138_357_544,
     "googlenet": 6_624_904,
     "resnet18": 11_689_512,
@@ -25,7 +26,7 @@ PUBLISHED_PARAMS = {
 }
 
 OUTPUT_SHAPES = {
-    "alexnet": [(1, 1000)], "vgg16": [(1, 1000)], "googlenet": [(1, 1000)],
+    "alexnet": [(1, 1000)], "alexnet_p": [(1, 1000)], "vgg16": [(1, 1000)], "googlenet": [(1, 1000)],
     "resnet18": [(1, 1000)], "resnet50": [(1, 1000)], "mobilenet_v2": [(1, 1000)],
     "inception_resnet_v2": [(1, 1000)], "yolov2": [(1, 425, 19, 19)],
     "yolov2_16": [(1, 256, 38, 38)],

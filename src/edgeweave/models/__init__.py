@@ -57,6 +57,8 @@ ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
         ZooEntry("alexnet", alexnet.AlexNet, _image(224), "AlexNet, single tower"),
+        ZooEntry("alexnet_p", alexnet.AlexNetP, _image(224),
+                 "AlexNet as published: two towers (seed 001's AlexNet-P)"),
         ZooEntry("vgg16", vgg.VGG16, _image(224), "VGG-16 (configuration D)"),
         ZooEntry("googlenet", googlenet.GoogLeNet, _image(224), "GoogLeNet, no aux heads"),
         ZooEntry("resnet18", resnet.resnet18, _image(224), "ResNet-18"),

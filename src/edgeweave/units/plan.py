@@ -74,7 +74,8 @@ class Plan:
     """Units placed on the devices of ``cluster``, run in ``order`` (device -> unit ids).
 
     ``graphs`` are the models of the workload by name; ``models`` optionally gives, per
-    graph, the model spec (zoo name or ``module:attr``) that ``Plan.from_json`` re-traces.
+    graph, the model spec (zoo name or ``module:attr``) that ``Plan.from_json`` re-traces;
+    ``notes`` is what the planner reports about its choice (JSON values).
     """
 
     graphs: Mapping[str, LayerGraph]
@@ -84,6 +85,7 @@ class Plan:
     planner: str = "manual"
     options: Mapping[str, Any] = field(default_factory=dict)
     models: Mapping[str, str] = field(default_factory=dict)
+    notes: Mapping[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         per_device = ", ".join(f"{d}: {len(ids)}" for d, ids in self.order.items() if ids)

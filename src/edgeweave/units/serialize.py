@@ -37,6 +37,7 @@ def to_json(plan: Plan) -> str:
                    "region": repr(u.region), "device": u.device,
                    "needs": [repr(n) for n in u.needs]} for u in plan.units],
         "order": {device: list(ids) for device, ids in plan.order.items()},
+        "notes": dict(plan.notes),
     }, indent=1)
 
 
@@ -54,7 +55,7 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan
                       for u in data["units"])
         order = {device: tuple(ids) for device, ids in data["order"].items()}
         plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],
-                    {k: v for k, v in models.items() if v})
+                    {k: v for k, v in models.items() if v}, data.get("notes", {}))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlanError(f"Malformed plan file: {type(error).__name__}: {error}.") from None
     validate(plan)
