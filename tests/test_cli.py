@@ -100,14 +100,40 @@ def test_plan_then_simulate_with_a_gantt_chart(tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_lists_every_planner_and_neurosurgeon_is_never_worse():
-    result = runner.invoke(app, ["compare", "resnet18", "--cluster", "rpi4b+edge-server@wifi",
-                                 "--json"])
+@pytest.mark.parametrize("model, cluster", [("resnet18", "rpi4b+edge-server@wifi"),
+                                            ("siamese", "rpi4b+edge-server@4g")])
+def test_compare_lists_every_planner_and_the_cut_planners_are_never_worse(model, cluster):
+    result = runner.invoke(app, ["compare", model, "--cluster", cluster, "--json"])
     assert result.exit_code == 0, result.output
-    rows = {row["planner"]: row for row in json.loads(result.stdout)}
-    assert set(rows) == {"local", "remote", "neurosurgeon"}
-    assert rows["neurosurgeon"]["latency_ms"] <= min(rows["local"]["latency_ms"],
-                                                     rows["remote"]["latency_ms"]) + 1e-9
+    rows = {row["planner"]: row["latency_ms"] for row in json.loads(result.stdout)}
+    assert set(rows) == set(ew.planners.PLANNERS)
+    assert rows["neurosurgeon"] <= min(rows["local"], rows["remote"]) + 1e-9
+    assert rows["johnson"] <= min(rows["local"], rows["remote"], rows["neurosurgeon"]) + 1e-9
+
+
+def test_plan_reports_the_planners_notes():
+    result = runner.invoke(app, ["plan", "multistream", "-c", "rpi4b+edge-server@4g",
+                                 "-p", "johnson"])
+    assert result.exit_code == 0, result.output
+    assert "johnson: multistream: 3 paths from the inputs, cuts" in result.output
+    assert "Theorem 3 fails" in result.output
+
+
+def test_reproduce_wang2021_writes_the_table_beside_the_papers(tmp_path):
+    page = tmp_path / "wang2021.md"
+    result = runner.invoke(app, ["reproduce", "wang2021", "--out", str(page), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)["rows"]}
+    assert list(rows) == ["AlexNet-P", "GoogLeNet", "ResNet18", "Siamese", "Multi-stream"]
+    assert rows["GoogLeNet"]["paper_LO_ms"] == 848
+    for row in rows.values():
+        for network in row["networks"].values():
+            assert network["ratio"] <= 1 + 1e-9  # never worse than LO or RO
+    # pipelining the streams pays over 4G, as in the paper
+    assert rows["Multi-stream"]["networks"]["4g"]["ratio"] < 0.8
+    text = page.read_text()
+    assert "| Siamese | 3919 | 8783 | 1998 | 1702 | 1087 | 613 | 469 |" in text
+    assert "inferred" in text
 
 
 def test_run_check_compares_with_the_model_and_draws_both_timelines(tmp_path):
@@ -156,6 +182,7 @@ def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):
     (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
     (["run", "line", "-c", "rpi4b", "--backend", "gpu"], "Unknown backend 'gpu'"),
     (["simulate", "missing.json"], "No plan file 'missing.json'"),
+    (["reproduce", "smith1999"], "Unknown experiment 'smith1999'"),
     (["run", "line", "-c", "rpi4b", "--backend", "ray", "--address", "127.0.0.1:1"],
      "The Ray head at '127.0.0.1:1' does not answer"),
     (["worker", "--device", "rpi4b", "--address", "127.0.0.1:1"],

@@ -275,9 +275,12 @@ def plan_command(
             serialize.save(made, output)
     if as_json:
         _echo_json({"planner": planner, "planning_s": planning_s, "output": output,
-                    **_timeline_row(timeline), "order": {d: list(i) for d, i in made.order.items()}})
+                    **_timeline_row(timeline), "order": {d: list(i) for d, i in made.order.items()},
+                    "notes": dict(made.notes)})
         return
     console.print(_plan_table(made, timeline))
+    if "summary" in made.notes:
+        console.print(f"{made.planner}: {made.notes['summary']}", highlight=False)
     console.print(f"predicted latency {timeline.latency_s[0] * 1e3:.1f} ms, planned in "
                   f"{planning_s * 1e3:.0f} ms" + (f"; saved to {output}" if output else ""))
 
@@ -457,6 +460,40 @@ def _max_error(module, inputs, outputs) -> float:
     pairs = zip(outputs if isinstance(outputs, tuple) else (outputs,),
                 expected if isinstance(expected, tuple) else (expected,), strict=True)
     return max(float((a - b).abs().max()) for a, b in pairs)
+
+
+@app.command()
+def reproduce(
+    name: Annotated[str, typer.Argument(help="The experiment: wang2021 (seed 001).")],
+    out: Annotated[str | None, typer.Option(
+        help="Write the reproduction page here (default: docs/reproductions/NAME.md).")]
+    = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Reproduce a seed paper's experiment side by side with its published numbers."""
+    from pathlib import Path
+
+    from edgeweave import experiments
+
+    with _reported():
+        function = experiments.get(name)
+        with Progress(console=errors, transient=True) as progress:
+            task = progress.add_task(name, total=None)
+            result = function(lambda step: progress.update(task, description=step))
+        path = Path(out or f"docs/reproductions/{name}.md")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.markdown())
+    if as_json:
+        _echo_json({"experiment": name, "written": str(path), "rows": result.to_dict()})
+        return
+    columns, rows = result.table()
+    table = _table(f"{name}: paper / ours, ms", tuple(columns), tuple(columns[1:]),
+                   caption="ours predicted by the simulator; every plan checked against "
+                           "the model's output")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"written to {path}")
 
 
 @app.command()

@@ -205,6 +205,9 @@ class Stretch:
         self.on_server = {n: problem.cost.compute_s(graph, graph[n], server) for n in layers}
         self.send = {n: problem.cost.transfer_s(graph[n].output_bytes, link) for n in layers}
         self.inner = [n for n in graph.topological_order() if n in parts.owner]
+        self.rank = {n: parts.paths[parts.owner[n]].index(n) for n in self.inner}
+        self.readers = {n: graph.successors(n) for n in self.inner}
+        self.inputs = {n: graph.predecessors(n) for n in self.inner}
 
     def lowest(self, index: int) -> int:
         """The shortest local prefix of a path: a model input stays where it arrives."""
@@ -214,25 +217,24 @@ class Stretch:
     def local(self, cuts: Sequence[int]) -> frozenset[str]:
         """The stretch's layers on the device: those in their owner's local prefix whose
         inputs are all on the device too (nothing comes back from the server)."""
-        owner, paths = self.parts.owner, self.parts.paths
-        proposed = {n for n in self.inner if paths[owner[n]].index(n) < cuts[owner[n]]}
+        owner, fork = self.parts.owner, self.parts.fork
         local: set[str] = set()
         for name in self.inner:
-            if name in proposed and all(p in local or p == self.parts.fork
-                                        for p in self.graph.predecessors(name)):
+            if self.rank[name] < cuts[owner[name]] and all(
+                    p in local or p == fork for p in self.inputs[name]):
                 local.add(name)
         return frozenset(local)
 
     def stages(self, local: frozenset[str]) -> tuple[Stages, ...]:
         """(p1, p2, p3) per path: its owned layers' device and server times and the
         tensors it sends (those of its local layers read on the server)."""
-        graph, parts = self.graph, self.parts
+        parts = self.parts
         totals = [[0.0, 0.0, 0.0] for _ in parts.paths]
         for name in self.inner:
             stage = totals[parts.owner[name]]
             if name in local:
                 stage[0] += self.on_device[name]
-                if any(s not in local for s in graph.successors(name)):
+                if any(s not in local for s in self.readers[name]):
                     stage[1] += self.send[name]
             else:
                 stage[2] += self.on_server[name]
@@ -253,21 +255,26 @@ class Stretch:
                         self.lead_s(local))
 
     def search(self, hint: frozenset[str] = frozenset()) -> Schedule:
-        """Cuts and order for the paths. The seed takes the cuts as given; we search them:
-        start from the best of every path remote, every path local and the cut ``hint``
-        (layers on the device, e.g. Neurosurgeon's), then change one path's cut at a time —
-        re-running Extended Johnson for each trial — while the makespan falls, ending where
-        no single-path change improves it."""
+        """Cuts and order for the paths. The seed takes the cuts as given; we search them
+        from three starts — every path remote, every path local, the cut ``hint`` (layers
+        on the device, e.g. Neurosurgeon's) — changing one path's cut at a time, re-running
+        Extended Johnson for each trial, while the makespan falls; each descent ends where
+        no single-path change improves it, and the best end is kept."""
         paths = self.parts.paths
         lowest = [self.lowest(i) for i in range(len(paths))]
         hinted = [max(low, next((k for k, n in enumerate(path) if n not in hint), len(path)))
                   for low, path in zip(lowest, paths)]
-        best = min((self.schedule(cuts) for cuts in (lowest, [len(p) for p in paths], hinted)),
+        return min((self._descend(cuts, lowest)
+                    for cuts in dict.fromkeys(map(tuple, (lowest, [len(p) for p in paths],
+                                                           hinted)))),
                    key=lambda s: s.makespan_s)
+
+    def _descend(self, cuts: Sequence[int], lowest: Sequence[int]) -> Schedule:
+        best = self.schedule(cuts)
         improved = True
         while improved:
             improved = False
-            for i, path in enumerate(paths):
+            for i, path in enumerate(self.parts.paths):
                 for k in range(lowest[i], len(path) + 1):
                     trial = self.schedule([*best.cuts[:i], k, *best.cuts[i + 1:]])
                     if trial.makespan_s < best.makespan_s - 1e-12:
@@ -312,18 +319,17 @@ class Stretch:
             sequence += [n for i in chosen.order for n in parts.paths[i]
                          if parts.owner[n] == i and placement[n] == where]
         sequence += parts.tail
-        return GraphChoice(placement, _sequences(self.graph, placement, sequence), parts,
-                           chosen, self.latency_s(chosen))
+        return GraphChoice(placement, tuple(sequence), parts, chosen, self.latency_s(chosen))
 
 
 @dataclass(frozen=True)
 class GraphChoice:
-    """Where one graph's layers go and in which order each device computes them, with the
-    stretch and schedule behind it (None for Neurosurgeon's single cut) and the latency the
-    stage times predict."""
+    """Where one graph's layers go and the order each device should compute them in, as
+    far as dependencies allow; the stretch and schedule behind it (None for Neurosurgeon's
+    single cut) and the latency the stage times predict."""
 
     placement: dict[str, str]
-    order: dict[str, list[str]]
+    sequence: tuple[str, ...]
     stretch: MultiPath | None
     schedule: Schedule | None
     latency_s: float
@@ -343,18 +349,26 @@ def _sequences(graph: LayerGraph, placement: dict[str, str],
     return order
 
 
-def plan_graph(problem: Problem, graph: LayerGraph, max_paths: int = 8) -> GraphChoice:
-    """Seed 001 on one graph, between the input device and the fastest device: each stretch
-    of the converted graph searched (``Stretch.search``, hinted with Neurosurgeon's cut) and
-    Neurosurgeon's cut itself (a line's only choice, and the best where cutting inside a
-    stretch does not pay), the one the stage times predict fastest kept."""
+def single_cut(problem: Problem, graph: LayerGraph) -> GraphChoice:
+    """Neurosurgeon's best single cut between the input device and the fastest device."""
     device, server = problem.source, problem.fastest()
-    on_device = frozenset(neurosurgeon.best_cut(problem, graph, device, server))
+    on_device = neurosurgeon.best_cut(problem, graph, device, server)
     placement = {n: device.name if n in on_device else server.name
                  for n in graph.topological_order()}
-    choices = [GraphChoice(placement, _sequences(graph, placement, graph.topological_order()),
-                           None, None,
-                           neurosurgeon.cut_latency(problem, graph, on_device, device, server))]
+    return GraphChoice(placement, graph.topological_order(), None, None,
+                       neurosurgeon.cut_latency(problem, graph, on_device, device, server))
+
+
+def plan_graph(problem: Problem, graph: LayerGraph, max_paths: int = 8,
+               single: GraphChoice | None = None) -> GraphChoice:
+    """Seed 001 on one graph, between the input device and the fastest device: each stretch
+    of the converted graph searched (``Stretch.search``, hinted with the ``single`` cut)
+    and that single cut itself (a line's only choice, and the best where cutting inside a
+    stretch does not pay); the one the stage times predict fastest is kept."""
+    device, server = problem.source, problem.fastest()
+    single = single or single_cut(problem, graph)
+    on_device = frozenset(n for n, d in single.placement.items() if d == device.name)
+    choices = [single]
     for parts in convert(graph, max_paths):
         stretch = Stretch(problem, graph, parts, device, server)
         choices.append(stretch.choice(stretch.search(on_device)))
@@ -365,7 +379,8 @@ def build(problem: Problem, choices: dict[str, GraphChoice]) -> Plan:
     """The plan of every graph placed and ordered by its choice."""
     parts, order = [], {}
     for name, graph in problem.graphs.items():
-        for device, layers in choices[name].order.items():
+        choice = choices[name]
+        for device, layers in _sequences(graph, choice.placement, choice.sequence).items():
             for layer in layers:
                 if graph[layer].kind != "input":
                     order.setdefault(device, []).append(len(parts))
@@ -379,19 +394,35 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     it at least as fast as all on the device, all on the server and Neurosurgeon's cut: the
     plan is never worse than those. ``notes`` says which won and, per model, the stretch,
     cuts, order, stage times and whether Theorem 3 (Extended Johnson optimal) holds."""
-    choices = {name: plan_graph(problem, graph, problem.options["max_paths"])
+    singles = {name: single_cut(problem, graph) for name, graph in problem.graphs.items()}
+    choices = {name: plan_graph(problem, graph, problem.options["max_paths"], singles[name])
                for name, graph in problem.graphs.items()}
     candidates = {
         "extended-johnson": build(problem, choices),
-        "neurosurgeon": neurosurgeon.plan(problem, rng),
+        "neurosurgeon": build(problem, singles),
         "local": baselines.local(problem, rng),
         "remote": baselines.remote(problem, rng),
     }
     simulated = {name: simulate(made).latency_s[0] for name, made in candidates.items()}
     winner = min(candidates, key=simulated.__getitem__)  # ties: the first, Extended Johnson
-    notes = {"chosen": winner, "simulated_ms": {k: v * 1e3 for k, v in simulated.items()},
-             "models": {name: _report(choice) for name, choice in choices.items()}}
+    reports = {name: _report(choice) for name, choice in choices.items()}
+    notes = {"chosen": winner, "summary": _summary(winner, reports),
+             "simulated_ms": {k: v * 1e3 for k, v in simulated.items()}, "models": reports}
     return dataclasses.replace(candidates[winner], planner="johnson", notes=notes)
+
+
+def _summary(winner: str, reports: dict[str, dict[str, Any]]) -> str:
+    if winner != "extended-johnson":
+        return f"{winner} was fastest in the simulator"
+    parts = []
+    for name, report in reports.items():
+        if report.get("single_cut"):
+            parts.append(f"{name}: the best single cut")
+        else:
+            theorem = "holds" if report["theorem3"] else "fails"
+            parts.append(f"{name}: {report['paths']} paths from {report['fork'] or 'the inputs'}"
+                         f", cuts {report['cuts']}, order {report['order']}, Theorem 3 {theorem}")
+    return "; ".join(parts)
 
 
 def _report(choice: GraphChoice) -> dict[str, Any]:

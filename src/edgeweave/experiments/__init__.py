@@ -1,0 +1,28 @@
+"""Reproductions of the seed papers' experiments, one module per paper.
+
+Each module's ``reproduce(progress)`` builds the paper's setting from the zoo and the
+presets, plans and simulates it with the registered planners, checks every plan against
+the model's own output, and returns a result whose ``markdown()`` is the page written to
+``docs/reproductions/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from edgeweave.errors import UnknownNameError
+from edgeweave.experiments import wang2021
+
+# name: (reproduce, one line about it)
+EXPERIMENTS: dict[str, tuple[Callable[..., Any], str]] = {
+    "wang2021": (wang2021.reproduce, "seed 001: LO / RO / Extended Johnson on Pi 4B + server"),
+}
+
+
+def get(name: str) -> Callable[..., Any]:
+    """The ``reproduce`` function of a registered experiment."""
+    if name not in EXPERIMENTS:
+        raise UnknownNameError(f"Unknown experiment '{name}'. Known experiments: "
+                               f"{', '.join(EXPERIMENTS)}.")
+    return EXPERIMENTS[name][0]
