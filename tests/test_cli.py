@@ -71,7 +71,7 @@ def test_demo_plans_simulates_and_runs(tmp_path):
     result = runner.invoke(app, ["demo", "--gantt", str(chart), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert {row["planner"] for row in data["comparison"]} == {"local", "remote", "neurosurgeon"}
+    assert {row["planner"] for row in data["comparison"]} == set(ew.planners.PLANNERS)
     assert data["max_abs_error"] < 1e-4 and chart.is_file()
 
 
