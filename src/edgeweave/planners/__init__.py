@@ -15,7 +15,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
-from edgeweave.planners import baselines, johnson, neurosurgeon
+from edgeweave.planners import baselines, edgeflow, johnson, neurosurgeon
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan
 
@@ -28,6 +28,8 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
     "neurosurgeon": (neurosurgeon.plan, {}, "best single cut device -> server (min-cut on DAGs)"),
     "johnson": (johnson.plan, {"max_paths": 8},
                 "seed 001: paths cut and ordered by Extended Johnson, device -> server"),
+    "edgeflow": (edgeflow.plan, {}, "seed 002: every layer split over the devices by an LP, "
+                 "layer by layer"),
 }
 
 

@@ -51,7 +51,11 @@ def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequen
     ids = [f"u{i}" for i in range(len(all_parts))]
     units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device)
              for uid, p in zip(ids, all_parts)]
-    units = [_wired(unit, units, graphs) for unit in units]
+    producers: dict[tuple[str, str], list[Unit]] = {}
+    for unit in units:
+        for layer in unit.layers:
+            producers.setdefault((unit.graph, layer), []).append(unit)
+    units = [_wired(unit, producers, graphs) for unit in units]
     if order is None:
         ranking = sorted(range(len(parts)), key=lambda i: graphs[parts[i].graph].index_of(
             parts[i].layers[-1]))
@@ -65,7 +69,8 @@ def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequen
     return plan
 
 
-def _wired(unit: Unit, units: list[Unit], graphs: Mapping[str, LayerGraph]) -> Unit:
+def _wired(unit: Unit, producers_of: Mapping[tuple[str, str], list[Unit]],
+           graphs: Mapping[str, LayerGraph]) -> Unit:
     graph = graphs.get(unit.graph)
     if graph is None:
         raise PlanError(f"Unit {unit.id} belongs to unknown model '{unit.graph}'.")
@@ -78,8 +83,8 @@ def _wired(unit: Unit, units: list[Unit], graphs: Mapping[str, LayerGraph]) -> U
     for layer, region in wanted.items():
         if layer in unit.layers or region.is_empty:
             continue
-        producers = [u for u in units if u.graph == unit.graph and layer in u.layers]
-        producers.sort(key=lambda u: u.device != unit.device)  # same device first
+        producers = sorted(producers_of.get((unit.graph, layer), ()),
+                           key=lambda u: u.device != unit.device)  # same device first
         taken: list[Region] = []
         for producer in producers:
             part = layer_regions(producer, graph)[layer].intersect(region)

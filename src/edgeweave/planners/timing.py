@@ -1,0 +1,164 @@
+"""When each piece of a plan being built finishes: the clock of layer-by-layer planners.
+
+EdgeFlow (seed 002) and its layer-by-layer baselines place one layer at a time, in
+topological order, each decision depending on where and when the layer's inputs became
+available. ``Progress`` keeps that state — for every placed layer the region each device
+computed and when it finished, when each device and each link is free again — and tells
+what placing the next layer as some bands would cost, with the simulator's rules: a device
+runs its pieces in the order placed; a region it needs from another device travels after
+its producer finishes, once per device, on a link (or shared medium) that carries one
+transfer at a time, arriving ``latency`` later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edgeweave.cluster import Device
+from edgeweave.graph import LayerGraph, OpKind
+from edgeweave.planners.problem import Problem
+from edgeweave.units import Part, Region, input_regions
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A region of a layer's output computed on a device, and when it is ready there."""
+
+    device: str
+    region: Region
+    finish_s: float
+
+
+@dataclass
+class Progress:
+    """The placed pieces of every layer, and when each device and channel is free."""
+
+    problem: Problem
+    pieces: dict[tuple[str, str], list[Piece]] = field(default_factory=dict)
+    device_free: dict[str, float] = field(default_factory=dict)
+    channel_free: dict[str, float] = field(default_factory=dict)
+    # (graph, layer, device the piece is on, device it went to) -> (region sent, arrival)
+    sent: dict[tuple[str, str, str, str], tuple[Region, float]] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+    parts: list[Part] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        source = self.problem.source.name
+        for graph in self.problem.graphs.values():
+            for name in graph.inputs:
+                full = Region.full(graph[name].output_shape)
+                self.pieces[(graph.name, name)] = [Piece(source, full, 0.0)]
+
+    def held(self, graph: LayerGraph, layer: str) -> list[Piece]:
+        """The pieces of a placed layer."""
+        return self.pieces[(graph.name, layer)]
+
+    def fits(self, graph: LayerGraph, layer: str, device: Device, reserve: int) -> bool:
+        """Whether ``device`` can hold the layer's weights besides what it holds, keeping
+        ``reserve`` bytes for activations."""
+        weights = self.weights.get(device.name, 0) + graph[layer].param_bytes
+        return weights + reserve <= device.memory_bytes
+
+    def place(self, graph: LayerGraph, layer: str, bands: Sequence[tuple[str, Region]],
+              commit: bool = True) -> float:
+        """Place ``bands`` (device, region of the layer's output) and return when the last
+        finishes; with ``commit`` false, only say when."""
+        saved = (dict(self.device_free), dict(self.channel_free), dict(self.sent))
+        pieces = []
+        for device, region in bands:
+            ready = self._inputs_ready(graph, layer, device, region)
+            start = max(self.device_free.get(device, 0.0), ready)
+            share = region.numel / Region.full(graph[layer].output_shape).numel
+            finish = start + self.problem.cost.compute_s(
+                graph, graph[layer], self.problem.cluster.device(device), min(1.0, share))
+            self.device_free[device] = finish
+            pieces.append(Piece(device, region, finish))
+        end = max(piece.finish_s for piece in pieces)
+        if not commit:
+            self.device_free, self.channel_free, self.sent = saved
+            return end
+        self.pieces[(graph.name, layer)] = pieces
+        for device, region in bands:
+            self.weights[device] = self.weights.get(device, 0) + graph[layer].param_bytes
+            self.parts.append(Part(graph.name, (layer,), region, device))
+        return end
+
+    def _inputs_ready(self, graph: LayerGraph, layer: str, device: str, region: Region) -> float:
+        ready = 0.0
+        for producer, need in zip(graph[layer].inputs, input_regions(graph[layer], region),
+                                  strict=True):
+            shape = graph[producer].output_shape
+            need = need.clip(shape) if shape is not None and need.ndim == len(shape) else need
+            if need.bounds and need.is_empty:
+                continue
+            for piece in self.held(graph, producer):
+                part = piece.region.intersect(need) if need.bounds else piece.region
+                if part.bounds and part.is_empty:
+                    continue
+                ready = max(ready, self._arrival(graph, producer, piece, part, device))
+        return ready
+
+    def _arrival(self, graph: LayerGraph, producer: str, piece: Piece, part: Region,
+                 device: str) -> float:
+        if piece.device == device:
+            return piece.finish_s
+        key = (graph.name, producer, piece.device, device)
+        if key in self.sent and self.sent[key][0].contains(part):
+            return self.sent[key][1]
+        link = self.problem.cluster.link(piece.device, device)
+        n_bytes = part.numel * graph[producer].itemsize
+        channel = link.channel
+        start = max(piece.finish_s, self.channel_free.get(channel, 0.0))
+        busy = self.problem.cost.transfer_s(n_bytes, link) - link.latency_s
+        self.channel_free[channel] = start + busy
+        arrival = start + busy + link.latency_s
+        previous = self.sent.get(key)
+        self.sent[key] = (part if previous is None else previous[0].hull(part), arrival)
+        return arrival
+
+    def best_single(self, graph: LayerGraph, layer: str, devices: Sequence[Device]
+                    ) -> tuple[float, str]:
+        """The device that would finish the whole layer first, and when."""
+        full = Region.full(graph[layer].output_shape)
+        return min((self.place(graph, layer, [(d.name, full)], commit=False), d.name)
+                   for d in devices)
+
+
+def split_dim(graph: LayerGraph, layer: str) -> int | None:
+    """The dimension a layer is split along — rows of a feature map, else channels or
+    features — or None when the layer runs whole (ops whose pieces would each need the
+    whole op, reshapes, a dimension of size 1)."""
+    node = graph[layer]
+    shape = node.output_shape
+    if shape is None or node.kind not in _SPLITTABLE or len(shape) < 2:
+        return None
+    dim = 2 if len(shape) >= 4 and shape[2] > 1 else 1 if len(shape) >= 3 else len(shape) - 1
+    return dim if shape[dim] > 1 else None
+
+
+_SPLITTABLE = {OpKind.CONV, OpKind.POOL, OpKind.ELEMENTWISE, OpKind.CONCAT, OpKind.UPSAMPLE,
+               OpKind.LINEAR, OpKind.ADAPTIVE_POOL}
+
+
+def bands(graph: LayerGraph, layer: str, dim: int, rows: Sequence[tuple[str, int]]
+          ) -> list[tuple[str, Region]]:
+    """Consecutive bands along ``dim``: each device's whole number of rows (or channels),
+    in the order given; devices with none get no band."""
+    full = Region.full(graph[layer].output_shape)
+    result, start = [], 0
+    for device, count in rows:
+        if count > 0:
+            result.append((device, full.along(dim, start, start + count)))
+            start += count
+    return result
+
+
+def round_shares(shares: Sequence[float], total: int) -> list[int]:
+    """Whole rows for fractional shares summing to 1: floors, then the rows left over to
+    the largest remainders (ties to the first), so that every row is covered once."""
+    exact = [max(0.0, s) * total for s in shares]
+    rows = [int(e) for e in exact]
+    for i in sorted(range(len(exact)), key=lambda i: (rows[i] - exact[i], i))[:total - sum(rows)]:
+        rows[i] += 1
+    return rows
