@@ -1,7 +1,7 @@
 """EdgeFlow's progressive LP partitioning (seed 002), for any DAG on any devices.
 
 Layers are partitioned one at a time in topological order. Every layer that can be split
-(``timing.split_dim``: rows of a feature map, else channels or features) gets a share
+(``progressive.split_dim``: rows of a feature map, else channels or features) gets a share
 ``x_d`` of its rows on each device ``d``, chosen — with the partitions of its predecessors
 fixed, and when each of their pieces is ready where — by the linear program below, solved
 with HiGHS (``highspy``). Variables: ``x_d``, the start ``s_d`` of ``d``'s
@@ -23,7 +23,7 @@ only for inputs it reads): a device that would start only after the layer comple
 dropped and the LP solved again; the shares are rounded to whole rows (largest
 remainders, every row once), in the cluster's device order so that a device's rows line
 up with its rows of the layer before. The rounded split is kept when it completes sooner
-than the layer run whole on its best device (both timed by ``timing.Progress``).
+than the layer run whole on its best device (both timed by ``progressive.Progress``).
 
 Memory: a device gets no part of a layer whose weights would not fit beside those it
 holds and the largest activation the model needs (``reserve``); the plan records every
@@ -34,61 +34,35 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from edgeweave.cluster import Device
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
 from edgeweave.planners.problem import Problem
-from edgeweave.planners.timing import Progress, bands, round_shares, split_dim
-from edgeweave.units import Plan, Region, build_plan, footprints, input_regions
+from edgeweave.planners.progressive import Progress, on_one_device, partition, round_shares
+from edgeweave.units import Plan, Region, input_regions
 
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
-    """Every layer of every model split over the devices by the progressive LP."""
-    return partition(problem, "edgeflow", _lp_rows)
-
-
-RowsRule = Callable[[Progress, LayerGraph, str, int, list[Device]], list[int]]
-
-
-def partition(problem: Problem, name: str, rows_rule: RowsRule) -> Plan:
-    """Place the layers one at a time: ``rows_rule(progress, graph, layer, dim, devices)``
-    gives each device's rows of a splittable layer; the split is kept where it completes
-    sooner than the whole layer on its best device."""
-    progress = Progress(problem)
+    """Every layer of every model split over the devices by the progressive LP — or, where
+    the planner's clock finds it sooner, the whole workload on the one device that would
+    finish it first (the LP decides one layer at a time and cannot see that moving the
+    data once pays over the layers to come). ``notes["chosen"]`` says which."""
+    progress, chosen = partition(problem, "edgeflow", _lp_rows), "progressive LP"
+    total = {d.name: 0 for d in problem.cluster.devices}
     for graph in problem.graphs.values():
         reserve = max(layer.input_bytes + layer.output_bytes for layer in graph)
-        for layer in problem.layers(graph):
-            devices = [d for d in problem.cluster.devices
-                       if progress.fits(graph, layer, d, reserve)]
-            if not devices:
-                raise PlanError(f"No device of cluster '{problem.cluster.name}' has the "
-                                f"memory for layer '{layer}' of '{graph.name}' "
-                                f"({graph[layer].param_bytes} bytes of weights) besides "
-                                f"what it already holds.")
-            single_s, single = progress.best_single(graph, layer, devices)
-            choice = [(single, Region.full(graph[layer].output_shape))]
-            dim = split_dim(graph, layer)
-            if dim is not None and len(devices) > 1:
-                rows = rows_rule(progress, graph, layer, dim, devices)
-                split = bands(graph, layer, dim, list(zip((d.name for d in devices), rows)))
-                if len(split) > 1 and \
-                        progress.place(graph, layer, split, commit=False) < single_s - 1e-12:
-                    choice = split
-            progress.place(graph, layer, choice)
-    order: dict[str, list[int]] = {}
-    for index, part in enumerate(progress.parts):
-        order.setdefault(part.device, []).append(index)
-    made = build_plan(problem.graphs, problem.cluster, progress.parts, order, planner=name,
-                      options=problem.options, models=problem.models)
-    split_layers = len({(p.graph, p.layers) for p in progress.parts}) - sum(
-        1 for p in progress.parts
-        if p.region == Region.full(problem.graphs[p.graph][p.layers[-1]].output_shape))
-    notes = {"split_layers": split_layers,
-             "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
-                                 for d, f in footprints(made).items()}}
-    return dataclasses.replace(made, notes=notes)
+        for device in problem.cluster.devices:
+            total[device.name] = max(total[device.name], graph.param_bytes + reserve)
+    alone = [on_one_device(problem, d) for d in problem.cluster.devices
+             if total[d.name] <= d.memory_bytes
+             and sum(problem.graph_s(g, d) for g in problem.graphs.values()) < progress.done_s]
+    best = min(alone, key=lambda p: p.done_s, default=None)
+    if best is not None and best.done_s < progress.done_s - 1e-12:
+        progress, chosen = best, f"all on {best.parts[0].device}"
+    made = progress.plan("edgeflow")
+    return dataclasses.replace(made, notes={**made.notes, "chosen": chosen})
 
 
 def _lp_rows(progress: Progress, graph: LayerGraph, layer: str, dim: int,
@@ -117,6 +91,9 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
     compute = [problem.cost.compute_s(graph, node, d) for d in devices]
     earliest = [progress.device_free.get(name, 0.0) for name in names]
     rows: list[tuple[dict[int, float], float]] = []  # sum(coef * var) <= bound
+    traffic: dict[int, float] = {}  # need variable -> seconds to receive all of its producer
+    # shared medium -> (need variable -> seconds per unit, earliest a transfer can start)
+    media: dict[str, tuple[dict[int, float], float]] = {}
     extra = 0
     for position, producer in enumerate(node.inputs):
         pieces = progress.held(graph, producer)
@@ -134,44 +111,82 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
             continue
         extent = graph[producer].output_shape[dim]
         holders = sorted(pieces, key=lambda p: p.region.bounds[dim][0])
+        per_share = 8.0 * graph[producer].output_bytes
         for k, device in enumerate(devices):
-            own = sum(p.region.shape[dim] for p in holders if p.device == device.name) / extent
-            earliest[k] = max([earliest[k], *(p.finish_s for p in holders
-                                              if p.device == device.name)])
-            variable = 2 * n + 1 + extra
-            extra += 1
-            rows.append(({k: 1.0, variable: -1.0}, own - 2 * halo))  # I >= x + 2h - y
-            for piece in _neighbours(holders, device.name, names):
-                link = problem.cluster.link(piece.device, device.name)
-                per_share = 8.0 * graph[producer].output_bytes / link.bandwidth_bps
-                rows.append(({n + k: -1.0, variable: per_share},
-                             -(piece.finish_s + link.latency_s)))
-    for k in range(n):  # T >= s_k + C_k x_k
-        rows.append(({n + k: 1.0, k: compute[k], 2 * n: -1.0}, 0.0))
+            mine = [p for p in holders if p.device == device.name]
+            left, right = _around(holders, device.name, problem.cluster.names)
+            # each need: (holders it comes from, coefficients c, bound) for the row
+            # sum_j c_j x_j - need <= bound, i.e. need >= the rows missing on that side
+            if mine:  # rows [a, b) read [a - h, b + h); d holds [alpha, beta)
+                earliest[k] = max(earliest[k], mine[0].finish_s)
+                alpha, beta = (bound / extent for bound in mine[0].region.bounds[dim])
+                needs = [([left], {j: -1.0 for j in range(k)}, -(alpha + halo)),
+                         ([right], {j: 1.0 for j in range(k + 1)}, beta - halo)]
+            else:  # d holds none of it: all of [a - h, b + h) comes from its neighbours
+                needs = [([left, right], {k: 1.0}, -2 * halo)]
+            for sources, coefficients, bound in needs:
+                sources = [holder for holder in sources if holder is not None]
+                if not sources:
+                    continue
+                variable = 2 * n + 1 + extra
+                extra += 1
+                traffic[variable] = per_share / _slowest(problem, devices)
+                rows.append(({**coefficients, variable: -1.0}, bound))
+                for holder in sources:  # s_d >= F_e + L_ed + need * B / W_ed
+                    link = problem.cluster.link(holder.device, device.name)
+                    rows.append(({n + k: -1.0, variable: per_share / link.bandwidth_bps},
+                                 -(holder.finish_s + link.latency_s)))
+                    if link.medium is not None:
+                        spent, start = media.get(link.medium, ({}, _INFINITY))
+                        spent[variable] = per_share / link.bandwidth_bps
+                        free = progress.channel_free.get(link.medium, 0.0)
+                        media[link.medium] = (spent, min(start, max(holder.finish_s, free)))
+    source = problem.source.name
+    for k, device in enumerate(devices):  # T >= s_k + C_k x_k (+ an output's way back)
+        back, delay = 0.0, 0.0
+        if layer in graph.outputs and device.name != source:
+            link = problem.cluster.link(device.name, source)
+            back, delay = 8.0 * node.output_bytes / link.bandwidth_bps, link.latency_s
+        rows.append(({n + k: 1.0, k: compute[k] + back, 2 * n: -1.0}, -delay))
+    for spent, start in media.values():  # a shared medium carries one transfer at a time
+        rows.append(({**spent, 2 * n: -1.0}, -start))
     size = 2 * n + 1 + extra
     lower = [0.0] * n + earliest + [0.0] * (1 + extra)
     upper = [1.0] * n + [_INFINITY] * (n + 1 + extra)
     rows.append(({k: 1.0 for k in range(n)}, 1.0))  # sum x = 1, as <= with >= below
-    values = _highs(size, rows, lower, upper, objective=2 * n, equal_last=True, name=layer)
+    # T first; among (nearly) equal completions, the least data moved — without it the
+    # many optima of a cheap layer scatter its rows and the next layers pay to gather them
+    objective = {2 * n: 1.0, **{v: TRAFFIC_WEIGHT * t for v, t in traffic.items()}}
+    values = _highs(size, rows, lower, upper, objective, equal_last=True, name=layer)
     shares, finish = values[:n], values[2 * n]
     dropped = {k for k in range(n) if shares[k] < 1e-9 and values[n + k] >= finish - 1e-9}
     return shares, dropped
 
 
 _INFINITY = 1e30
+TRAFFIC_WEIGHT = 0.5  # seconds of completion one second of transfers is worth
+
+
+def _slowest(problem: Problem, devices: Sequence[Device]) -> float:
+    """The lowest bandwidth between any two of ``devices`` (bits/s)."""
+    names = [d.name for d in devices]
+    return min((problem.cluster.link(a, b).bandwidth_bps for a in names for b in names
+                if a < b), default=1.0)
 
 
 def _highs(size: int, rows: list[tuple[dict[int, float], float]], lower: list[float],
-           upper: list[float], objective: int, equal_last: bool, name: str) -> list[float]:
-    """Minimise variable ``objective`` subject to ``sum(coef * var) <= bound`` for each row
-    (the last one an equality when ``equal_last``), with HiGHS."""
+           upper: list[float], objective: dict[int, float], equal_last: bool,
+           name: str) -> list[float]:
+    """Minimise ``sum(coef * var)`` of ``objective`` subject to ``sum(coef * var) <= bound``
+    for each row (the last one an equality when ``equal_last``), with HiGHS."""
     import highspy
     import numpy as np
 
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = size, len(rows)
     cost = np.zeros(size)
-    cost[objective] = 1.0
+    for column, value in objective.items():
+        cost[column] = value
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.array(lower), np.array(upper)
     bounds = np.array([bound for _, bound in rows])
     row_lower = np.full(len(rows), -_INFINITY)
@@ -212,12 +227,11 @@ def _is_band(graph: LayerGraph, producer: str, region: Region, dim: int) -> bool
     return all(b == f for i, (b, f) in enumerate(zip(region.bounds, full.bounds)) if i != dim)
 
 
-def _neighbours(holders, device: str, order: Sequence[str]):
-    """The pieces of other devices next to ``device``'s rows: the last one before it and
-    the first one after it in the device order (where its rows will go)."""
+def _around(holders, device: str, order: Sequence[str]):
+    """The pieces of other devices just before and just after where ``device``'s rows lie
+    (bands follow the cluster's device order)."""
     rank = {name: i for i, name in enumerate(order)}
-    mine = rank.get(device, -1)
     others = [p for p in holders if p.device != device]
-    before = [p for p in others if rank.get(p.device, -1) < mine]
-    after = [p for p in others if rank.get(p.device, len(order)) > mine]
-    return [*before[-1:], *after[:1]] or others[:1]
+    before = [p for p in others if rank[p.device] < rank[device]]
+    after = [p for p in others if rank[p.device] > rank[device]]
+    return (before[-1] if before else None), (after[0] if after else None)

@@ -1,4 +1,4 @@
-"""When each piece of a plan being built finishes: the clock of layer-by-layer planners.
+"""Layer-by-layer placement and its clock: the common ground of EdgeFlow and its baselines.
 
 EdgeFlow (seed 002) and its layer-by-layer baselines place one layer at a time, in
 topological order, each decision depending on where and when the layer's inputs became
@@ -7,18 +7,21 @@ computed and when it finished, when each device and each link is free again — 
 what placing the next layer as some bands would cost, with the simulator's rules: a device
 runs its pieces in the order placed; a region it needs from another device travels after
 its producer finishes, once per device, on a link (or shared medium) that carries one
-transfer at a time, arriving ``latency`` later.
+transfer at a time, arriving ``latency`` later. ``partition`` drives the placement with a
+rule for how many rows of a layer each device computes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from edgeweave.cluster import Device
+from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.problem import Problem
-from edgeweave.units import Part, Region, input_regions
+from edgeweave.units import Part, Plan, Region, build_plan, footprints, input_regions
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Progress:
     sent: dict[tuple[str, str, str, str], tuple[Region, float]] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
+    done_s: float = 0.0  # when every placed layer is done (outputs back at the source)
 
     def __post_init__(self) -> None:
         source = self.problem.source.name
@@ -54,11 +58,37 @@ class Progress:
         """The pieces of a placed layer."""
         return self.pieces[(graph.name, layer)]
 
-    def fits(self, graph: LayerGraph, layer: str, device: Device, reserve: int) -> bool:
-        """Whether ``device`` can hold the layer's weights besides what it holds, keeping
-        ``reserve`` bytes for activations."""
-        weights = self.weights.get(device.name, 0) + graph[layer].param_bytes
-        return weights + reserve <= device.memory_bytes
+    def devices_for(self, graph: LayerGraph, layer: str) -> list[Device]:
+        """The devices with the memory for the layer's weights beside those they hold,
+        keeping room for the model's largest activation (a layer's inputs and output)."""
+        reserve = max(node.input_bytes + node.output_bytes for node in graph)
+        devices = [d for d in self.problem.cluster.devices
+                   if self.weights.get(d.name, 0) + graph[layer].param_bytes + reserve
+                   <= d.memory_bytes]
+        if not devices:
+            raise PlanError(f"No device of cluster '{self.problem.cluster.name}' has the "
+                            f"memory for layer '{layer}' of '{graph.name}' "
+                            f"({graph[layer].param_bytes} bytes of weights) besides what it "
+                            f"already holds.")
+        return devices
+
+    def plan(self, name: str) -> Plan:
+        """The plan of every piece placed, each device's in the order placed; ``notes``
+        give the layers split, the finish the clock predicts and each device's memory
+        footprint."""
+        problem = self.problem
+        order: dict[str, list[int]] = {}
+        for index, part in enumerate(self.parts):
+            order.setdefault(part.device, []).append(index)
+        made = build_plan(problem.graphs, problem.cluster, self.parts, order, planner=name,
+                          options=problem.options, models=problem.models)
+        whole = sum(p.region == Region.full(problem.graphs[p.graph][p.layers[-1]].output_shape)
+                    for p in self.parts)
+        notes = {"split_layers": len({(p.graph, p.layers) for p in self.parts}) - whole,
+                 "predicted_ms": 1e3 * self.done_s,
+                 "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
+                                     for d, f in footprints(made).items()}}
+        return dataclasses.replace(made, notes=notes)
 
     def place(self, graph: LayerGraph, layer: str, bands: Sequence[tuple[str, Region]],
               commit: bool = True) -> float:
@@ -75,10 +105,15 @@ class Progress:
             self.device_free[device] = finish
             pieces.append(Piece(device, region, finish))
         end = max(piece.finish_s for piece in pieces)
+        if layer in graph.outputs:  # a frame is done when its outputs are back at the source
+            source = self.problem.source.name
+            end = max(self._arrival(graph, layer, piece, piece.region, source)
+                      for piece in pieces)
         if not commit:
             self.device_free, self.channel_free, self.sent = saved
             return end
         self.pieces[(graph.name, layer)] = pieces
+        self.done_s = max(self.done_s, end)
         for device, region in bands:
             self.weights[device] = self.weights.get(device, 0) + graph[layer].param_bytes
             self.parts.append(Part(graph.name, (layer,), region, device))
@@ -162,3 +197,39 @@ def round_shares(shares: Sequence[float], total: int) -> list[int]:
     for i in sorted(range(len(exact)), key=lambda i: (rows[i] - exact[i], i))[:total - sum(rows)]:
         rows[i] += 1
     return rows
+
+
+RowsRule = Callable[["Progress", LayerGraph, str, int, list[Device]], list[int]]
+
+
+def partition(problem: Problem, name: str, rows_rule: RowsRule, always_split: bool = False
+              ) -> Progress:
+    """Place every layer of every model in topological order: a layer that can be split
+    gets ``rows_rule(progress, graph, layer, dim, devices)`` rows on each device (in the
+    devices' order), kept — unless ``always_split`` — only where that completes sooner
+    than the whole layer on the device that would finish it first; other layers go whole
+    to that device. Devices without the memory for a layer get none of it."""
+    progress = Progress(problem)
+    for graph in problem.graphs.values():
+        for layer in problem.layers(graph):
+            devices = progress.devices_for(graph, layer)
+            single_s, single = progress.best_single(graph, layer, devices)
+            choice = [(single, Region.full(graph[layer].output_shape))]
+            dim = split_dim(graph, layer)
+            if dim is not None and len(devices) > 1:
+                rows = rows_rule(progress, graph, layer, dim, devices)
+                split = bands(graph, layer, dim, list(zip((d.name for d in devices), rows)))
+                if len(split) > 1 and (always_split or progress.place(
+                        graph, layer, split, commit=False) < single_s - 1e-12):
+                    choice = split
+            progress.place(graph, layer, choice)
+    return progress
+
+
+def on_one_device(problem: Problem, device: Device) -> Progress:
+    """Every layer whole on ``device``, in topological order."""
+    progress = Progress(problem)
+    for graph in problem.graphs.values():
+        for layer in problem.layers(graph):
+            progress.place(graph, layer, [(device.name, Region.full(graph[layer].output_shape))])
+    return progress
