@@ -464,7 +464,8 @@ def _max_error(module, inputs, outputs) -> float:
 
 @app.command()
 def reproduce(
-    name: Annotated[str, typer.Argument(help="The experiment: wang2021 (seed 001).")],
+    name: Annotated[str, typer.Argument(
+        help="The experiment: wang2021 (seed 001) or edgeflow (seed 002).")],
     out: Annotated[str | None, typer.Option(
         help="Write the reproduction page here (default: docs/reproductions/NAME.md).")]
     = None,
@@ -482,14 +483,14 @@ def reproduce(
             result = function(lambda step: progress.update(task, description=step))
         path = Path(out or f"docs/reproductions/{name}.md")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(result.markdown())
+        result.write(path)
     if as_json:
         _echo_json({"experiment": name, "written": str(path), "rows": result.to_dict()})
         return
     columns, rows = result.table()
-    table = _table(f"{name}: paper / ours, ms", tuple(columns), tuple(columns[1:]),
-                   caption="ours predicted by the simulator; every plan checked against "
-                           "the model's output")
+    table = _table(result.title, tuple(columns), tuple(columns[2:]),
+                   caption="predicted by the simulator; plans checked against the model's "
+                           "output")
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -1,9 +1,10 @@
 """Reproductions of the seed papers' experiments, one module per paper.
 
 Each module's ``reproduce(progress)`` builds the paper's setting from the zoo and the
-presets, plans and simulates it with the registered planners, checks every plan against
-the model's own output, and returns a result whose ``markdown()`` is the page written to
-``docs/reproductions/``.
+presets, plans and simulates it with the registered planners, checks the plans against
+the model's own output, and returns a result with ``table()`` (for a terminal),
+``to_dict()`` (JSON) and ``write(path)``: the page for ``docs/reproductions/`` and any
+figure beside it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeweave.errors import UnknownNameError
-from edgeweave.experiments import wang2021
+from edgeweave.experiments import edgeflow, wang2021
 
 # name: (reproduce, one line about it)
 EXPERIMENTS: dict[str, tuple[Callable[..., Any], str]] = {
     "wang2021": (wang2021.reproduce, "seed 001: LO / RO / Extended Johnson on Pi 4B + server"),
+    "edgeflow": (edgeflow.reproduce, "seed 002: EdgeFlow against layer-by-layer baselines on "
+                 "2-8 mixed devices"),
 }
 
 

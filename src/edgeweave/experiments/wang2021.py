@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -78,6 +79,8 @@ class Result:
                              for i, net in enumerate(NETWORKS)}})
         return out
 
+    title = "wang2021: paper / ours, ms"
+
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Columns and rows for a terminal: each figure as paper / ours, in ms."""
         columns = ["model", "LO", *(f"{n} {k}" for n in NETWORKS for k in ("RO", "Our")),
@@ -93,6 +96,10 @@ class Result:
                       for n, (ro, our) in zip(NETWORKS, paper)]
             rows.append(cells)
         return columns, rows
+
+    def write(self, path: Path) -> None:
+        """The page at ``path``."""
+        path.write_text(self.markdown())
 
     def markdown(self) -> str:
         """The page for docs/reproductions/wang2021.md."""

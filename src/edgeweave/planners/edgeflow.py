@@ -4,30 +4,42 @@ Layers are partitioned one at a time in topological order. Every layer that can 
 (``progressive.split_dim``: rows of a feature map, else channels or features) gets a share
 ``x_d`` of its rows on each device ``d``, chosen — with the partitions of its predecessors
 fixed, and when each of their pieces is ready where — by the linear program below, solved
-with HiGHS (``highspy``). Variables: ``x_d``, the start ``s_d`` of ``d``'s
-piece, the layer's completion ``T``, and per predecessor ``p`` split along the same rows
-the fraction ``I_pd`` of ``p`` that ``d`` must receive::
+with HiGHS (``highspy``). Bands follow the cluster's device order, so device ``d``'s rows
+are ``[a_d, b_d)`` with ``a_d = sum_{j<d} x_j``, ``b_d = a_d + x_d`` (as shares). Variables:
+``x_d``, the start ``s_d`` of ``d``'s piece, the layer's completion ``T``, and per
+predecessor ``p`` read band to band (a conv, pool, element-wise op, concatenation or
+upsampling of a map split along the same rows) the shares ``u_pd``, ``v_pd`` of ``p``
+that ``d`` must receive from the devices before and after its own rows of ``p``
+(``[alpha_pd, beta_pd)``; ``h_p``: the halo a band reads beyond its rows)::
 
-    minimise  T
+    minimise  T + w * (seconds of transfers)
     subject to  sum_d x_d = 1,   0 <= x_d <= 1
-                T   >= s_d + C_d x_d                      (C_d: d computes the whole layer)
-                s_d >= R_d                                (d is free)
-                s_d >= F_pd                               (d's own piece of p is ready)
-                s_d >= F_pe + t_ed(B_p) for every piece of p on e != d, p not row-aligned
-                s_d >= F_pe + L_ed + I_pd B_p / W_ed       for the neighbours e of d's rows
-                I_pd >= x_d + 2 h_p - y_pd,   I_pd >= 0    (y_pd: d's share of p; h_p: halo)
+                T   >= s_d + C_d x_d (+ x_d O / W_d0 + L_d0 for an output, sent back)
+                s_d >= R_d,   s_d >= F_pd                 (d free; its own piece of p ready)
+                s_d >= F_pe + t_ed(B_pe)    for each piece of p on e != d, p read whole
+                u_pd >= alpha_pd + h_p - a_d,   v_pd >= b_d + h_p - beta_pd,   u, v >= 0
+                s_d >= F_pe + L_ed + u_pd B_p / W_ed        (e: the piece before d's)
+                s_d >= F_pe + L_ed + v_pd B_p / W_ed        (e: the piece after d's)
+                T   >= t0_m + sum of the transfers on shared medium m
 
-with ``F`` finish times, ``t_ed(B)`` the time to send B bytes from e to d, ``L``, ``W`` a
-link's latency and bandwidth. It relaxes the integer program (whole rows, a device waits
-only for inputs it reads): a device that would start only after the layer completes is
-dropped and the LP solved again; the shares are rounded to whole rows (largest
-remainders, every row once), in the cluster's device order so that a device's rows line
-up with its rows of the layer before. The rounded split is kept when it completes sooner
-than the layer run whole on its best device (both timed by ``progressive.Progress``).
+(``C_d``: time for d to compute the whole layer; ``R_d``: when d is free; ``F``: when a
+piece is ready; ``t_ed(B)``: time to send B bytes; ``L``, ``W``: a link's latency and
+bandwidth; a device that holds none of ``p`` needs ``x_d + 2 h_p`` from its neighbours.)
+The small weight ``w`` on the data moved picks, among splits that finish (nearly) together,
+the one that keeps each device's rows where they were — a cheap layer has many optimal
+splits, and scattering its rows makes the next layers gather them.
+
+It is the relaxation of the integer program (whole rows; a device waits only for what it
+reads): a device that would start only after the layer completes is dropped and the LP
+solved again; the shares are rounded to whole rows (largest remainders, every row once).
+The rounded split is kept when it completes sooner than the whole layer on its best
+device, both timed by ``progressive.Progress`` (the simulator's rules). Last, the whole
+plan is compared with every layer on one device, which the layer-by-layer view cannot
+weigh (moving the input once can pay over all the layers to come).
 
 Memory: a device gets no part of a layer whose weights would not fit beside those it
-holds and the largest activation the model needs (``reserve``); the plan records every
-device's footprint in ``notes``.
+holds and the largest activation the model needs; the plan records every device's
+footprint in ``notes``.
 """
 
 from __future__ import annotations
@@ -46,17 +58,14 @@ from edgeweave.units import Plan, Region, input_regions
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
     """Every layer of every model split over the devices by the progressive LP — or, where
-    the planner's clock finds it sooner, the whole workload on the one device that would
-    finish it first (the LP decides one layer at a time and cannot see that moving the
-    data once pays over the layers to come). ``notes["chosen"]`` says which."""
+    the planner's clock finds it sooner, the whole workload on one device.
+    ``notes["chosen"]`` says which."""
     progress, chosen = partition(problem, "edgeflow", _lp_rows), "progressive LP"
-    total = {d.name: 0 for d in problem.cluster.devices}
-    for graph in problem.graphs.values():
-        reserve = max(layer.input_bytes + layer.output_bytes for layer in graph)
-        for device in problem.cluster.devices:
-            total[device.name] = max(total[device.name], graph.param_bytes + reserve)
+    weights = sum(g.param_bytes for g in problem.graphs.values())
+    reserve = max(layer.input_bytes + layer.output_bytes
+                  for g in problem.graphs.values() for layer in g)
     alone = [on_one_device(problem, d) for d in problem.cluster.devices
-             if total[d.name] <= d.memory_bytes
+             if weights + reserve <= d.memory_bytes
              and sum(problem.graph_s(g, d) for g in problem.graphs.values()) < progress.done_s]
     best = min(alone, key=lambda p: p.done_s, default=None)
     if best is not None and best.done_s < progress.done_s - 1e-12:
