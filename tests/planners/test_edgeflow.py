@@ -203,3 +203,26 @@ def test_the_reproduction_writes_its_page_and_gantt_chart(tmp_path):
     assert (tmp_path / "edgeflow-gantt.png").read_bytes().startswith(b"\x89PNG")
     for row in result.to_dict():
         assert set(row["reduction"]) == set(experiment.BASELINES)
+
+
+@pytest.mark.parametrize("model", ew.models.names())
+def test_every_zoo_model_split_over_four_devices_equals_the_model(model):
+    made = plan(zoo_graph(model), "rpi4b*2+jetson-nano*2@ethernet", planner="edgeflow")
+    outputs = run_inline(made, zoo_model(model)[1])
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for ours, theirs in zip(outputs, zoo_output(model), strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_split_plans_run_on_the_distributed_runtime(backend, request):
+    if backend == "ray":
+        request.getfixturevalue("ray_instance")
+    made = plan([zoo_graph("line"), zoo_graph("two_branch")], "rpi4b*3@ethernet",
+                planner="edgeflow")
+    assert made.notes["split_layers"] > 5
+    inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}
+    result = ew.run(made, inputs, backend=backend, frames=2)
+    for name in inputs:
+        for output in result.outputs:
+            torch.testing.assert_close(output[name], zoo_output(name)[0])
