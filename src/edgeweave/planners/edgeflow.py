@@ -60,7 +60,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     """Every layer of every model split over the devices by the progressive LP — or, where
     the planner's clock finds it sooner, the whole workload on one device.
     ``notes["chosen"]`` says which."""
-    progress, chosen = partition(problem, "edgeflow", _lp_rows), "progressive LP"
+    progress, chosen = partition(problem, _lp_rows), "progressive LP"
     weights = sum(g.param_bytes for g in problem.graphs.values())
     reserve = max(layer.input_bytes + layer.output_bytes
                   for g in problem.graphs.values() for layer in g)
@@ -96,14 +96,14 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
     problem, node = progress.problem, graph[layer]
     n = len(devices)
     names = [d.name for d in devices]
-    # variables: x_0..x_n-1, s_0..s_n-1, T, then one I per (aligned predecessor, device)
+    # variables: x_0..x_n-1, s_0..s_n-1, T, then the shares each device must receive
     compute = [problem.cost.compute_s(graph, node, d) for d in devices]
     earliest = [progress.device_free.get(name, 0.0) for name in names]
     rows: list[tuple[dict[int, float], float]] = []  # sum(coef * var) <= bound
     traffic: dict[int, float] = {}  # need variable -> seconds to receive all of its producer
     # shared medium -> (need variable -> seconds per unit, earliest a transfer can start)
     media: dict[str, tuple[dict[int, float], float]] = {}
-    extra = 0
+    extra, slowest = 0, _slowest(problem, devices)
     for position, producer in enumerate(node.inputs):
         pieces = progress.held(graph, producer)
         halo = _halo(graph, layer, dim, producer, position)
@@ -139,7 +139,7 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
                     continue
                 variable = 2 * n + 1 + extra
                 extra += 1
-                traffic[variable] = per_share / _slowest(problem, devices)
+                traffic[variable] = per_share / slowest
                 rows.append(({**coefficients, variable: -1.0}, bound))
                 for holder in sources:  # s_d >= F_e + L_ed + need * B / W_ed
                     link = problem.cluster.link(holder.device, device.name)

@@ -57,7 +57,7 @@ def equal_split(problem: Problem, rng: random.Random) -> Plan:
     def rows(progress: Progress, graph: LayerGraph, layer: str, dim: int,
              devices: list[Device]) -> list[int]:
         return round_shares([1 / len(devices)] * len(devices), graph[layer].output_shape[dim])
-    return partition(problem, "equal-split", rows, always_split=True).plan("equal-split")
+    return partition(problem, rows, always_split=True).plan("equal-split")
 
 
 def proportional_split(problem: Problem, rng: random.Random) -> Plan:
@@ -67,5 +67,5 @@ def proportional_split(problem: Problem, rng: random.Random) -> Plan:
         total = sum(d.flops_per_s for d in devices)
         return round_shares([d.flops_per_s / total for d in devices],
                             graph[layer].output_shape[dim])
-    return partition(problem, "proportional-split", rows, always_split=True).plan(
+    return partition(problem, rows, always_split=True).plan(
         "proportional-split")

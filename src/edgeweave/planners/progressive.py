@@ -14,7 +14,8 @@ rule for how many rows of a layer each device computes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections import ChainMap
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from edgeweave.cluster import Device
@@ -39,17 +40,20 @@ class Progress:
 
     problem: Problem
     pieces: dict[tuple[str, str], list[Piece]] = field(default_factory=dict)
-    device_free: dict[str, float] = field(default_factory=dict)
-    channel_free: dict[str, float] = field(default_factory=dict)
+    device_free: MutableMapping[str, float] = field(default_factory=dict)
+    channel_free: MutableMapping[str, float] = field(default_factory=dict)
     # (graph, layer, device the piece is on, device it went to) -> (region sent, arrival)
-    sent: dict[tuple[str, str, str, str], tuple[Region, float]] = field(default_factory=dict)
+    sent: MutableMapping[tuple[str, str, str, str], tuple[Region, float]] = field(
+        default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
     done_s: float = 0.0  # when every placed layer is done (outputs back at the source)
+    reserve: dict[str, int] = field(default_factory=dict)  # graph -> its largest activation
 
     def __post_init__(self) -> None:
         source = self.problem.source.name
         for graph in self.problem.graphs.values():
+            self.reserve[graph.name] = max(n.input_bytes + n.output_bytes for n in graph)
             for name in graph.inputs:
                 full = Region.full(graph[name].output_shape)
                 self.pieces[(graph.name, name)] = [Piece(source, full, 0.0)]
@@ -61,10 +65,9 @@ class Progress:
     def devices_for(self, graph: LayerGraph, layer: str) -> list[Device]:
         """The devices with the memory for the layer's weights beside those they hold,
         keeping room for the model's largest activation (a layer's inputs and output)."""
-        reserve = max(node.input_bytes + node.output_bytes for node in graph)
+        needed = graph[layer].param_bytes + self.reserve[graph.name]
         devices = [d for d in self.problem.cluster.devices
-                   if self.weights.get(d.name, 0) + graph[layer].param_bytes + reserve
-                   <= d.memory_bytes]
+                   if self.weights.get(d.name, 0) + needed <= d.memory_bytes]
         if not devices:
             raise PlanError(f"No device of cluster '{self.problem.cluster.name}' has the "
                             f"memory for layer '{layer}' of '{graph.name}' "
@@ -94,7 +97,10 @@ class Progress:
               commit: bool = True) -> float:
         """Place ``bands`` (device, region of the layer's output) and return when the last
         finishes; with ``commit`` false, only say when."""
-        saved = (dict(self.device_free), dict(self.channel_free), dict(self.sent))
+        saved = (self.device_free, self.channel_free, self.sent)
+        if not commit:  # write into overlays, dropped afterwards
+            self.device_free, self.channel_free, self.sent = (
+                ChainMap({}, table) for table in saved)
         pieces = []
         for device, region in bands:
             ready = self._inputs_ready(graph, layer, device, region)
@@ -202,8 +208,7 @@ def round_shares(shares: Sequence[float], total: int) -> list[int]:
 RowsRule = Callable[["Progress", LayerGraph, str, int, list[Device]], list[int]]
 
 
-def partition(problem: Problem, name: str, rows_rule: RowsRule, always_split: bool = False
-              ) -> Progress:
+def partition(problem: Problem, rows_rule: RowsRule, always_split: bool = False) -> Progress:
     """Place every layer of every model in topological order: a layer that can be split
     gets ``rows_rule(progress, graph, layer, dim, devices)`` rows on each device (in the
     devices' order), kept — unless ``always_split`` — only where that completes sooner
