@@ -265,6 +265,9 @@ def plan_command(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
     seed: SeedOption = 0,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
+    partition_map: Annotated[str | None, typer.Option(
+        "--map", help="Draw the partition map (PNG): which device computes which part of "
+                      "each layer.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Plan a model on a cluster; show where the units go and the predicted latency."""
@@ -273,6 +276,10 @@ def plan_command(
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
+        if partition_map:
+            from edgeweave.report import partition_map as draw_map
+
+            draw_map(made, partition_map)
     if as_json:
         _echo_json({"planner": planner, "planning_s": planning_s, "output": output,
                     **_timeline_row(timeline), "order": {d: list(i) for d, i in made.order.items()},
@@ -282,7 +289,8 @@ def plan_command(
     if "summary" in made.notes:
         console.print(f"{made.planner}: {made.notes['summary']}", highlight=False)
     console.print(f"predicted latency {timeline.latency_s[0] * 1e3:.1f} ms, planned in "
-                  f"{planning_s * 1e3:.0f} ms" + (f"; saved to {output}" if output else ""))
+                  f"{planning_s * 1e3:.0f} ms" + (f"; saved to {output}" if output else "")
+                  + (f"; partition map in {partition_map}" if partition_map else ""))
 
 
 @app.command()

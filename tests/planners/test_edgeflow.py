@@ -200,7 +200,9 @@ def test_the_reproduction_writes_its_page_and_gantt_chart(tmp_path):
     text = page.read_text()
     assert "| yolov5s | `rpi4b*3+jetson-nano*2+jetson-tx2@ethernet` |" in text
     assert "40.2%" in text and "never slower than HEFT or equal split" in text
-    assert (tmp_path / "edgeflow-gantt.png").read_bytes().startswith(b"\x89PNG")
+    for picture in ("edgeflow-gantt.png", "edgeflow-map.png"):
+        assert (tmp_path / picture).read_bytes().startswith(b"\x89PNG")
+        assert f"]({picture})" in text
     for row in result.to_dict():
         assert set(row["reduction"]) == set(experiment.BASELINES)
 

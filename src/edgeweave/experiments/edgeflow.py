@@ -22,6 +22,7 @@ from edgeweave.graph import trace
 from edgeweave.planners import plan
 from edgeweave.runtime import run_inline
 from edgeweave.simulation import Timeline, simulate
+from edgeweave.units import Plan
 
 DEVICE_SETS = ("rpi4b+jetson-nano", "rpi4b*2+jetson-nano", "rpi4b*2+jetson-nano*2",
                "rpi4b*3+jetson-nano*2+jetson-tx2", "rpi3*4+rpi4b*2+jetson-nano*2")
@@ -55,10 +56,10 @@ class Row:
 
 @dataclass(frozen=True)
 class Result:
-    """Every row, and the EdgeFlow timeline drawn as the Gantt chart."""
+    """Every row, and the EdgeFlow plan and timeline drawn as pictures."""
 
     rows: tuple[Row, ...]
-    gantt: tuple[str, Timeline] | None
+    drawn: tuple[str, Plan, Timeline] | None
 
     def to_dict(self) -> list[dict[str, object]]:
         """The rows, with EdgeFlow's reduction against each baseline, for JSON."""
@@ -79,15 +80,19 @@ class Result:
         return columns, rows
 
     def write(self, path: Path) -> None:
-        """The page at ``path`` and the Gantt chart beside it."""
-        chart = path.with_name(f"{path.stem}-gantt.png")
-        if self.gantt is not None:
-            from edgeweave.report import gantt
+        """The page at ``path``, the Gantt chart and partition map beside it."""
+        if self.drawn is None:
+            path.write_text(self.markdown())
+            return
+        from edgeweave.report import gantt, partition_map
 
-            gantt([self.gantt], chart)
-        path.write_text(self.markdown(chart.name if self.gantt else None))
+        title, made, timeline = self.drawn
+        chart, layout = (path.with_name(f"{path.stem}-{kind}.png") for kind in ("gantt", "map"))
+        gantt([(title, timeline)], chart)
+        partition_map(made, layout)
+        path.write_text(self.markdown((chart.name, layout.name)))
 
-    def markdown(self, chart: str | None = None) -> str:
+    def markdown(self, pictures: tuple[str, str] | None = None) -> str:
         """The page for docs/reproductions/edgeflow.md."""
         planners = ("edgeflow", *BASELINES)
         latency = ["| model | cluster | " + " | ".join(planners) + " | EdgeFlow chose |",
@@ -159,8 +164,11 @@ class Result:
             "Ethernet: its bands stay aligned layer after layer, while the LP rebalances "
             "each layer against its predecessors' finishing times.",
             *(["", "## One YOLOv5s plan", "",
-               f"EdgeFlow on `{GANTT[1]}`, simulated (devices above, links below):", "",
-               f"![Gantt chart of EdgeFlow's YOLOv5s plan]({chart})"] if chart else []),
+               f"EdgeFlow on `{GANTT[1]}`: which device computes which rows of each layer,",
+               "", f"![Partition map of EdgeFlow's YOLOv5s plan]({pictures[1]})", "",
+               "and the plan simulated (devices above, links below):", "",
+               f"![Gantt chart of EdgeFlow's YOLOv5s plan]({pictures[0]})"]
+              if pictures else []),
             "",
         ])
 
@@ -179,7 +187,7 @@ def reproduce(progress: Callable[[str], None] | None = None,
               cluster_names: Sequence[str] | None = None) -> Result:
     """Plan and simulate every model on every cluster with EdgeFlow and its baselines,
     checking each EdgeFlow plan against the model; ``progress`` hears each step's name."""
-    rows, chart = [], None
+    rows, drawn = [], None
     for name in model_names:
         module, example = models.get(name)
         inputs = example if isinstance(example, tuple) else (example,)
@@ -200,5 +208,6 @@ def reproduce(progress: Callable[[str], None] | None = None,
                                             for p, t in timelines.items()},
                             plans["edgeflow"].notes["chosen"]))
             if (name, cluster) == GANTT:
-                chart = (f"{name}, edgeflow on {cluster}", timelines["edgeflow"])
-    return Result(tuple(rows), chart)
+                drawn = (f"{name}, edgeflow on {cluster}", plans["edgeflow"],
+                         timelines["edgeflow"])
+    return Result(tuple(rows), drawn)
