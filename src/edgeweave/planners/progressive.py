@@ -205,7 +205,7 @@ def round_shares(shares: Sequence[float], total: int) -> list[int]:
     return rows
 
 
-RowsRule = Callable[["Progress", LayerGraph, str, int, list[Device]], list[int]]
+RowsRule = Callable[[Progress, LayerGraph, str, int, list[Device]], list[int]]
 
 
 def partition(problem: Problem, rows_rule: RowsRule, always_split: bool = False) -> Progress:
