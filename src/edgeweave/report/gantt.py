@@ -6,17 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from edgeweave.report.figure import pyplot, save
 from edgeweave.simulation import Timeline
 
 
 def gantt(timelines: Sequence[tuple[str, Timeline]], path: str | Path,
           groups: Mapping[str, str] | None = None) -> Path:
     """Draw one chart per (title, timeline), stacked, into a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     lanes_of = [_lanes(t) for _, t in timelines]
     heights = [max(1.5, 0.45 * len(lanes) + 1.0) for lanes in lanes_of]
     figure, axes = plt.subplots(len(timelines), 1, figsize=(11, sum(heights)), squeeze=False,
@@ -44,12 +41,7 @@ def gantt(timelines: Sequence[tuple[str, Timeline]], path: str | Path,
                        + (f"model ({', '.join(names)})" if names else "frame"),
                        fontsize=9)
         axis.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def _lanes(timeline: Timeline) -> list[str]:

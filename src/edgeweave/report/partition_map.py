@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgeweave.report.figure import pyplot, save
 from edgeweave.units import Plan, Region, layer_regions
 
 
 def partition_map(plan: Plan, path: str | Path, model: str | None = None) -> Path:
     """Draw the partition of ``model`` (default: the plan's first) into a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.patches import Patch, Rectangle
 
     name = model or next(iter(plan.graphs))
@@ -44,12 +42,7 @@ def partition_map(plan: Plan, path: str | Path, model: str | None = None) -> Pat
     axis.set_title(f"{name}: {plan.planner} on {plan.cluster.name}", fontsize=9)
     axis.legend(handles=[Patch(color=colour[d], label=d) for d in used], fontsize=8,
                 loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save(figure, path)
 
 
 def _share(region: Region, shape: tuple[int, ...] | None) -> tuple[float, float]:
