@@ -71,7 +71,8 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     if best is not None and best.done_s < progress.done_s - 1e-12:
         progress, chosen = best, f"all on {best.parts[0].device}"
     made = progress.plan("edgeflow")
-    return dataclasses.replace(made, notes={**made.notes, "chosen": chosen})
+    return dataclasses.replace(made, notes={**made.notes, "chosen": chosen,
+                                            "summary": f"{chosen}: {made.notes['summary']}"})
 
 
 def _lp_rows(progress: Progress, graph: LayerGraph, layer: str, dim: int,

@@ -87,7 +87,9 @@ class Progress:
                           options=problem.options, models=problem.models)
         whole = sum(p.region == Region.full(problem.graphs[p.graph][p.layers[-1]].output_shape)
                     for p in self.parts)
-        notes = {"split_layers": len({(p.graph, p.layers) for p in self.parts}) - whole,
+        layers = len({(p.graph, p.layers) for p in self.parts})
+        notes = {"split_layers": layers - whole,
+                 "summary": f"{layers - whole} of {layers} layers split over devices",
                  "predicted_ms": 1e3 * self.done_s,
                  "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
                                      for d, f in footprints(made).items()}}
