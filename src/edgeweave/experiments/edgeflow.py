@@ -15,12 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from edgeweave import models
-from edgeweave.graph import trace
+from edgeweave.experiments.zoo import traced
 from edgeweave.planners import plan
-from edgeweave.runtime import run_inline
 from edgeweave.simulation import Timeline, simulate
 from edgeweave.units import Plan
 
@@ -189,20 +185,13 @@ def reproduce(progress: Callable[[str], None] | None = None,
     checking each EdgeFlow plan against the model; ``progress`` hears each step's name."""
     rows, drawn = [], None
     for name in model_names:
-        module, example = models.get(name)
-        inputs = example if isinstance(example, tuple) else (example,)
-        graph = trace(module, inputs, name=name)
-        with torch.no_grad():
-            expected = module(*inputs)
-        expected = expected if isinstance(expected, tuple) else (expected,)
+        model_of = traced(name)
         for cluster in cluster_names or clusters():
             if progress:
                 progress(f"{name} on {cluster}")
-            plans = {p: plan(graph, cluster, planner=p) for p in ("edgeflow", *BASELINES)}
-            outputs = run_inline(plans["edgeflow"], inputs)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-            for ours, theirs in zip(outputs, expected, strict=True):
-                torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+            plans = {p: plan(model_of.graph, cluster, planner=p)
+                     for p in ("edgeflow", *BASELINES)}
+            model_of.check(plans["edgeflow"])
             timelines = {p: simulate(made) for p, made in plans.items()}
             rows.append(Row(name, cluster, {p: t.latency_s[0] * 1e3
                                             for p, t in timelines.items()},

@@ -16,13 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from edgeweave import models
-from edgeweave.graph import trace
+from edgeweave.experiments.zoo import Traced, traced
 from edgeweave.planners import plan
-from edgeweave.runtime import run_inline
 from edgeweave.simulation import simulate
+from edgeweave.units import Plan
 
 NETWORKS = ("3g", "4g", "wifi")
 # model in the paper: (zoo model, LO, then RO and Our for 3G, 4G and WiFi), in ms
@@ -206,27 +203,22 @@ def reproduce(progress: Callable[[str], None] | None = None) -> Result:
     """Plan, check and simulate the paper's table; ``progress`` hears each step's name."""
     rows = []
     for model, (zoo, _, _) in PAPER.items():
-        module, example = models.get(zoo)
-        inputs = example if isinstance(example, tuple) else (example,)
-        graph = trace(module, inputs, name=zoo)
-        with torch.no_grad():
-            expected = module(*inputs)
+        model_of = traced(zoo)
         remote, ours, chosen, theorem3 = {}, {}, {}, {}
-        local = _latency(plan(graph, cluster("wifi"), planner="local"), inputs, expected)
+        local = _latency(model_of, plan(model_of.graph, cluster("wifi"), planner="local"))
         for network in NETWORKS:
             if progress:
                 progress(f"{model} over {network}")
-            remote[network] = _latency(plan(graph, cluster(network), planner="remote"),
-                                       inputs, expected)
-            made = plan(graph, cluster(network), planner="johnson")
-            ours[network] = _latency(made, inputs, expected)
+            remote[network] = _latency(model_of, plan(model_of.graph, cluster(network),
+                                                      planner="remote"))
+            made = plan(model_of.graph, cluster(network), planner="johnson")
+            ours[network] = _latency(model_of, made)
             chosen[network] = made.notes["chosen"]
             theorem3[network] = made.notes["models"][zoo].get("theorem3")
         rows.append(Row(model, zoo, local, remote, ours, chosen, theorem3))
     return Result(tuple(rows))
 
 
-def _latency(made, inputs, expected) -> float:
+def _latency(model_of: Traced, made: Plan) -> float:
     """The plan's simulated latency in ms, after checking its output against the model."""
-    torch.testing.assert_close(run_inline(made, inputs), expected, rtol=1e-4, atol=1e-4)
-    return simulate(made).latency_s[0] * 1e3
+    return simulate(model_of.check(made)).latency_s[0] * 1e3

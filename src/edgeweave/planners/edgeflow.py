@@ -61,13 +61,9 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     the planner's clock finds it sooner, the whole workload on one device.
     ``notes["chosen"]`` says which."""
     progress, chosen = partition(problem, _lp_rows), "progressive LP"
-    weights = sum(g.param_bytes for g in problem.graphs.values())
-    reserve = max(layer.input_bytes + layer.output_bytes
-                  for g in problem.graphs.values() for layer in g)
     alone = [on_one_device(problem, d) for d in problem.cluster.devices
-             if weights + reserve <= d.memory_bytes
-             and sum(problem.graph_s(g, d) for g in problem.graphs.values()) < progress.done_s]
-    best = min(alone, key=lambda p: p.done_s, default=None)
+             if sum(problem.graph_s(g, d) for g in problem.graphs.values()) < progress.done_s]
+    best = min((p for p in alone if p is not None), key=lambda p: p.done_s, default=None)
     if best is not None and best.done_s < progress.done_s - 1e-12:
         progress, chosen = best, f"all on {best.parts[0].device}"
     made = progress.plan("edgeflow")

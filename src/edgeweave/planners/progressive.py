@@ -62,12 +62,15 @@ class Progress:
         """The pieces of a placed layer."""
         return self.pieces[(graph.name, layer)]
 
-    def devices_for(self, graph: LayerGraph, layer: str) -> list[Device]:
-        """The devices with the memory for the layer's weights beside those they hold,
+    def fits(self, graph: LayerGraph, layer: str, device: Device) -> bool:
+        """Whether ``device`` has the memory for the layer's weights beside those it holds,
         keeping room for the model's largest activation (a layer's inputs and output)."""
         needed = graph[layer].param_bytes + self.reserve[graph.name]
-        devices = [d for d in self.problem.cluster.devices
-                   if self.weights.get(d.name, 0) + needed <= d.memory_bytes]
+        return self.weights.get(device.name, 0) + needed <= device.memory_bytes
+
+    def devices_for(self, graph: LayerGraph, layer: str) -> list[Device]:
+        """The devices that have the memory for the layer (``fits``)."""
+        devices = [d for d in self.problem.cluster.devices if self.fits(graph, layer, d)]
         if not devices:
             raise PlanError(f"No device of cluster '{self.problem.cluster.name}' has the "
                             f"memory for layer '{layer}' of '{graph.name}' "
@@ -233,10 +236,12 @@ def partition(problem: Problem, rows_rule: RowsRule, always_split: bool = False)
     return progress
 
 
-def on_one_device(problem: Problem, device: Device) -> Progress:
-    """Every layer whole on ``device``, in topological order."""
+def on_one_device(problem: Problem, device: Device) -> Progress | None:
+    """Every layer whole on ``device``, in topological order (None: it lacks the memory)."""
     progress = Progress(problem)
     for graph in problem.graphs.values():
         for layer in problem.layers(graph):
+            if not progress.fits(graph, layer, device):
+                return None
             progress.place(graph, layer, [(device.name, Region.full(graph[layer].output_shape))])
     return progress
