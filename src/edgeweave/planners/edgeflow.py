@@ -45,7 +45,9 @@ footprint in ``notes``.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import sys
 from collections.abc import Sequence
 
 from edgeweave.cluster import Device
@@ -203,7 +205,7 @@ def _highs(size: int, rows: list[tuple[dict[int, float], float]], lower: list[fl
     lp.a_matrix_.start_ = np.cumsum([0, *(len(c) for c, _ in rows)])
     lp.a_matrix_.index_ = np.array([i for c, _ in rows for i in c], dtype=np.int32)
     lp.a_matrix_.value_ = np.array([v for c, _ in rows for v in c.values()])
-    solver = highspy.Highs()
+    solver = _silent_highs(highspy)
     solver.setOptionValue("output_flag", False)
     solver.passModel(lp)
     solver.run()
@@ -211,6 +213,21 @@ def _highs(size: int, rows: list[tuple[dict[int, float], float]], lower: list[fl
         raise PlanError(f"The LP for layer '{name}' has no optimum: "
                         f"{solver.modelStatusToString(solver.getModelStatus())}.")
     return list(solver.getSolution().col_value)
+
+
+def _silent_highs(highspy):
+    """A HiGHS solver, made with the C library's stdout pointed at /dev/null: the first one
+    made in a process prints a banner there (before any option can be set), which would
+    break ``--json`` output."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            return highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _halo(graph: LayerGraph, layer: str, dim: int, producer: str, position: int
