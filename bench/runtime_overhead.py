@@ -1,15 +1,15 @@
-"""What does one unit cost each backend, beside a raw transfer of the same bytes?
+"""What does one hop cost each backend, beside a raw transfer of the same bytes?
 
-A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit is one
-hop to the other worker; one frame at a time (frames 0.3 s apart, so they never overlap).
-Per-unit overhead = (median frame latency - inline compute of the chain) / 16. Beside it:
-the one-way time of the same tensor through a torch multiprocessing queue between two
+A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit is its
+own segment and one hop to the other worker; one frame at a time (frames 0.3 s apart, so
+they never overlap). Per-hop overhead = (median frame latency - inline compute of the
+chain) / 16. Beside it: the one-way time of the same tensor through a pipe between two
 processes, packed as the local backend packs it (by value up to 256 KiB, else in shared
 memory), and through a loopback TCP socket (half a ping-pong round trip).
 
 Then whole plans: resnet18 cut into four consecutive quarters on four workers, latency of
 one frame at a time and throughput of frames sent at once, for the local backend and for
-each Ray mode with and without batching a device's consecutive units into one call.
+each Ray mode.
 
 Writes the "overhead" and "modes" sections of docs/benchmarks.md (between their markers).
 Run: .venv/bin/python bench/runtime_overhead.py
@@ -34,6 +34,7 @@ import edgeweave as ew
 from edgeweave.runtime.local import _packed
 from edgeweave.runtime.ray_backend import resource
 from edgeweave.units import build_plan, whole
+from edgeweave.units.segments import segments
 from sections import write_section
 
 HOPS, FRAMES, ROUNDS = 16, 12, 30
@@ -52,23 +53,23 @@ def chain_plan(n_bytes: int):
 
 
 def _echo(inbox, outbox) -> None:
-    while (tensor := inbox.get()) is not None:
-        outbox.put(tensor)
+    while (tensor := inbox.recv()) is not None:
+        outbox.send(tensor)
 
 
-def queue_one_way_s(n_bytes: int) -> float:
+def pipe_one_way_s(n_bytes: int) -> float:
     context = mp.get_context("spawn")
-    inbox, outbox = context.Queue(), context.Queue()
-    echo = context.Process(target=_echo, args=(inbox, outbox), daemon=True)
+    (there, to_echo), (from_echo, back) = context.Pipe(False), context.Pipe(False)
+    echo = context.Process(target=_echo, args=(there, back), daemon=True)
     echo.start()
     tensor = torch.randn(n_bytes // 4)
     times = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
-        inbox.put(_packed(tensor))  # as the local backend sends it
-        outbox.get()
+        to_echo.send(_packed(tensor))  # as the local backend sends it
+        from_echo.recv()
         times.append((time.perf_counter() - start) / 2)
-    inbox.put(None)
+    to_echo.send(None)
     echo.join()
     return statistics.median(times)
 
@@ -119,20 +120,14 @@ def quarters_plan():
 
 def modes() -> str:
     plan, x = quarters_plan()
-    variants = {"local": {"backend": "local"}}
-    for mode in ("plain", "compiled"):
-        for batch in (False, True):
-            variants[f"ray {mode}{', batched' if batch else ''}"] = {
-                "backend": "ray", "ray_mode": mode, "ray_batch": batch}
-    lines = ["| backend | calls per frame | latency, one frame at a time | throughput, "
+    variants = {"local": {"backend": "local"}, "ray plain": {"backend": "ray", "mode": "plain"},
+                "ray compiled": {"backend": "ray", "mode": "compiled"}}
+    lines = ["| backend | segments per frame | latency, one frame at a time | throughput, "
              "8 frames at once |", "|---|---|---|---|"]
-    from edgeweave.runtime.ray_backend import calls
-
+    count = len(segments(plan))
     for label, options in variants.items():
         spaced = ew.run(plan, x, frames=6, interval_s=0.5, **options).timeline
         burst = ew.run(plan, x, frames=8, **options).timeline
-        count = (len(calls(plan, options.get("ray_batch", True))) if options["backend"] == "ray"
-                 else "-")
         lines.append(f"| {label} | {count} | {statistics.median(spaced.latency_s[1:]) * 1e3:.1f}"
                      f" ms | {burst.throughput_fps:.1f} /s |")
         print(lines[-1], file=sys.stderr)
@@ -180,18 +175,18 @@ def main() -> None:
             ew.run(plan, x)
             inline.append(time.perf_counter() - start)
         inline_s = statistics.median(inline)
-        row = {"size": label, "queue": queue_one_way_s(n_bytes), "tcp": tcp_one_way_s(n_bytes),
+        row = {"size": label, "pipe": pipe_one_way_s(n_bytes), "tcp": tcp_one_way_s(n_bytes),
                "local": backend_unit_s(plan, x, inline_s, backend="local"),
-               "ray plain": backend_unit_s(plan, x, inline_s, backend="ray", ray_mode="plain"),
+               "ray plain": backend_unit_s(plan, x, inline_s, backend="ray", mode="plain"),
                "ray compiled": backend_unit_s(plan, x, inline_s, backend="ray",
-                                              ray_mode="compiled")}
+                                              mode="compiled")}
         rows.append(row)
         print(row, file=sys.stderr)
-    lines = [machine(), "", "| tensor per hop | raw: queue, packed as local sends | raw: loopback TCP | local backend | "
+    lines = [machine(), "", "| tensor per hop | raw: pipe, packed as local sends | raw: loopback TCP | local backend | "
              "ray, plain calls | ray, compiled graph |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['size']} | " + " | ".join(
-            f"{row[k] * 1e3:.3f} ms" for k in ("queue", "tcp", "local", "ray plain",
+            f"{row[k] * 1e3:.3f} ms" for k in ("pipe", "tcp", "local", "ray plain",
                                                "ray compiled")) + " |")
     write_section("overhead", "\n".join(lines))
     write_section("modes", machine() + "\n\n" + modes())

@@ -155,10 +155,10 @@ def test_run_check_compares_with_the_model_and_draws_both_timelines(tmp_path):
 
 def test_run_on_the_ray_backend_prints_predicted_and_measured(ray_instance):
     result = runner.invoke(app, ["run", "line", "-c", "rpi3*2+jetson-tx2@4g", "--check",
-                                 "--backend", "ray", "--ray-mode", "plain", "--ray-batch"])
+                                 "--backend", "ray", "--ray-mode", "plain"])
     assert result.exit_code == 0, result.output
     assert "predicted (simulated)" in result.stdout
-    assert re.search(r"measured \(ray backend \(plain, batched\), [123] actors?\)", result.stdout)
+    assert re.search(r"measured \(ray backend \(plain\), [123] actors?\)", result.stdout)
 
 
 def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):

@@ -25,6 +25,8 @@ def _commands(tmp):
         "simulate": ["simulate", plan, "--frames", "2"],
         "compare": ["compare", "line", "-c", CLUSTER],
         "run": ["run", "line", "-c", CLUSTER, "--frames", "2", "--check"],
+        "calibrate": ["calibrate", "line", "-c", CLUSTER, "-o", str(tmp / "calibrated.yaml"),
+                      "--repeats", "1"],
         "reproduce": ["reproduce", "wang2021", "--out", str(tmp / "wang2021.md")],
         "demo": ["demo", "--gantt", str(tmp / "demo.png")],
     }

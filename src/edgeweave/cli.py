@@ -24,7 +24,7 @@ from edgeweave.graph import Geometry, LayerGraph, trace
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
 from edgeweave.runtime import run as run_plan
-from edgeweave.simulation import Timeline
+from edgeweave.units import Timeline
 from edgeweave.simulation import simulate as simulate_plan
 from edgeweave.units import Plan, footprints, serialize
 
@@ -236,6 +236,53 @@ def _profile_cluster(model, graph, inputs, cluster_spec, backend, address, outpu
     console.print(f"profiles in {directory}/; plan with them: --cluster {directory}/cluster.yaml")
 
 
+@app.command("calibrate")
+def calibrate_command(
+    model: ModelArgument, cluster: ClusterOption,
+    backend: Annotated[str, typer.Option(help="The backend to calibrate for: local or ray.")]
+    = "local",
+    output: Annotated[str, typer.Option("--output", "-o", help="The calibrated cluster file "
+                                        "to write (profiles beside it).")] = "calibrated.yaml",
+    emulate: Annotated[bool, typer.Option(help="local: runs will emulate the cluster's links "
+                                          "(keep their costs on top of the backend's).")]
+    = False,
+    address: AddressOption = None,
+    repeats: Annotated[int, typer.Option(help="Timed passes per device.")] = 3,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure a model's layers, and the backend's cost per segment and per byte, through
+    each device's worker; write a cluster whose cost model predicts that backend."""
+    from pathlib import Path
+
+    import yaml
+
+    from edgeweave.cluster import Cluster
+    from edgeweave.runtime.calibrate import calibrate
+
+    with _reported():
+        _, inputs, graph = load(model)
+        loaded = Cluster.load(cluster)
+        path = Path(output)
+        with Progress(console=errors, transient=True) as bar:
+            task = bar.add_task(f"calibrating {model} on {len(loaded.devices)} devices",
+                                total=len(loaded.devices) + 1)
+            calibrated = calibrate(graph, inputs, loaded, backend, emulate, repeats,
+                                   path.with_name(path.stem + "-profiles"), address,
+                                   progress=lambda _: bar.advance(task))
+        path.write_text(yaml.safe_dump(calibrated.to_dict(), sort_keys=False))
+    if as_json:
+        _echo_json({"model": model, "cluster": str(path), **calibrated.to_dict()})
+        return
+    table = _table(f"{model}: {calibrated.name}", ("device", "segment overhead ms", "profile"),
+                   ("segment overhead ms",))
+    for device in calibrated.devices:
+        table.add_row(device.name, f"{device.segment_overhead_s * 1e3:.3f}", device.profile)
+    console.print(table)
+    link = calibrated.links[0]
+    console.print(f"links: {link.latency_s * 1e3:.3f} ms + {8e6 / link.bandwidth_bps:.3g} ms "
+                  f"per kB (first link); plan with it: --cluster {path}", highlight=False)
+
+
 def _plan(graph: LayerGraph, model: str, cluster: str, planner: str,
           seed: int) -> tuple[Plan, float]:
     start = time.perf_counter()
@@ -372,8 +419,6 @@ def run(
     address: AddressOption = None,
     ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph) or "
                                           "plain (actor calls).")] = "compiled",
-    ray_batch: Annotated[bool, typer.Option(help="ray: run a device's consecutive units in "
-                                            "one call.")] = True,
     detect: Annotated[float, typer.Option(help="local: seconds of silence after which a "
                                           "worker counts as dead and is re-planned.")] = 3.0,
     timeout: Annotated[float, typer.Option(help="Seconds without progress before the run "
@@ -389,9 +434,11 @@ def run(
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
-            result = run_plan(made, inputs, backend, frames, interval, timeout, detect,
-                              emulate, emulate, lambda _: bar.advance(task), address, ray_mode,
-                              ray_batch)
+            options = {"local": {"detect_s": detect, "emulate_links": emulate,
+                                 "emulate_compute": emulate},
+                       "ray": {"detect_s": detect, "address": address, "mode": ray_mode}}
+            result = run_plan(made, inputs, backend, frames, interval, timeout,
+                              lambda _: bar.advance(task), **options.get(backend, {}))
         error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
         predicted = simulate_plan(made, frames, interval)
         measured = result.timeline

@@ -13,8 +13,9 @@ there is one, the way out.
     │   └── ExampleInputError       the example input does not fit the model
     ├── GraphError              a query or execution the layer graph cannot answer
     ├── ClusterConfigError      a cluster file, dict or expression that does not describe one
-    └── PlanError               a plan that cannot run: uncovered outputs, unmet needs, cycles,
-                                a device out of memory
+    ├── PlanError               a plan that cannot run: uncovered outputs, unmet needs, cycles,
+    │                           a device out of memory
+    └── WorkerError             a device's worker failed, or died with no survivor to take over
 """
 
 from __future__ import annotations
@@ -54,3 +55,8 @@ class ClusterConfigError(EdgeweaveError):
 class PlanError(EdgeweaveError):
     """A plan that is malformed or cannot run as it stands; the message names the unit or
     device."""
+
+
+class WorkerError(EdgeweaveError):
+    """A device's worker failed, or died with no survivor able to take over; the message
+    names the device and the frame."""

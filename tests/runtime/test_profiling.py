@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import edgeweave as ew
-from edgeweave.runtime.local import WorkerError
+from edgeweave.errors import WorkerError
 from edgeweave.runtime.profiling import profile_devices
 from tests.conftest import zoo_graph, zoo_model
 from tests.runtime import faulty

@@ -14,7 +14,8 @@ from torch import nn
 import edgeweave as ew
 from edgeweave.errors import EdgeweaveError
 from edgeweave.planners import plan
-from edgeweave.simulation import Event, simulate
+from edgeweave.simulation import simulate
+from edgeweave.units import Event
 from edgeweave.units import build_plan, whole
 from tests.conftest import zoo_graph
 

@@ -58,6 +58,7 @@ class DeviceSpec(_Strict):
     threads: int | None = Field(default=None, ge=1)
     profile: str | None = None
     profile_scale: PositiveFloat = 1.0
+    segment_overhead_s: float = Field(default=0.0, ge=0)
 
 
 class LinkSpec(_Strict):
@@ -99,7 +100,8 @@ def to_dict(cluster: Cluster) -> dict[str, Any]:
                      "flops_per_s": d.flops_per_s, "memory_bytes_per_s": d.memory_bytes_per_s,
                      "layer_overhead_s": d.layer_overhead_s, "memory_bytes": d.memory_bytes,
                      "threads": d.threads, "profile": d.profile,
-                     "profile_scale": d.profile_scale} for d in cluster.devices],
+                     "profile_scale": d.profile_scale,
+                     "segment_overhead_s": d.segment_overhead_s} for d in cluster.devices],
         "links": [{"between": [link.a, link.b], "bandwidth_bps": link.bandwidth_bps,
                    "latency_s": link.latency_s, "medium": link.medium}
                   for link in cluster.links],

@@ -21,6 +21,9 @@ class Device:
     threads: int | None = None  # thread budget of its worker (None: the runtime decides)
     profile: str | None = None  # path of a measured per-layer profile (JSON)
     profile_scale: float = 1.0  # the profile's times are multiplied by this
+    # what its worker pays once per segment beyond the layers (receiving, waking, sending):
+    # measured by ``calibrate`` for one backend, 0 otherwise
+    segment_overhead_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

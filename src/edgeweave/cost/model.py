@@ -7,7 +7,8 @@ Analytic (the default) is a roofline per layer::
 where ``bytes`` are the layer's input and output activations plus its parameters — so a
 large fully connected layer is bound by reading its weights, a convolution by its FLOPs,
 and an element-wise op by its activations. A device that names a measured profile uses
-``share * profile_scale * measured seconds`` instead; its profile must hold the model
+``profile_scale * (fixed + share * (measured - fixed))`` instead, ``fixed`` being the part
+of a split layer's time that does not shrink with its share (0 unless calibrated); its profile must hold the model
 (matched by the graph's fingerprint, so a renamed or reshaped model is not mistaken for it).
 A transfer costs ``latency + 8 * n_bytes / bandwidth_bps``; on one device it is free.
 """
@@ -52,15 +53,23 @@ class CostModel:
                 raise EdgeweaveError(
                     f"The profile of device '{device.name}' holds no times for model "
                     f"'{graph.name}' as traced here: run `edgeweave profile` for it.")
-            return share * device.profile_scale * profile.layer_s[layer.name]
+            whole = profile.layer_s[layer.name]
+            fixed = min(whole, profile.fixed_s.get(layer.name, 0.0))
+            return device.profile_scale * (fixed + share * (whole - fixed))
         work = max(layer.flops / device.flops_per_s,
                    (layer.input_bytes + layer.output_bytes + layer.param_bytes)
                    / device.memory_bytes_per_s)
         return device.layer_overhead_s + share * work
 
     @staticmethod
+    def occupancy_s(n_bytes: int, link: Link) -> float:
+        """Seconds a transfer of ``n_bytes`` keeps ``link`` (or its medium) busy."""
+        return 8.0 * n_bytes / link.bandwidth_bps
+
+    @staticmethod
     def transfer_s(n_bytes: int, link: Link | None) -> float:
-        """Seconds to move ``n_bytes`` over ``link`` (``None``: the same device, free)."""
+        """Seconds to move ``n_bytes`` over ``link`` (``None``: the same device, free): the
+        link's occupancy, then its latency."""
         if link is None or n_bytes == 0:
             return 0.0
-        return link.latency_s + 8.0 * n_bytes / link.bandwidth_bps
+        return CostModel.occupancy_s(n_bytes, link) + link.latency_s

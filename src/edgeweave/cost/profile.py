@@ -8,6 +8,7 @@ the host it was measured on.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import statistics
@@ -33,6 +34,9 @@ class ModelProfile:
     host: str
     threads: int
     repeats: int
+    # per layer a planner may split: the part of its time that does not shrink with the
+    # share computed (``calibrate`` fits it); a layer not in it scales linearly
+    fixed_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def measure(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], repeats: int = 5,
@@ -76,7 +80,8 @@ def save(profiles: list[ModelProfile], path: str | Path) -> None:
     for profile in profiles:
         data["models"][profile.model] = {
             "fingerprint": profile.fingerprint, "layer_s": dict(profile.layer_s),
-            "host": profile.host, "threads": profile.threads, "repeats": profile.repeats}
+            "host": profile.host, "threads": profile.threads, "repeats": profile.repeats,
+            "fixed_s": dict(profile.fixed_s)}
     path.write_text(json.dumps(data, indent=1))
 
 
@@ -87,7 +92,7 @@ def load(path: str | Path) -> dict[str, ModelProfile]:
         data: Any = json.loads(path.read_text())
         return {entry["fingerprint"]: ModelProfile(name, entry["fingerprint"], entry["layer_s"],
                                                    entry["host"], entry["threads"],
-                                                   entry["repeats"])
+                                                   entry["repeats"], entry.get("fixed_s", {}))
                 for name, entry in data["models"].items()}
     except FileNotFoundError:
         raise EdgeweaveError(f"No profile file '{path}'.") from None

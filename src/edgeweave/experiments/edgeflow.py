@@ -17,7 +17,8 @@ from pathlib import Path
 
 from edgeweave.experiments.zoo import traced
 from edgeweave.planners import plan
-from edgeweave.simulation import Timeline, simulate
+from edgeweave.simulation import simulate
+from edgeweave.units import Timeline
 from edgeweave.units import Plan
 
 DEVICE_SETS = ("rpi4b+jetson-nano", "rpi4b*2+jetson-nano", "rpi4b*2+jetson-nano*2",

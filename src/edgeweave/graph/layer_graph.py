@@ -265,6 +265,26 @@ class LayerGraph:
                 interpreter.env[node] = computed[name] = value
         return computed
 
+    def compile(self, layers: Iterable[str], inputs: Iterable[str],
+                outputs: Iterable[str]) -> fx.GraphModule:
+        """One ``fx.GraphModule`` that computes ``layers`` from the values of ``inputs``
+        (layer names; its arguments, in that order) and returns the values of ``outputs``
+        as a tuple — a piece of the model run as compiled code, not node by node."""
+        nodes, graph = self._nodes, fx.Graph()
+        env = {nodes[name]: graph.placeholder(name) for name in inputs}
+        for name in sorted(layers, key=self.index_of):
+            node = nodes[name]
+            for source in node.all_input_nodes:
+                if source not in env:
+                    if source.op != "get_attr":
+                        raise GraphError(f"Layer '{name}' needs the output of layer "
+                                         f"'{source.name}', which is neither an input nor "
+                                         "computed here.")
+                    env[source] = graph.node_copy(source)
+            env[node] = graph.node_copy(node, env.__getitem__)
+        graph.output(tuple(env[nodes[name]] for name in outputs))
+        return fx.GraphModule(self.module, graph)
+
     def run(self, *inputs: torch.Tensor) -> Any:
         """Run the whole graph layer by layer; returns what the model's forward returns."""
         return self.assemble_outputs({**dict(zip(self.inputs, inputs)), **self.run_all(*inputs)})

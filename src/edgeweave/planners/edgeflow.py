@@ -154,7 +154,7 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
         back, delay = 0.0, 0.0
         if layer in graph.outputs and device.name != source:
             link = problem.cluster.link(device.name, source)
-            back, delay = 8.0 * node.output_bytes / link.bandwidth_bps, link.latency_s
+            back, delay = problem.cost.occupancy_s(node.output_bytes, link), link.latency_s
         rows.append(({n + k: 1.0, k: compute[k] + back, 2 * n: -1.0}, -delay))
     for spent, start in media.values():  # a shared medium carries one transfer at a time
         rows.append(({**spent, 2 * n: -1.0}, -start))

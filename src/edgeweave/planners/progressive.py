@@ -156,7 +156,7 @@ class Progress:
         n_bytes = part.numel * graph[producer].itemsize
         channel = link.channel
         start = max(piece.finish_s, self.channel_free.get(channel, 0.0))
-        busy = self.problem.cost.transfer_s(n_bytes, link) - link.latency_s
+        busy = self.problem.cost.occupancy_s(n_bytes, link)
         self.channel_free[channel] = start + busy
         arrival = start + busy + link.latency_s
         previous = self.sent.get(key)

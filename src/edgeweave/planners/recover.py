@@ -15,7 +15,7 @@ from collections.abc import Collection
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError
-from edgeweave.simulation import unit_compute_s
+from edgeweave.units import unit_compute_s
 from edgeweave.units import Plan, execution_order, validate
 
 

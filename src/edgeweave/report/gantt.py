@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from edgeweave.report.figure import pyplot, save
-from edgeweave.simulation import Timeline
+from edgeweave.units import Timeline
 
 
 def gantt(timelines: Sequence[tuple[str, Timeline]], path: str | Path,

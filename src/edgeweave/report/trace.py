@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgeweave.simulation import Timeline
+from edgeweave.units import Timeline
 
 
 def chrome_trace(timelines: Sequence[tuple[str, Timeline]], path: str | Path) -> Path:

@@ -1,24 +1,33 @@
-"""Running plans for real: ``run`` and its backends.
+"""Running plans for real: ``run`` and its backends, all driving one worker core.
 
-- ``inline``: every unit in this process, in a dependency order — the correctness oracle.
-- ``local``: one OS process per device on this machine, tensors device to device through
-  shared memory, a measured timeline, faults survived by re-planning.
+- ``inline``: every device's worker in this process — the correctness oracle.
+- ``local``: one OS process per device on this machine, one channel per pair of
+  processes, a measured timeline, faults survived by re-planning.
 - ``ray``: one Ray actor per device, on the machine that is the device (``address``), as
-  a compiled graph or plain actor calls (``ray_mode``).
+  a compiled graph or plain actor calls (``mode``).
+
+Every backend runs a device's *segments* (``units.segments``) through
+``worker.DeviceWorker``; a backend only carries its parcels and reports.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from edgeweave.errors import EdgeweaveError, UnknownNameError
-from edgeweave.runtime.inline import Inputs, normalise_inputs, run_inline
-from edgeweave.simulation import Timeline
-from edgeweave.units import Plan, validate
+from edgeweave.runtime.backend import (InlineOptions, Inputs, LocalOptions, Measured,
+                                       RayOptions, check, normalise_inputs)
+from edgeweave.units import Plan, Timeline, validate
 
-BACKENDS = ("inline", "local", "ray")
+# name -> (module and function of the backend, its options)
+BACKENDS: dict[str, tuple[str, type]] = {
+    "inline": ("edgeweave.runtime.inline:execute", InlineOptions),
+    "local": ("edgeweave.runtime.local:execute", LocalOptions),
+    "ray": ("edgeweave.runtime.ray_backend:execute", RayOptions),
+}
 
 
 @dataclass(frozen=True)
@@ -37,48 +46,55 @@ class Run:
         return self.outputs[0]
 
 
-def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
-        interval_s: float = 0.0, timeout_s: float = 60.0, detect_s: float = 3.0,
-        emulate_links: bool = False, emulate_compute: bool = False,
-        on_frame: Callable[[int], None] | None = None, address: str | None = None,
-        ray_mode: str = "compiled", ray_batch: bool = True) -> Run:
-    """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
-    arriving ``interval_s`` apart) with a backend.
-
-    The local backend can emulate the cluster's links and its devices' predicted compute
-    times. Both distributed backends survive a worker that dies (the local one also a
-    worker silent for ``detect_s``) by re-planning its units onto the survivors, and stop
-    when nothing progresses for ``timeout_s``. ``on_frame(frame)`` is called as frames complete.
-    The ray backend joins the Ray cluster at ``address`` (default: one started here), runs
-    the plan as a compiled graph or plain calls (``ray_mode``), a device's consecutive
-    units in one call (``ray_batch``) or one call per unit.
-    """
+def backend_options(backend: str, **options: Any) -> Any:
+    """The options dataclass of ``backend`` from keyword options, checked."""
     if backend not in BACKENDS:
         raise UnknownNameError(f"Unknown backend '{backend}'. Available backends: "
                                f"{', '.join(BACKENDS)}.")
+    kind = BACKENDS[backend][1]
+    known = {field.name for field in fields(kind)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise EdgeweaveError(f"Backend '{backend}' has no option '{unknown[0]}'; its options: "
+                             f"{', '.join(sorted(known)) or 'none'}.")
+    made = kind(**options)
+    check(backend, made)
+    return made
+
+
+def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
+        interval_s: float = 0.0, timeout_s: float = 60.0,
+        on_frame: Callable[[int], None] | None = None, **options: Any) -> Run:
+    """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
+    arriving ``interval_s`` apart) with a backend, stopping when nothing progresses for
+    ``timeout_s``; ``on_frame(frame)`` is called as frames complete.
+
+    ``options`` are the backend's (``LocalOptions``, ``RayOptions``): the local backend can
+    emulate the cluster's links and its devices' compute times (``emulate_links``,
+    ``emulate_compute``) and counts a worker silent for ``detect_s`` as dead; the ray
+    backend joins the Ray cluster at ``address`` (default: one started here) and runs the
+    plan as a compiled graph or plain calls (``mode``). Both distributed backends survive a
+    worker that dies by re-planning its units onto the survivors.
+    """
+    chosen = backend_options(backend, **options)
     if frames < 1 or interval_s < 0:
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
     validate(plan)  # a hand-made or edited plan: named, before any worker starts
-    if backend == "inline":
-        return Run(tuple(run_inline(plan, inputs) for _ in range(frames)), None)
     by_graph = normalise_inputs(plan, inputs)
-    if backend == "ray":
-        if emulate_links or emulate_compute:
-            raise EdgeweaveError("Emulation is the local backend's; the ray backend runs on "
-                                 "real devices and links.")
-        from edgeweave.runtime.ray_backend import run_ray
-
-        measured = run_ray(plan, [by_graph] * frames, interval_s, timeout_s, address, ray_mode,
-                           ray_batch, on_frame, detect_s)
-    else:
-        from edgeweave.runtime.local import run_local
-
-        measured = run_local(plan, [by_graph] * frames, interval_s, timeout_s, detect_s,
-                             emulate_links, emulate_compute, on_frame)
-    by_model = isinstance(inputs, Mapping)  # as inline: a dict in, a dict out
+    module, function = BACKENDS[backend][0].split(":")
+    execute = getattr(importlib.import_module(module), function)
+    measured: Measured = execute(plan, [by_graph] * frames, interval_s, timeout_s, on_frame,
+                                 chosen)
+    by_model = isinstance(inputs, Mapping)  # a dict in, a dict out
     return Run(tuple(o if by_model else next(iter(o.values())) for o in measured.outputs),
                measured.timeline, measured.faults)
 
 
-__all__ = ["BACKENDS", "Run", "run", "run_inline"]
+def run_inline(plan: Plan, inputs: Inputs) -> Any:
+    """The outputs of ``plan`` executed in this process on ``inputs`` (the oracle)."""
+    return run(plan, inputs).output
+
+
+__all__ = ["BACKENDS", "InlineOptions", "LocalOptions", "Measured", "RayOptions", "Run",
+           "backend_options", "run", "run_inline"]

@@ -22,7 +22,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile, measure, save
 from edgeweave.errors import UnknownNameError
 from edgeweave.graph import LayerGraph
-from edgeweave.runtime.local import WorkerError
+from edgeweave.errors import WorkerError
 
 BACKENDS = ("local", "ray")
 
@@ -30,20 +30,22 @@ BACKENDS = ("local", "ray")
 def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster: Cluster,
                     backend: str = "local", repeats: int = 5, warmup: int = 2,
                     address: str | None = None,
-                    progress: Callable[[str], None] | None = None) -> dict[str, ModelProfile]:
-    """Each device's profile of ``graph``, measured by that device's worker;
+                    progress: Callable[[str], None] | None = None,
+                    in_context: bool = False) -> dict[str, ModelProfile]:
+    """Each device's profile of ``graph``, measured by that device's worker — each layer
+    alone, or (``in_context``) in a real pass (``runtime.calibrate.measure_in_context``);
     ``progress(device)`` is told as each device finishes."""
     if backend not in BACKENDS:
         raise UnknownNameError(f"Unknown profiling backend '{backend}'; backends: "
                                f"{', '.join(BACKENDS)}.")
-    jobs = [(device.name, device.threads or 1) for device in cluster.devices]
+    jobs = [(device.name, device.threads or 1, in_context) for device in cluster.devices]
     profiles: dict[str, ModelProfile] = {}
     if backend == "local":
-        for name, threads in jobs:
+        for name, threads, context in jobs:
             with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
                 try:
                     profiles[name] = pool.submit(_measure_on, name, threads, graph, inputs,
-                                                 repeats, warmup).result()
+                                                 repeats, warmup, context).result()
                 except BrokenProcessPool:
                     raise WorkerError(f"The profiling worker of device '{name}' died.") \
                         from None
@@ -57,7 +59,8 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
     try:
         remote = ray.remote(num_cpus=0)(_measure_on)
         pending = {remote.options(resources={resource(name): 0.001}).remote(
-            name, threads, graph, inputs, repeats, warmup): name for name, threads in jobs}
+            name, threads, graph, inputs, repeats, warmup, context): name
+            for name, threads, context in jobs}
         while pending:
             [ready], _ = ray.wait(list(pending), num_returns=1)
             name = pending.pop(ready)
@@ -71,12 +74,17 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
     finally:
         if started:
             ray.shutdown()
-    return {name: profiles[name] for name, _ in jobs}
+    return {name: profiles[name] for name, _, _ in jobs}
 
 
-def _measure_on(device: str, threads: int, graph: LayerGraph,
-                inputs: tuple[torch.Tensor, ...], repeats: int, warmup: int) -> ModelProfile:
-    measured = measure(graph, inputs, repeats, warmup, threads)
+def _measure_on(device: str, threads: int, graph: LayerGraph, inputs: tuple[torch.Tensor, ...],
+                repeats: int, warmup: int, in_context: bool) -> ModelProfile:
+    if in_context:
+        from edgeweave.runtime.calibrate import measure_in_context
+
+        measured = measure_in_context(graph, inputs, repeats, warmup, threads)
+    else:
+        measured = measure(graph, inputs, repeats, warmup, threads)
     return dataclasses.replace(measured, host=f"{device} on {measured.host}")
 
 

@@ -2,24 +2,19 @@
 
 Each device's node offers a custom resource named after it (``resource(device)``; the
 ``edgeweave worker`` command starts a node with it), and the device's actor asks for a
-sliver of it, so it can only be placed there. An actor holds the plan as its device sees
-it (``Plan.for_device``: only its own layers' weights) and runs one *call* at a time: one
-unit, or (batched, the default) a run of its device's consecutive units that reads from
-other devices only at its start and sends to them only at its end (``calls``).
+sliver of it, so it can only be placed there. An actor wraps the device's
+``DeviceWorker``, holding the plan as its device sees it (``Plan.for_device``: only its own
+layers' weights), and runs one *call* per segment (``units.segments``).
 
-A call returns one *parcel* per device that consumes its results — the crops its
-consumers there need, with the producer, the frame and the time sent — and last a parcel
-for the driver: the model outputs it computed and the events recorded since the previous
-call. A consumer's call takes the parcels addressed to its device, so tensors travel
-device to device through Ray, never through the driver. Two modes execute the same calls:
+A call returns one *parcel* per device that consumes its results and last the *report*
+for the driver: the model outputs it computed and the events recorded. A consumer's call
+takes the parcels addressed to its device (and the report of its device's previous call,
+which keeps a device's calls in the plan's order), so tensors travel device to device
+through Ray, never through the driver. Two modes execute the same calls:
 
 - ``compiled`` (default): the plan is a static graph, compiled once with Ray Compiled
   Graphs; frames are executions of it, two in flight.
-- ``plain``: ordinary actor calls, submitted frame by frame in a dependency order
-  (actors run calls in submission order, which is the plan's order).
-
-``docs/benchmarks.md`` measures both, with and without batching: batching makes plain
-calls several times faster and is a wash for a compiled graph on this machine.
+- ``plain``: ordinary actor calls, submitted frame by frame in a dependency order.
 
 Actors stamp events with their wall clock; the driver measures each actor's offset (the
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
@@ -50,15 +45,13 @@ from typing import Any
 
 import torch
 
-from edgeweave.errors import ClusterConfigError, EdgeweaveError, PlanError
+from edgeweave.errors import ClusterConfigError, PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.inline import collect_outputs
-from edgeweave.runtime.local import Measured, WorkerError
-from edgeweave.simulation import Event, Timeline
-from edgeweave.units import Plan, execution_order
-from edgeweave.units.compute import Piece, compute_unit, crop, input_unit
-
-MODES = ("compiled", "plain")
+from edgeweave.runtime.backend import RAY_MODES as MODES
+from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs
+from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
+from edgeweave.units import Event, Plan, Timeline
+from edgeweave.units.segments import Segment, receivers, segments
 # Frames a compiled graph holds at once: each call's results wait in one-slot channels
 # until read, so a device can run at most one frame ahead of the driver's reading anyway.
 IN_FLIGHT = 2
@@ -79,66 +72,26 @@ def resource(device: str) -> str:
     return f"edgeweave-device-{device}"
 
 
-def calls(plan: Plan, batch: bool = True) -> list[tuple[str, ...]]:
-    """The plan's units grouped into actor calls, in a dependency order.
-
-    Unbatched, every unit is a call. Batched, a call is a run of consecutive units in one
-    device's order that reads from other devices only at its start and sends to other
-    devices only at its end: a unit joins the call before it when everything it needs
-    comes from that call or from earlier calls on its device, and a unit whose results
-    another device needs ends its call. The plan's schedule is unchanged; only the hops
-    between a device's own units are gone.
-    """
-    order = execution_order(plan)
-    if not batch:
-        return [(unit_id,) for unit_id in order]
-    call_of: dict[str, int] = {}
-    groups: list[list[str]] = []
-    open_call: dict[str, int] = {}  # device -> index of the call still open there
-    for unit_id in order:
-        unit = plan.unit(unit_id)
-        current = open_call.get(unit.device)
-        joins = current is not None and all(
-            call_of[n.unit] == current or plan.unit(n.unit).device == unit.device
-            for n in unit.needs) and not plan.is_input(unit_id)
-        if not joins:
-            current = len(groups)
-            groups.append([])
-        groups[current].append(unit_id)
-        call_of[unit_id] = current
-        sends_away = any(plan.unit(c).device != unit.device for c, _ in plan.forwarding[unit_id])
-        if sends_away:
-            open_call.pop(unit.device, None)
-        else:
-            open_call[unit.device] = current
-    return [tuple(group) for group in groups]
-
-
-def targets(plan: Plan, call: Sequence[str]) -> tuple[str, ...]:
-    """Where a call sends results, in the order of its returns: each device with a
-    consumer of them outside the call, then the driver."""
-    devices = {plan.unit(consumer).device for unit_id in call
-               for consumer, _ in plan.forwarding[unit_id] if consumer not in call}
-    return (*sorted(devices), DRIVER)
+def targets(plan: Plan, segment: Segment) -> tuple[str, ...]:
+    """Where a segment's call sends results, in the order of its returns: each device with
+    a consumer of them, then the driver."""
+    return (*receivers(plan, segment), DRIVER)
 
 
 class DeviceActor:
-    """A device's worker: runs one call (a few units) at a time (wrapped by
-    ``ray.remote`` when used). Each call's last return, for the driver, carries the
-    model outputs it computed and the events recorded since the previous call.
+    """A device's worker as a Ray actor (wrapped by ``ray.remote`` when used): one call
+    runs one segment through the device's ``DeviceWorker`` and returns one parcel per
+    device that consumes its results, then the report for the driver.
 
-    It holds what its units computed for every frame the driver has not collected yet
-    (the *floor* every input and parcel carries): after a re-plan, a call for a unit it
+    The worker holds what it computed for every frame the driver has not collected (the
+    *floor* that inputs carry and parcels pass on): after a re-plan, a call for a unit it
     holds returns the held results instead of computing them again."""
 
     def __init__(self, device: str, plan: Plan) -> None:
-        self.device, self.plan = device, plan
-        self.events: list[Event] = []
-        self.received: set[tuple[int, str]] = set()
-        self.held: dict[tuple[int, str], dict[str, Piece]] = {}
-        self.log: list[Event] = []  # every event of frames not yet collected
-        self.floor = 0
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
+        self.core = DeviceWorker(device, plan, clock=time.time)
+        self.floor = 0
+        self.log: list[Event] = []  # every event of frames not yet collected
 
     def clock(self) -> float:
         """This machine's wall clock."""
@@ -151,84 +104,48 @@ class DeviceActor:
     def adopt(self, units, order, graphs=None) -> None:
         """Go on with a re-planned plan; ``graphs`` hold the weights of the units moved
         here, when some are."""
-        self.plan = dataclasses.replace(self.plan, units=units, order=order,
-                                        graphs=graphs or self.plan.graphs)
+        plan = self.core.plan
+        self.core.adopt(dataclasses.replace(plan, units=units, order=order,
+                                            graphs=graphs or plan.graphs))
 
-    def run(self, call: tuple[str, ...], *arrived: Any) -> Any:
-        """Run the units of ``call`` on the frame's inputs (first, when the call starts with
-        an input unit) and the parcels addressed to this device; one parcel per target."""
-        frame, floor = arrived[0][:2]  # inputs and parcels alike start so
+    def run(self, segment: Segment, *arrived: Any) -> Any:
+        """Run ``segment`` on what arrived: the frame's inputs ``(frame, floor, inputs)``
+        when it starts with an input unit, and the parcels of its producers."""
+        parcels = [a for a in arrived if isinstance(a, Parcel)]
+        given = [a for a in arrived if isinstance(a, tuple)]
+        reports = [a for a in arrived if isinstance(a, Report)]  # order on this device only
+        if given:
+            frame, floor = given[0][:2]
+        else:
+            frame, floor = (parcels[0].frame, parcels[0].floor) if parcels else (
+                reports[0].frame, self.floor)
         self._forget(floor)
-        inputs = arrived[0][2] if self.plan.is_input(call[0]) else None
-        crops = self._unpack(arrived[1:] if inputs is not None else arrived, time.time())
-        produced: dict[str, dict[str, Piece]] = {}
-        for unit_id in call:
-            if (frame, unit_id) in self.held:  # computed before a re-plan
-                produced[unit_id] = self.held[frame, unit_id]
-                continue
-            start = time.time()
-            unit = self.plan.unit(unit_id)
-            graph = self.plan.graphs[unit.graph]
-            try:
-                if self.plan.is_input(unit_id):
-                    outputs = input_unit(graph, unit, inputs[unit.graph])
-                else:
-                    outputs = compute_unit(graph, unit, [
-                        (need, crop(produced[need.unit][need.layer], need.region)
-                         if need.unit in produced else crops[need.unit, need.layer, need.region])
-                        for need in unit.needs])
-            except Exception as error:  # named for the driver: device, frame and cause
-                raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
-                                  f"{unit_id}): {type(error).__name__}: {error}") from None
-            produced[unit_id] = self.held[frame, unit_id] = outputs
-            self._record(Event("compute", frame, unit_id, self.device, start, time.time()))
-        parcels = [self._parcel(frame, call, produced, device, time.time())
-                   for device in targets(self.plan, call)]
-        return tuple(parcels) if len(parcels) > 1 else parcels[0]
-
-    def _record(self, event: Event) -> None:
-        self.events.append(event)
-        self.log.append(event)
+        for parcel in parcels:
+            if parcel.sender != self.core.device:
+                self.core.receive(parcel)
+        if given:
+            unit = self.core.plan.unit(segment.units[0])
+            self.core.receive_inputs(frame, unit.graph, given[0][2][unit.graph])
+        sent, report = self.core.run(frame, segment)
+        self.log.extend(report.events)
+        by_device = {device: dataclasses.replace(parcel, floor=self.floor)
+                     for device, parcel in sent}
+        returns = [by_device[d] for d in targets(self.core.plan, segment)[:-1]] + [report]
+        return tuple(returns) if len(returns) > 1 else returns[0]
 
     def _forget(self, floor: int) -> None:
         if floor > self.floor:
+            for frame in range(self.floor, floor):
+                self.core.finish(frame)
             self.floor = floor
-            self.held = {key: value for key, value in self.held.items() if key[0] >= floor}
-            self.received = {key for key in self.received if key[0] >= floor}
             self.log = [event for event in self.log if event.frame >= floor]
 
-    def _unpack(self, arrived, start: float) -> dict[tuple, torch.Tensor]:
-        crops: dict[tuple, torch.Tensor] = {}
-        for frame, _, producer, source, sent, tensors in arrived:
-            crops.update(tensors)
-            if source != self.device and (frame, producer) not in self.received:
-                self.received.add((frame, producer))
-                size = sum(t.numel() * t.element_size() for t in tensors.values())
-                self._record(Event("transfer", frame, producer, f"{source}->{self.device}",
-                                   sent, start, size))
-        return crops
 
-    def _parcel(self, frame: int, call: tuple[str, ...], produced: dict[str, dict[str, Piece]],
-                device: str, now: float) -> tuple:
-        if device == DRIVER:
-            outputs = {(unit_id, layer): piece for unit_id, pieces in produced.items()
-                       for layer, piece in pieces.items()
-                       if layer in self.plan.graphs[self.plan.unit(unit_id).graph].outputs}
-            events, self.events = self.events, []
-            return frame, outputs, events
-        tensors = {(unit_id, need.layer, need.region):
-                   crop(produced[unit_id][need.layer], need.region)
-                   for unit_id in call for consumer, need in self.plan.forwarding[unit_id]
-                   if consumer not in call and self.plan.unit(consumer).device == device}
-        return frame, self.floor, call[-1], self.device, now, tensors
-
-
-def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float = 0.0, timeout_s: float = 60.0, address: str | None = None,
-            mode: str = "compiled", batch: bool = True,
-            on_frame: Callable[[int], None] | None = None, detect_s: float = 3.0) -> Measured:
-    """Run ``frames`` through ``plan`` with one Ray actor per device, each call running
-    one unit or (``batch``) a run of a device's units.
+def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
+            interval_s: float = 0.0, timeout_s: float = 60.0,
+            on_frame: Callable[[int], None] | None = None,
+            options: RayOptions = RayOptions()) -> Measured:
+    """Run ``frames`` through ``plan`` with one Ray actor per device, one call per segment.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
     every device's resource is started for the run and stopped after it. An actor that
@@ -236,11 +153,10 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     within ``detect_s``): its units are re-planned onto the survivors, whose actors go on
     with what they hold, and the frames not yet collected are sent again.
     """
-    if mode not in MODES:
-        raise EdgeweaveError(f"Unknown Ray mode '{mode}'; modes: {', '.join(MODES)}.")
+    mode, detect_s = options.mode, options.detect_s
     ray = import_ray()
-    started = connect(ray, list(plan.order), address)
-    session = _Session(ray, plan, mode, batch, on_frame, timeout_s)
+    started = connect(ray, list(plan.order), options.address)
+    session = _Session(ray, plan, mode, on_frame, timeout_s)
     finished: list[list[tuple]] = []
     faults: list[str] = []
     try:
@@ -267,13 +183,9 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             ray.shutdown()
     start, offsets = session.start_s, session.offsets
     outputs, recorded = [], list(session.recovered)
-    for returned in finished:
-        pieces: dict[tuple[str, str], list[Piece]] = {}
-        for _, computed, events in returned:
-            for (unit_id, layer), piece in computed.items():
-                pieces.setdefault((plan.unit(unit_id).graph, layer), []).append(piece)
-            recorded.extend(events)
-        outputs.append(collect_outputs(plan, pieces))
+    for reports in finished:
+        outputs.append(collect_outputs(plan, frame_outputs(plan, reports)))
+        recorded.extend(event for report in reports for event in report.events)
     # after a loss an event may come back twice: in a return and in what was fetched
     events = [_on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
     done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == frame)
@@ -281,7 +193,7 @@ def run_ray(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     timeline = Timeline(tuple(events),
                         tuple(session.sent_at[f] - start for f in range(len(frames))),
                         tuple(done),
-                        f"measured: ray backend ({mode}{', batched' if batch else ''}), "
+                        f"measured: ray backend ({mode}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors")
     return Measured(outputs, timeline, tuple(faults))
 
@@ -290,9 +202,8 @@ class _Session:
     """The actors of a run and the runner that feeds them frames; after a device is lost,
     the survivors' actors go on — with what they hold — under the re-planned plan."""
 
-    def __init__(self, ray, plan: Plan, mode: str, batch: bool, on_frame,
-                 timeout_s: float) -> None:
-        self.ray, self.plan, self.mode, self.batch = ray, plan, mode, batch
+    def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float) -> None:
+        self.ray, self.plan, self.mode = ray, plan, mode
         self.on_frame, self.timeout_s = on_frame, timeout_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
@@ -322,7 +233,7 @@ class _Session:
 
     def _runner(self) -> _Plain:
         kind = _Compiled if self.mode == "compiled" else _Plain
-        return kind(self.ray, self.plan, self.actors, self.batch, self.on_frame, self.sent_at)
+        return kind(self.ray, self.plan, self.actors, self.on_frame, self.sent_at)
 
     def feed(self, frames, first: int, interval_s: float) -> None:
         """Send frames ``first``.. and collect their results."""
@@ -476,29 +387,33 @@ def _on_driver_clock(event: Event, offsets: dict[str, float], start: float) -> E
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame,
-                 sent_at: dict[int, float]) -> None:
+    def __init__(self, ray, plan: Plan, actors, on_frame, sent_at: dict[int, float]) -> None:
         self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
         self.sent_at = sent_at  # frame -> when first sent, kept across re-plans
-        self.calls = calls(plan, batch)
-        call_of = {unit_id: call for call in self.calls for unit_id in call}
-        # per call: the (producer call, index of its return for this device) it reads
-        self.reads = {call: [(producer, targets(plan, producer).index(self.device(call)))
-                             for producer in dict.fromkeys(
-                                 call_of[n.unit] for u in call for n in plan.unit(u).needs)
-                             if producer != call] for call in self.calls}
-        self.results: list[list[tuple]] = []
+        self.calls = segments(plan)
+        call_of = {unit_id: call for call in self.calls for unit_id in call.units}
+        # per call: the (producer call, index of its return for this device) it reads, and
+        # the report of the device's previous call, which keeps a device's calls in order
+        self.reads: dict[Segment, list[tuple[Segment, int]]] = {}
+        previous: dict[str, Segment] = {}
+        for call in self.calls:
+            self.reads[call] = [(producer, targets(plan, producer).index(call.device))
+                                for producer in dict.fromkeys(
+                                    call_of[n.unit] for u in call.units
+                                    for n in plan.unit(u).needs)
+                                if producer.device != call.device]
+            if call.device in previous:
+                before = previous[call.device]
+                self.reads[call].append((before, len(targets(plan, before)) - 1))
+            previous[call.device] = call
+        self.results: list[list[Report]] = []
 
     in_flight = 4  # frames submitted before the oldest is collected (bounds what is held)
 
-    def device(self, call: tuple[str, ...]) -> str:
-        """Where a call runs."""
-        return self.plan.unit(call[0]).device
-
-    def call(self, call: tuple[str, ...], *args) -> list:
+    def call(self, call: Segment, *args) -> list:
         """Submit (or, compiled, bind) a call: one reference per target."""
         count = len(targets(self.plan, call))
-        method = self.actors[self.device(call)].run
+        method = self.actors[call.device].run
         if count == 1:
             return [self.launch(method, call, *args)]
         return list(self.launch(method.options(num_returns=count), call, *args))
@@ -509,14 +424,14 @@ class _Plain:
 
     def submit(self, frame: int, floor: int, inputs: dict) -> list:
         """Submit one frame's calls; the driver's returns."""
-        returned: dict[tuple[str, ...], list] = {}
+        returned: dict[Segment, list] = {}
         for call in self.calls:
-            args = ([(frame, floor, inputs)] if self.plan.is_input(call[0]) else []) + [
+            args = ([(frame, floor, inputs)] if self.plan.is_input(call.units[0]) else []) + [
                 returned[producer][index] for producer, index in self.reads[call]]
             returned[call] = self.call(call, *args)
         return [refs[-1] for refs in returned.values()]
 
-    def collect(self, submitted, timeout_s: float) -> list[tuple]:
+    def collect(self, submitted, timeout_s: float) -> list[Report]:
         """A submitted frame's returns to the driver."""
         return self.ray.get(submitted, timeout=timeout_s)
 
@@ -545,7 +460,7 @@ class _Plain:
     def _collected(self, returned: list[tuple]) -> None:
         self.results.append(returned)
         if self.on_frame is not None:
-            self.on_frame(returned[0][0])
+            self.on_frame(returned[0].frame)
 
     def close(self) -> None:
         """Release what the mode holds (nothing for plain calls)."""
@@ -556,15 +471,14 @@ class _Compiled(_Plain):
 
     in_flight = IN_FLIGHT
 
-    def __init__(self, ray, plan: Plan, actors, batch: bool, on_frame,
-                 sent_at: dict[int, float]) -> None:
-        super().__init__(ray, plan, actors, batch, on_frame, sent_at)
+    def __init__(self, ray, plan: Plan, actors, on_frame, sent_at: dict[int, float]) -> None:
+        super().__init__(ray, plan, actors, on_frame, sent_at)
         from ray.dag import InputNode, MultiOutputNode
 
-        nodes: dict[tuple[str, ...], list] = {}
+        nodes: dict[Segment, list] = {}
         with InputNode() as source:
             for call in self.calls:
-                args = ([source] if plan.is_input(call[0]) else []) + [
+                args = ([source] if plan.is_input(call.units[0]) else []) + [
                     nodes[producer][index] for producer, index in self.reads[call]]
                 nodes[call] = self.call(call, *args)
             graph = MultiOutputNode([returned[-1] for returned in nodes.values()])

@@ -1,6 +1,6 @@
-"""The discrete-event simulator and the timeline format it shares with the runtime."""
+"""The discrete-event simulator (its timeline format lives in ``units``, shared with the
+runtime)."""
 
-from edgeweave.simulation.simulator import simulate, unit_compute_s
-from edgeweave.simulation.timeline import Event, Timeline
+from edgeweave.simulation.simulator import simulate
 
-__all__ = ["Event", "Timeline", "simulate", "unit_compute_s"]
+__all__ = ["simulate"]

@@ -1,6 +1,7 @@
 """The discrete-event simulator: when each unit of each frame runs, predicted.
 
-Rules. A device runs one unit at a time, its units in the plan's order, frame after frame
+Rules. A unit lasts what the cost model says, plus its device's per-segment overhead
+when it starts a segment (``units.segments``). A device runs one unit at a time, its units in the plan's order, frame after frame
 (frame f+1's units queue behind frame f's). A unit starts when its device reaches it and
 all its inputs are there. A finished unit sends each region its forwarding table names to
 each other device that needs it — once per device, however many of its units read it. A
@@ -14,25 +15,12 @@ device where its input arrived; the frame is done when all are there. Frame f ar
 from __future__ import annotations
 
 import heapq
-import math
 from collections import defaultdict
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
-from edgeweave.simulation.timeline import Event, Timeline
-from edgeweave.units import Plan, footprints, layer_regions
-
-
-def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str) -> float:
-    """Predicted seconds for a unit on its device: each layer's share of its output."""
-    unit = plan.unit(unit_id)
-    graph, device = plan.graphs[unit.graph], plan.cluster.device(unit.device)
-    total = 0.0
-    for name, region in layer_regions(unit, graph).items():
-        layer = graph[name]
-        whole = region.numel if layer.output_shape is None else math.prod(layer.output_shape)
-        total += cost.compute_s(graph, layer, device, min(1.0, region.numel / max(1, whole)))
-    return total
+from edgeweave.units import Event, Plan, Timeline, footprints, layer_regions
+from edgeweave.units.timing import unit_times_s
 
 
 def simulate(plan: Plan, frames: int = 1, interval_s: float = 0.0,
@@ -49,7 +37,7 @@ class _Run:
         self.plan, self.cost, self.frames = plan, cost, frames
         self.arrival = tuple(f * interval_s for f in range(frames))
         self.source = plan.cluster.devices[0].name
-        self.duration = {u.id: unit_compute_s(plan, cost, u.id) for u in plan.units}
+        self.duration = unit_times_s(plan, cost)
         self.queue = {d: [(f, uid) for f in range(frames) for uid in ids]
                       for d, ids in plan.order.items()}
         self.position = dict.fromkeys(self.queue, 0)
@@ -131,7 +119,7 @@ class _Run:
             n_bytes = region.numel * graph[layer].itemsize
             medium = link.channel
             start = max(time, self.medium_free[medium])
-            end = start + 8.0 * n_bytes / link.bandwidth_bps
+            end = start + CostModel.occupancy_s(n_bytes, link)
             self.medium_free[medium] = end
             self.events.append(Event("transfer", frame, unit_id, f"{src}->{dst}", start,
                                      end + link.latency_s, n_bytes))

@@ -1,0 +1,361 @@
+"""The device worker: what every backend runs on a device, whatever carries its messages.
+
+A ``DeviceWorker`` holds the plan as its device sees it and executes the device's
+*segments* (``units.segments``): runs of its units that receive from other devices only at
+their start and send only at their end. It is told what arrives (``receive``,
+``receive_inputs``), says when a segment can start (``missing``), runs it (``run``) and hands
+back what must travel: one ``Parcel`` per device that consumes the segment's results, and a
+``Report`` for the driver with the model outputs it computed and the events it recorded.
+Transports (inline, local processes, Ray actors) only carry parcels and reports.
+
+Inside a segment, consecutive units that compute whole tensors run as one compiled
+``torch.fx`` module (``LayerGraph.compile``), split units by their region kernels back to
+back; nothing is sent and no event message is made per unit.
+
+The worker keeps what it computed (``held``) and received until the driver says a frame is
+complete (``finish``), so that after a device is lost it can go on under the re-planned
+plan (``adopt``), send again what units that moved need (``resend``) and skip the units it
+already computed.
+
+Work stealing (seed 003) fits this shape: a segment that several devices may take is run
+by whichever worker the transport hands it to, because a worker computes any unit whose
+needs it has been sent and returns parcels addressed by consumer, not by a fixed peer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from edgeweave.cost import CostModel
+from edgeweave.errors import WorkerError
+from edgeweave.units import Event, Need, Plan, Region, Unit, unit_compute_s
+from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge
+from edgeweave.units.segments import Segment, segments
+
+Key = tuple[str, str, Region]  # a need's (producer unit, layer, region)
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """The regions one segment of ``frame`` sends to one device: sent at ``sent_s``, usable
+    there from ``due_s`` (later than sent when a link is emulated)."""
+
+    frame: int
+    sender: str
+    unit: str  # the segment's last unit, which names the transfer in timelines
+    tensors: Mapping[Key, torch.Tensor]
+    sent_s: float
+    due_s: float
+    floor: int = 0  # frames below it are complete (the ray backend passes it on)
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes the parcel carries."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a device tells the driver after a segment of ``frame``: the model outputs it
+    computed (by unit and layer), back at the model's source device at ``due_s``; the
+    events recorded since its previous report; ``last`` when the device has nothing more to
+    do for the frame."""
+
+    device: str
+    frame: int
+    outputs: Mapping[tuple[str, str], Piece]
+    events: tuple[Event, ...]
+    last: bool
+    due_s: float
+
+
+class Emulation:
+    """What a worker emulates: each link's (or shared medium's) clock, given as
+    ``channel -> (free_at value, lock)`` that all workers share, and the cost model's compute
+    time as a lower bound on each step (``compute``)."""
+
+    def __init__(self, media: Mapping | None = None, compute: bool = False) -> None:
+        self.media, self.compute = media or {}, compute
+
+    def label(self) -> str:
+        """How the timeline's source names what was emulated."""
+        parts = (["emulated links"] if self.media else []) + (
+            ["emulated compute"] if self.compute else [])
+        return f", {' and '.join(parts)}" if parts else ""
+
+    def transfer(self, plan: Plan, src: str, dst: str, n_bytes: int, now: float
+                 ) -> tuple[float, float]:
+        """Occupy the link from ``src`` to ``dst``: (start, delivery time)."""
+        if not self.media or src == dst:
+            return now, now
+        link = plan.cluster.link(src, dst)
+        free_at, lock = self.media[link.channel]
+        with lock:  # the clock is shared with other processes: read and move it together
+            start = max(now, free_at.value)
+            end = start + CostModel.occupancy_s(n_bytes, link)
+            free_at.value = end
+        return start, end + link.latency_s
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Units of a segment run together: compiled (``module``) from the merged needs of
+    ``inputs`` (layer -> needs), exporting ``exports``; or one unit by region kernels."""
+
+    units: tuple[str, ...]
+    module: torch.nn.Module | None = None
+    inputs: tuple[tuple[str, tuple[Need, ...]], ...] = ()
+    exports: tuple[tuple[str, str], ...] = ()  # (unit, layer) in the module's output order
+
+    @property
+    def label(self) -> str:
+        """The step in a timeline: its unit, or its first and last units."""
+        return self.units[0] if len(self.units) == 1 else f"{self.units[0]}..{self.units[-1]}"
+
+
+class DeviceWorker:
+    """The transport-independent worker of ``device`` (see the module's docstring)."""
+
+    def __init__(self, device: str, plan: Plan, emulation: Emulation | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.device, self.emulation, self.clock = device, emulation or Emulation(), clock
+        self.store: dict[tuple[int, Key], torch.Tensor] = {}
+        self.due: dict[tuple[int, Key], float] = {}
+        self.inputs: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
+        self.held: dict[tuple[int, str], dict[str, Piece]] = {}
+        self.events: dict[int, list[Event]] = {}
+        self.adopt(plan)
+
+    # -- the plan -----------------------------------------------------------------------
+    def adopt(self, plan: Plan) -> None:
+        """Go on under ``plan`` (at the start, or re-planned after a device was lost)."""
+        self.plan = plan
+        self.cost = CostModel.for_cluster(plan.cluster) if self.emulation.compute else None
+        self.segments = tuple(s for s in segments(plan) if s.device == self.device)
+        self._steps_of.cache_clear()
+
+    def resend(self, moved: set[str]) -> list[tuple[str, Parcel]]:
+        """Parcels of every result held for units in ``moved`` (they changed device)."""
+        parcels = []
+        for frame in sorted({frame for frame, _ in self.held}):
+            units = [uid for f, uid in self.held if f == frame]
+            parcels += self._parcels(frame, units, only_to=moved)
+        return parcels
+
+    def finish(self, frame: int) -> None:
+        """Forget everything held for a complete frame."""
+        for table in (self.store, self.due, self.inputs, self.held):
+            for key in [k for k in table if k[0] == frame]:
+                del table[key]
+        self.events.pop(frame, None)
+
+    # -- what arrives -------------------------------------------------------------------
+    def receive(self, parcel: Parcel) -> None:
+        """Keep the regions a parcel brings; a transfer event records its journey."""
+        for key, tensor in parcel.tensors.items():
+            self.store[parcel.frame, key] = tensor
+            self.due[parcel.frame, key] = parcel.due_s
+        self._record(Event("transfer", parcel.frame, parcel.unit,
+                           f"{parcel.sender}->{self.device}", parcel.sent_s,
+                           max(parcel.due_s, self.clock()), parcel.n_bytes))
+
+    def receive_inputs(self, frame: int, graph: str, tensors: tuple[torch.Tensor, ...]) -> None:
+        """Keep a frame's inputs of model ``graph`` (for this device's input units)."""
+        self.inputs[frame, graph] = tensors
+
+    def missing(self, frame: int, segment: Segment) -> int:
+        """How many of the inputs a segment reads from outside have not arrived."""
+        first = self.plan.unit(segment.units[0])
+        if self.plan.is_input(first.id):
+            return int((frame, first.graph) not in self.inputs)
+        return sum(1 for need in self._outside(segment)
+                   if (frame, need.unit) not in self.held
+                   and (frame, (need.unit, need.layer, need.region)) not in self.store)
+
+    def computed(self, frame: int, segment: Segment) -> bool:
+        """Whether every unit of a segment is held for ``frame`` (computed before a re-plan)."""
+        return all((frame, uid) in self.held for uid in segment.units)
+
+    # -- running ------------------------------------------------------------------------
+    def run(self, frame: int, segment: Segment) -> tuple[list[tuple[str, Parcel]], Report]:
+        """Run a segment of ``frame`` whose inputs are all here (``missing`` is 0): the
+        parcels to send (by device) and the report for the driver."""
+        due = max((self.due.get((frame, (n.unit, n.layer, n.region)), 0.0)
+                   for n in self._outside(segment)), default=0.0)
+        if due > self.clock():  # emulated data still on the wire
+            time.sleep(due - self.clock())
+        for step in self._steps_of(segment):
+            if all((frame, uid) in self.held for uid in step.units):
+                continue  # computed before a re-plan
+            start = self.clock()
+            try:
+                self._compute(frame, step)
+            except Exception as error:  # named for the driver: device, frame and cause
+                raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
+                                  f"{step.label}): {type(error).__name__}: {error}") from None
+            if self.cost is not None:  # last at least the device's predicted time
+                predicted = start + sum(unit_compute_s(self.plan, self.cost, uid)
+                                        for uid in step.units)
+                if predicted > self.clock():
+                    time.sleep(predicted - self.clock())
+            self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
+        parcels = self._parcels(frame, segment.units)
+        return parcels, self._report(frame, segment)
+
+    def _compute(self, frame: int, step: _Step) -> None:
+        if step.module is None:
+            unit = self.plan.unit(step.units[0])
+            graph = self.plan.graphs[unit.graph]
+            if self.plan.is_input(unit.id):
+                outputs = input_unit(graph, unit, self.inputs[frame, unit.graph])
+            else:
+                outputs = compute_unit(graph, unit, [(n, self._value(frame, n))
+                                                     for n in unit.needs])
+            self.held[frame, unit.id] = outputs
+            return
+        arguments = [merge([(n.region, self._value(frame, n)) for n in needs])[1]
+                     for _, needs in step.inputs]
+        with torch.no_grad():
+            values = step.module(*arguments)
+        for uid in step.units:
+            self.held.setdefault((frame, uid), {})
+        for (uid, layer), value in zip(step.exports, values, strict=True):
+            self.held[frame, uid][layer] = (self.plan.produced(uid)[layer], value)
+
+    def _value(self, frame: int, need: Need) -> torch.Tensor:
+        if (frame, need.unit) in self.held:
+            return crop(self.held[frame, need.unit][need.layer], need.region)
+        return self.store[frame, (need.unit, need.layer, need.region)]
+
+    def _parcels(self, frame: int, units: Sequence[str], only_to: set[str] | None = None
+                 ) -> list[tuple[str, Parcel]]:
+        inside = set(units)
+        by_device: dict[str, dict[Key, torch.Tensor]] = {}
+        for uid in units:
+            for consumer, need in self.plan.forwarding[uid]:
+                target = self.plan.unit(consumer).device
+                if target == self.device or (only_to is None and consumer in inside) or (
+                        only_to is not None and consumer not in only_to):
+                    continue
+                by_device.setdefault(target, {})[need.unit, need.layer, need.region] = crop(
+                    self.held[frame, uid][need.layer], need.region)
+        parcels = []
+        for target, tensors in sorted(by_device.items()):
+            size = sum(t.numel() * t.element_size() for t in tensors.values())
+            sent, due = self.emulation.transfer(self.plan, self.device, target, size,
+                                                self.clock())
+            parcels.append((target, Parcel(frame, self.device, units[-1], tensors, sent, due)))
+        return parcels
+
+    def _report(self, frame: int, segment: Segment) -> Report:
+        outputs: dict[tuple[str, str], Piece] = {}
+        for uid in segment.units:
+            unit = self.plan.unit(uid)
+            for layer in unit.layers:
+                if layer in self.plan.graphs[unit.graph].outputs:
+                    outputs[uid, layer] = self.held[frame, uid][layer]
+        due = self.clock()
+        source = self.plan.cluster.devices[0].name  # where inputs arrive, outputs go back
+        if outputs and self.device != source:  # the way back, on the (emulated) link
+            size = sum(t.numel() * t.element_size() for _, t in outputs.values())
+            sent, due = self.emulation.transfer(self.plan, self.device, source, size, due)
+            self._record(Event("transfer", frame, segment.units[-1],
+                               f"{self.device}->{source}", sent, due, size))
+        last = segment == self.segments[-1]
+        return Report(self.device, frame, outputs, tuple(self.events.pop(frame, ())), last, due)
+
+    def _record(self, event: Event) -> None:
+        self.events.setdefault(event.frame, []).append(event)
+
+    # -- segments as steps --------------------------------------------------------------
+    def _outside(self, segment: Segment) -> list[Need]:
+        inside = set(segment.units)
+        return [need for uid in segment.units for need in self.plan.unit(uid).needs
+                if need.unit not in inside and self.plan.unit(need.unit).device != self.device]
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - one worker per device, cleared on adopt
+    def _steps_of(self, segment: Segment) -> tuple[_Step, ...]:
+        steps: list[_Step] = []
+        run: list[Unit] = []
+        for uid in segment.units:
+            unit = self.plan.unit(uid)
+            if _whole(self.plan, unit):
+                run.append(unit)
+                continue
+            if run:
+                steps.append(self._compiled(run))
+                run = []
+            steps.append(_Step((uid,)))
+        if run:
+            steps.append(self._compiled(run))
+        return tuple(steps)
+
+    def _compiled(self, run: list[Unit]) -> _Step:
+        if len(run) == 1 and len(run[0].layers) == 1 and not run[0].needs:
+            return _Step((run[0].id,))
+        graph = self.plan.graphs[run[0].graph]
+        inside = {unit.id for unit in run}
+        inputs: dict[str, list[Need]] = {}
+        for unit in run:
+            for need in unit.needs:
+                if need.unit not in inside:
+                    inputs.setdefault(need.layer, []).append(need)
+        exports = [(unit.id, layer) for unit in run for layer in unit.layers
+                   if layer in graph.outputs or any(
+                       consumer not in inside and need.unit == unit.id and need.layer == layer
+                       for consumer, need in self.plan.forwarding[unit.id])]
+        layers = [layer for unit in run for layer in unit.layers]
+        module = graph.compile(layers, list(inputs), [layer for _, layer in exports])
+        return _Step(tuple(unit.id for unit in run), module,
+                     tuple((layer, tuple(needs)) for layer, needs in inputs.items()),
+                     tuple(exports))
+
+
+def _whole(plan: Plan, unit: Unit) -> bool:
+    """Whether a unit computes the whole output of each of its layers from whole inputs
+    (then it can run inside a compiled module)."""
+    if plan.is_input(unit.id):
+        return False
+    graph = plan.graphs[unit.graph]
+    for layer, region in plan.produced(unit.id).items():
+        shape = graph[layer].output_shape
+        if shape is not None and region != Region.full(shape):
+            return False
+    needed: dict[str, list[Region]] = {}
+    for need in unit.needs:
+        needed.setdefault(need.layer, []).append(need.region)
+    for layer, regions in needed.items():
+        shape = graph[layer].output_shape
+        if shape is None:
+            continue
+        hull = regions[0]
+        for region in regions[1:]:
+            hull = hull.hull(region)
+        if hull != Region.full(shape):
+            return False
+    return True
+
+
+def frame_outputs(plan: Plan, reports: Sequence[Report]) -> dict[tuple[str, str], list[Piece]]:
+    """The pieces of every model output in a frame's reports, by (model, layer); a unit
+    computed twice (again after a re-plan) counts once."""
+    pieces: dict[tuple[str, str], list[Piece]] = {}
+    seen: set[tuple[str, str]] = set()
+    for report in reports:
+        for (uid, layer), piece in report.outputs.items():
+            if (uid, layer) not in seen:
+                seen.add((uid, layer))
+                pieces.setdefault((plan.unit(uid).graph, layer), []).append(piece)
+    return pieces
+
+
+def replace_tensors(parcel: Parcel, change: Callable[[torch.Tensor], object]) -> Parcel:
+    """The parcel with every tensor changed by ``change`` (packed for a transport, or
+    unpacked after it)."""
+    return dataclasses.replace(parcel, tensors={k: change(t) for k, t in parcel.tensors.items()})
