@@ -3,8 +3,8 @@
 What a user would run instead is ``module(x)`` on one core. Here each zoo model is planned
 whole on one device (``planner="local"``: one segment, one compiled ``torch.fx`` module)
 and really run on one local worker process of one torch thread, frames one after another;
-plain ``module(x)`` runs in this process with one torch thread too, before and after the
-worker (side by side in one run, so the machine's load is shared). Ratio = worker's
+plain ``module(x)`` runs in this process with one torch thread too, alternating with the
+worker twice (side by side in one run, so both see the machine's swings in load). Ratio = worker's
 median frame latency / plain's median time.
 
 Writes the "whole" section of docs/benchmarks.md. Run: .venv/bin/python bench/whole_model.py
@@ -24,7 +24,7 @@ import edgeweave as ew
 from sections import write_section
 
 MODELS = ("yolov5s", "resnet50", "mobilenet_v2", "googlenet")
-ROUNDS = 10
+ROUNDS = 16
 
 
 def plain_s(module, x) -> list[float]:
@@ -32,7 +32,7 @@ def plain_s(module, x) -> list[float]:
     torch.set_num_threads(1)
     times = []
     with torch.no_grad():
-        for round_ in range(ROUNDS + 2):
+        for round_ in range(ROUNDS // 2 + 2):
             start = time.perf_counter()
             module(x)
             if round_ >= 2:
@@ -50,12 +50,13 @@ def main() -> None:
         module, x = ew.models.get(name)
         graph = ew.trace(module, x, name=name)
         plan = ew.plan(graph, "x86-core", planner="local")
-        before = plain_s(module, x)
-        interval = 1.5 * statistics.median(before) + 0.02  # frames never queue
-        run = ew.run(plan, x, backend="local", frames=ROUNDS + 2, interval_s=interval)
-        after = plain_s(module, x)
-        plain = statistics.median(before + after)
-        worker = statistics.median(run.timeline.latency_s[2:])
+        plain_times, worker_times = [], []
+        for _ in range(2):  # alternate, so that both see the machine's swings in load
+            plain_times += plain_s(module, x)
+            interval = 1.5 * statistics.median(plain_times) + 0.02  # frames never queue
+            run = ew.run(plan, x, backend="local", frames=ROUNDS // 2 + 2, interval_s=interval)
+            worker_times += run.timeline.latency_s[2:]
+        plain, worker = statistics.median(plain_times), statistics.median(worker_times)
         lines.append(f"| {name} | {plain * 1e3:.1f} ms | {worker * 1e3:.1f} ms | "
                      f"{worker / plain:.3f} |")
         print(lines[-1], file=sys.stderr)

@@ -47,3 +47,10 @@ def test_stages_import_only_stages_before_them():
                 imported = node.module.split(".")[1]
                 assert STAGES.index(imported) <= STAGES.index(stage), (
                     f"{path.relative_to(PACKAGE)} (stage {stage}) imports {node.module}")
+
+
+def test_the_runtime_and_re_planning_do_not_import_the_simulator():
+    for path in [*(PACKAGE / "runtime").rglob("*.py"), PACKAGE / "planners" / "recover.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("edgeweave.simulation"), path

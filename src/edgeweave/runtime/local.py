@@ -154,6 +154,7 @@ class _Coordinator:
                          if layer in plan.graphs[u.graph].outputs}
         self.faults: list[str] = []
         self.lost: set[str] = set()
+        self.packed: dict[int, tuple] = {}
 
     def send(self, device: str, message: tuple) -> None:
         self.senders[device].post(message)  # a dead worker is found by check_workers
@@ -251,8 +252,16 @@ class _Coordinator:
     def send_inputs(self, frame: int) -> None:
         for unit in self.plan.units:
             if self.plan.is_input(unit.id):
-                tensors = tuple(_packed(t) for t in self.frames[frame][unit.graph])
+                tensors = tuple(self.pack(t) for t in self.frames[frame][unit.graph])
                 self.send(unit.device, ("input", frame, unit.graph, tensors))
+
+    def pack(self, tensor: torch.Tensor):
+        """A frame's input packed once: frames that repeat the same tensor share its copy
+        (workers only read their inputs)."""
+        key = id(tensor)
+        if key not in self.packed:
+            self.packed[key] = (tensor, _packed(tensor))  # the tensor keeps its id alive
+        return self.packed[key][1]
 
     def check_workers(self, frame: int) -> None:
         now = time.monotonic()

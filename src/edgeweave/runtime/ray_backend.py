@@ -20,7 +20,7 @@ Actors stamp events with their wall clock; the driver measures each actor's offs
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
 so workers on different machines share one timeline. A transfer event runs from the time
 a parcel was sent to the start of the call that received it (an upper bound on the
-transfer). A frame is done when the last of its units has finished.
+transfer). A frame is done when its last output is back at the model's source device.
 
 A dead actor is survived: actors hold what they computed for the frames the driver has not
 collected, the survivors go on under the re-planned plan (``planners.recover.without``),
@@ -188,8 +188,9 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         recorded.extend(event for report in reports for event in report.events)
     # after a loss an event may come back twice: in a return and in what was fetched
     events = [_on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
-    done = [max(e.end_s for e in events if e.kind == "compute" and e.frame == frame)
-            for frame in range(len(frames))]
+    # done: the last output back at the source device (the driver stands for it)
+    done = [max(r.due_s - offsets[r.device] - start for r in reports if r.outputs)
+            for reports in finished]
     timeline = Timeline(tuple(events),
                         tuple(session.sent_at[f] - start for f in range(len(frames))),
                         tuple(done),
