@@ -2,8 +2,8 @@
 
 A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit is its
 own segment and one hop to the other worker; one frame at a time (frames 0.3 s apart, so
-they never overlap). Per-hop overhead = (median frame latency - inline compute of the
-chain) / 16. Beside it: the one-way time of the same tensor through a pipe between two
+they never overlap). Per-hop overhead = (frame latency - the frame's compute events) / 16,
+median over frames. Beside it: the one-way time of the same tensor through a pipe between two
 processes, packed as the local backend packs it (by value up to 256 KiB, else in shared
 memory), and through a loopback TCP socket (half a ping-pong round trip).
 
@@ -102,10 +102,14 @@ def tcp_one_way_s(n_bytes: int) -> float:
     return statistics.median(times)
 
 
-def backend_unit_s(plan, x, inline_s: float, **options) -> float:
-    result = ew.run(plan, x, frames=FRAMES, interval_s=0.3, **options)
-    latency = statistics.median(result.timeline.latency_s[2:])  # the first frames warm up
-    return (latency - inline_s) / HOPS
+def backend_unit_s(plan, x, **options) -> float:
+    """A hop's cost beyond compute: each frame's latency less its compute events, over the
+    hops, median of all but the first two frames."""
+    timeline = ew.run(plan, x, frames=FRAMES, interval_s=0.3, **options).timeline
+    per_frame = [(latency - sum(e.end_s - e.start_s for e in timeline.events
+                                if e.kind == "compute" and e.frame == frame)) / HOPS
+                 for frame, latency in enumerate(timeline.latency_s)]
+    return statistics.median(per_frame[2:])
 
 
 def quarters_plan():
@@ -169,16 +173,10 @@ def main() -> None:
     rows = []
     for label, n_bytes in SIZES.items():
         plan, graph, x = chain_plan(n_bytes)
-        inline = []
-        for _ in range(ROUNDS):
-            start = time.perf_counter()
-            ew.run(plan, x)
-            inline.append(time.perf_counter() - start)
-        inline_s = statistics.median(inline)
         row = {"size": label, "pipe": pipe_one_way_s(n_bytes), "tcp": tcp_one_way_s(n_bytes),
-               "local": backend_unit_s(plan, x, inline_s, backend="local"),
-               "ray plain": backend_unit_s(plan, x, inline_s, backend="ray", mode="plain"),
-               "ray compiled": backend_unit_s(plan, x, inline_s, backend="ray",
+               "local": backend_unit_s(plan, x, backend="local"),
+               "ray plain": backend_unit_s(plan, x, backend="ray", mode="plain"),
+               "ray compiled": backend_unit_s(plan, x, backend="ray",
                                               mode="compiled")}
         rows.append(row)
         print(row, file=sys.stderr)

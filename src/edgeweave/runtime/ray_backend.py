@@ -47,7 +47,6 @@ import torch
 
 from edgeweave.errors import ClusterConfigError, PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.backend import RAY_MODES as MODES
 from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
