@@ -507,6 +507,26 @@ def worker(
     os.execve(command[0], command, environment)
 
 
+def _plain_s(module, inputs, repeats: int = 5) -> float:
+    """Median seconds of plain ``module(*inputs)`` on one torch thread: the yardstick."""
+    import statistics
+
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                module(*inputs)
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _max_error(module, inputs, outputs) -> float:
     import torch
 
@@ -565,6 +585,7 @@ def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> 
         progress.add_task("running on worker processes", total=None)
         measured = run_plan(made, inputs, "local", frames=4, interval_s=0.1)
         error = max(_max_error(module, inputs, output) for output in measured.outputs)
+        plain_ms = 1e3 * _plain_s(module, inputs)
         if gantt:
             from edgeweave.report import gantt as draw
 
@@ -573,7 +594,7 @@ def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> 
     if as_json:
         _echo_json({"comparison": rows, "best": best, "max_abs_error": error, "gantt": gantt,
                     "predicted": _timeline_row(timeline),
-                    "measured": _timeline_row(measured.timeline)})
+                    "measured": _timeline_row(measured.timeline), "plain_ms": plain_ms})
         return
     console.print(_compare_table(f"{DEMO_MODEL} on {DEMO_CLUSTER}", rows))
     console.print(f"best: {best}; 4 frames every 100 ms, simulated on the cluster: mean "
@@ -583,6 +604,9 @@ def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> 
                   f" mean latency {_timeline_row(measured.timeline)['latency_ms']:.1f} ms; "
                   f"outputs equal the model's, max |difference| = {error:.2e}"
                   + (f"; Gantt charts (predicted above measured) in {gantt}" if gantt else ""))
+    console.print(f"plain module(x) on one thread on this host: {plain_ms:.1f} ms a frame "
+                  "(the frames above were sent 100 ms apart and queue behind each other)",
+                  highlight=False)
 
 
 def main() -> None:

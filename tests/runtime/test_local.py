@@ -181,3 +181,17 @@ def test_emulated_links_and_compute_last_at_least_their_predicted_times():
     for event in timeline.events:
         expected = durations[(event.kind, event.frame, event.unit, event.resource)]
         assert event.end_s - event.start_s >= expected - 1e-9
+
+
+def test_bad_backend_options_are_named():
+    plan = ew.plan(zoo_graph("line"), "rpi4b")
+    x = zoo_model("line")[1]
+    with pytest.raises(ew.EdgeweaveError, match="The 'detect_s' option of backend 'local' must "
+                                                "be a positive number of seconds. Got -1"):
+        ew.run(plan, x, backend="local", detect_s=-1)
+    with pytest.raises(ew.EdgeweaveError, match="The 'mode' option of backend 'ray' must be one "
+                                                "of compiled, plain. Got 'fast' instead."):
+        ew.run(plan, x, backend="ray", mode="fast")
+    with pytest.raises(ew.EdgeweaveError, match="Backend 'inline' has no option 'detect_s'"):
+        ew.run(plan, x, detect_s=1.0)
+    assert not multiprocessing.active_children()
