@@ -7,9 +7,10 @@ Analytic (the default) is a roofline per layer::
 where ``bytes`` are the layer's input and output activations plus its parameters — so a
 large fully connected layer is bound by reading its weights, a convolution by its FLOPs,
 and an element-wise op by its activations. A device that names a measured profile uses
-``profile_scale * (fixed + share * (measured - fixed))`` instead, ``fixed`` being the part
-of a split layer's time that does not shrink with its share (0 unless calibrated); its profile must hold the model
-(matched by the graph's fingerprint, so a renamed or reshaped model is not mistaken for it).
+``profile_scale * (fixed + share * (measured - fixed))`` instead, ``fixed`` being the
+part of a split layer's time that does not shrink with its share (0 unless calibrated);
+its profile must hold the model (matched by the graph's fingerprint, so a renamed or
+reshaped model is not mistaken for it).
 A transfer costs ``latency + 8 * n_bytes / bandwidth_bps``; on one device it is free.
 """
 

@@ -235,13 +235,11 @@ class DeviceWorker:
 
     def _parcels(self, frame: int, units: Sequence[str], only_to: set[str] | None = None
                  ) -> list[tuple[str, Parcel]]:
-        inside = set(units)
         by_device: dict[str, dict[Key, torch.Tensor]] = {}
         for uid in units:
             for consumer, need in self.plan.forwarding[uid]:
                 target = self.plan.unit(consumer).device
-                if target == self.device or (only_to is None and consumer in inside) or (
-                        only_to is not None and consumer not in only_to):
+                if target == self.device or (only_to is not None and consumer not in only_to):
                     continue
                 by_device.setdefault(target, {})[need.unit, need.layer, need.region] = crop(
                     self.held[frame, uid][need.layer], need.region)

@@ -1,8 +1,8 @@
 """The discrete-event simulator: when each unit of each frame runs, predicted.
 
 Rules. A unit lasts what the cost model says, plus its device's per-segment overhead
-when it starts a segment (``units.segments``). A device runs one unit at a time, its units in the plan's order, frame after frame
-(frame f+1's units queue behind frame f's). A unit starts when its device reaches it and
+when it starts a segment (``units.segments``). A device runs one unit at a time, its
+units in the plan's order, frame after frame (frame f+1's units queue behind frame f's). A unit starts when its device reaches it and
 all its inputs are there. A finished unit sends each region its forwarding table names to
 each other device that needs it — once per device, however many of its units read it. A
 link carries one transfer at a time, first come first served, for ``8 * bytes /
