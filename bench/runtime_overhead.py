@@ -31,6 +31,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import edgeweave as ew
+from edgeweave.runtime.calibrate import hop_overhead_s
 from edgeweave.runtime.local import _packed
 from edgeweave.runtime.ray_backend import resource
 from edgeweave.units import build_plan, whole
@@ -105,11 +106,8 @@ def tcp_one_way_s(n_bytes: int) -> float:
 def backend_unit_s(plan, x, **options) -> float:
     """A hop's cost beyond compute: each frame's latency less its compute events, over the
     hops, median of all but the first two frames."""
-    timeline = ew.run(plan, x, frames=FRAMES, interval_s=0.3, **options).timeline
-    per_frame = [(latency - sum(e.end_s - e.start_s for e in timeline.events
-                                if e.kind == "compute" and e.frame == frame)) / HOPS
-                 for frame, latency in enumerate(timeline.latency_s)]
-    return statistics.median(per_frame[2:])
+    return hop_overhead_s(ew.run(plan, x, frames=FRAMES, interval_s=0.3, **options).timeline,
+                          HOPS)
 
 
 def quarters_plan():

@@ -38,7 +38,7 @@ from edgeweave.cost.profile import _host
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.progressive import split_dim
-from edgeweave.units import Region, build_plan, whole
+from edgeweave.units import Region, Timeline, build_plan, whole
 from edgeweave.units.compute import compute_region
 
 HOPS = 8
@@ -118,10 +118,15 @@ def _hop_s(cluster: Cluster, backend: str, n_bytes: int, **options) -> float:
              for i, layer in enumerate(n for n in graph if n.kind is not OpKind.INPUT)]
     plan = build_plan({graph.name: graph}, cluster, parts)
     measured = run(plan, x, backend=backend, frames=8, interval_s=0.1, **options).timeline
-    # a frame's latency less its compute, over its hops (the way back is one more)
-    per_frame = [(latency - sum(e.end_s - e.start_s for e in measured.events
-                                if e.kind == "compute" and e.frame == frame)) / HOPS
-                 for frame, latency in enumerate(measured.latency_s)]
+    return hop_overhead_s(measured, HOPS)
+
+
+def hop_overhead_s(timeline: Timeline, hops: int) -> float:
+    """What each of a frame's ``hops`` cost beyond compute: the frame's latency less its
+    compute events, over the hops; the median over frames, the first two (warm-up) left out."""
+    per_frame = [(latency - sum(e.end_s - e.start_s for e in timeline.events
+                                if e.kind == "compute" and e.frame == frame)) / hops
+                 for frame, latency in enumerate(timeline.latency_s)]
     return statistics.median(per_frame[2:])
 
 

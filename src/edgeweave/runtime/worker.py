@@ -139,6 +139,7 @@ class DeviceWorker:
         self.cost = CostModel.for_cluster(plan.cluster) if self.emulation.compute else None
         self.segments = tuple(s for s in segments(plan) if s.device == self.device)
         self._steps_of.cache_clear()
+        self._outside.cache_clear()
 
     def resend(self, moved: set[str]) -> list[tuple[str, Parcel]]:
         """Parcels of every result held for units in ``moved`` (they changed device)."""
@@ -272,10 +273,12 @@ class DeviceWorker:
         self.events.setdefault(event.frame, []).append(event)
 
     # -- segments as steps --------------------------------------------------------------
-    def _outside(self, segment: Segment) -> list[Need]:
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - asked after every message; cleared on adopt
+    def _outside(self, segment: Segment) -> tuple[Need, ...]:
         inside = set(segment.units)
-        return [need for uid in segment.units for need in self.plan.unit(uid).needs
-                if need.unit not in inside and self.plan.unit(need.unit).device != self.device]
+        return tuple(need for uid in segment.units for need in self.plan.unit(uid).needs
+                     if need.unit not in inside
+                     and self.plan.unit(need.unit).device != self.device)
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one worker per device, cleared on adopt
     def _steps_of(self, segment: Segment) -> tuple[_Step, ...]:
