@@ -10,7 +10,7 @@ import edgeweave as ew
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.planners import PLANNERS, plan
 from edgeweave.runtime import run_inline
-from tests.conftest import zoo_graph, zoo_model, zoo_output
+from tests.conftest import assert_equals_model, zoo_graph, zoo_model, zoo_output
 
 CLUSTERS = ["rpi4b+edge-server@wifi", "rpi3*2+jetson-tx2@4g"]
 MODELS = ["line", "two_branch", "resnet18", "siamese", "yolov5s"]
@@ -27,7 +27,7 @@ def test_plan_runs_inline_equal_to_the_model(planner, model, cluster):
     outputs = run_inline(made, inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+        assert_equals_model(ours, theirs)
 
 
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
@@ -66,4 +66,4 @@ def test_every_zoo_model_runs_inline_equal_to_the_model(planner, model):
     outputs = run_inline(made, zoo_model(model)[1])
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+        assert_equals_model(ours, theirs)

@@ -20,7 +20,7 @@ from edgeweave.planners.problem import Problem
 from edgeweave.planners.progressive import Progress, bands, round_shares, split_dim
 from edgeweave.runtime import run_inline
 from edgeweave.units import Part, Region, build_plan, covers
-from tests.conftest import zoo_graph, zoo_model, zoo_output
+from tests.conftest import assert_equals_model, zoo_graph, zoo_model, zoo_output
 
 DEVICES = ("rpi4b-0", "rpi4b-1", "rpi4b-2")
 
@@ -136,7 +136,7 @@ def test_edgeflow_plans_cover_every_row_of_every_layer_once(model):
     outputs = run_inline(made, zoo_model(model)[1])
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+        assert_equals_model(ours, theirs)
 
 
 def test_the_clock_agrees_with_the_simulator():
@@ -213,7 +213,7 @@ def test_every_zoo_model_split_over_four_devices_equals_the_model(model):
     outputs = run_inline(made, zoo_model(model)[1])
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):
-        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+        assert_equals_model(ours, theirs)
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])

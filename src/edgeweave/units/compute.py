@@ -63,7 +63,10 @@ def compute_region(graph: LayerGraph, name: str, region: Region,
             return _run(graph, layer, {p: t for p, (_, t) in pieces.items()})
         fast = _FAST.get(layer.kind)
         result = fast(graph, layer, region, pieces) if fast else None
-        return result if result is not None else _embedded(graph, layer, region, pieces)
+        result = result if result is not None else _embedded(graph, layer, region, pieces)
+        # a trimmed window is a strided view, and element-wise kernels on strided views
+        # run at half speed or worse: one copy here is cheaper than the next layers' loss
+        return result.contiguous() if isinstance(result, torch.Tensor) else result
 
 
 def _clip(layer: Layer, region: Region) -> Region:
@@ -120,9 +123,36 @@ def _conv(graph, layer, region, pieces) -> torch.Tensor | None:
     first, last = c0 // per_group, (c1 - 1) // per_group  # whole groups, cut afterwards
     weight = conv.weight[first * per_group:(last + 1) * per_group]
     bias = None if conv.bias is None else conv.bias[first * per_group:(last + 1) * per_group]
-    x = _pad(tensor, window, have, 2, 0.0)
-    out = F.conv2d(x, weight, bias, g.stride, 0, g.dilation, last - first + 1)
-    return out[:, c0 - first * per_group:c1 - first * per_group][_rest(region, 2)]
+    x, padding, skip = _conv_borders(tensor, window, have, g.stride)
+    out = F.conv2d(x, weight, bias, g.stride, padding, g.dilation, last - first + 1)
+    return out[:, c0 - first * per_group:c1 - first * per_group, skip[0]:skip[0] + region.shape[2],
+               skip[1]:skip[1] + region.shape[3]]
+
+
+def _conv_borders(tensor: torch.Tensor, window: Region, have: Region, stride):
+    """Zeros a convolution's window reaches beyond the map, as the convolution's own
+    (symmetric) padding where it can be — ``F.pad`` copies the whole input, the
+    convolution does not — and the outputs to skip at the start of each spatial dim.
+
+    ``have`` is ``window`` clipped to the map: ``low`` zeros are missing before it and
+    ``high`` after. Padding by ``max(low, high)`` on both sides computes every wanted
+    output; the extra zeros only reach outputs beyond the wanted ones, or — when
+    ``high > low`` — before them, which are skipped when the shift is whole strides.
+    """
+    padding, skip, explicit = [], [], []
+    for (w0, w1), (h0, h1), s in zip(window.bounds[2:], have.bounds[2:], stride):
+        low, high = h0 - w0, w1 - h1
+        if low >= high or (high - low) % s == 0:
+            padding.append(max(low, high))
+            skip.append(max(0, high - low) // s)
+            explicit += [0, 0]
+        else:  # a shift of part of a stride: pad this dim by hand
+            padding.append(0)
+            skip.append(0)
+            explicit += [low, high]
+    if any(explicit):
+        tensor = F.pad(tensor, [*explicit[2:], *explicit[:2]])  # F.pad lists the last dim first
+    return tensor, tuple(padding), skip
 
 
 def _pool(graph, layer, region, pieces) -> torch.Tensor | None:

@@ -139,5 +139,11 @@ def layer_regions(unit: Unit, graph: LayerGraph) -> dict[str, Region]:
     the layers before its last, the receptive field of the last layer's region."""
     if len(unit.layers) == 1:
         return {unit.last: unit.region}
-    regions = required_regions(graph, {unit.last: unit.region}, unit.layers)
-    return {name: regions[name] for name in unit.layers}
+    return dict(_stack_regions(unit.layers, unit.region, graph))
+
+
+@functools.lru_cache(maxsize=4096)  # asked per unit at every frame; units and graphs are frozen
+def _stack_regions(layers: tuple[str, ...], region: Region, graph: LayerGraph
+                   ) -> tuple[tuple[str, Region], ...]:
+    regions = required_regions(graph, {layers[-1]: region}, layers)
+    return tuple((name, regions[name]) for name in layers)
