@@ -15,7 +15,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
-from edgeweave.planners import baselines, edgeflow, johnson, layerwise, neurosurgeon
+from edgeweave.planners import baselines, edgeflow, fused, johnson, layerwise, neurosurgeon
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan
 
@@ -30,6 +30,8 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
                 "seed 001: paths cut and ordered by Extended Johnson, device -> server"),
     "edgeflow": (edgeflow.plan, {}, "seed 002: every layer split over the devices by an LP, "
                  "layer by layer"),
+    "fused": (fused.plan, {"max_depth": 16},
+              "layers fused into stacks cut in bands, few exchanges (seed 003's fusion, DP)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),
     "proportional-split": (layerwise.proportional_split, {},
