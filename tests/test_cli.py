@@ -68,11 +68,17 @@ def test_bad_input_shape_is_one_line():
 
 def test_demo_plans_simulates_and_runs(tmp_path):
     chart = tmp_path / "demo.png"
-    result = runner.invoke(app, ["demo", "--gantt", str(chart), "--json"])
+    # a small model on this host: what is checked is the work, not its speed
+    result = runner.invoke(app, ["demo", "--gantt", str(chart), "--host-model", "line",
+                                 "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert {row["planner"] for row in data["comparison"]} == set(ew.planners.PLANNERS)
-    assert data["max_abs_error"] < 1e-4 and chart.is_file()
+    host = data["host"]
+    assert host["model"] == "line" and host["planner"] == host["ranking"][0][0]
+    assert {name for name, _ in host["ranking"]} == set(ew.planners.PLANNERS)
+    assert host["max_abs_error"] < 1e-4 and chart.is_file()
+    assert host["speedup"] == pytest.approx(host["plain_ms"] / host["measured_ms"])
 
 
 def test_profile_writes_a_profile_the_cost_model_reads(tmp_path):

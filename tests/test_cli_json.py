@@ -28,7 +28,7 @@ def _commands(tmp):
         "calibrate": ["calibrate", "line", "-c", CLUSTER, "-o", str(tmp / "calibrated.yaml"),
                       "--repeats", "1"],
         "reproduce": ["reproduce", "wang2021", "--out", str(tmp / "wang2021.md")],
-        "demo": ["demo", "--gantt", str(tmp / "demo.png")],
+        "demo": ["demo", "--gantt", str(tmp / "demo.png"), "--host-model", "line"],
     }
 
 

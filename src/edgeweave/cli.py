@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from edgeweave import cost, models
+from edgeweave.demo import max_error, on_this_host
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
 from edgeweave.planners import PLANNERS
@@ -35,6 +36,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
 
 DEMO_MODEL, DEMO_CLUSTER = "resnet18", "rpi4b*2+edge-server@wifi"
+DEMO_HOST_MODEL = "yolov5s"  # a model whose split pays on two cores (docs/benchmarks.md)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ClusterOption = Annotated[str, typer.Option(
@@ -360,7 +362,8 @@ def simulate(
     console.print(_plan_table(made, timeline))
     console.print(f"{frames} frame(s): mean latency {_timeline_row(timeline)['latency_ms']:.1f} "
                   f"ms, throughput {timeline.throughput_fps:.2f} frames/s"
-                  + (f"; Gantt chart in {gantt}" if gantt else ""))
+                  + (f"; Gantt charts (the cluster, then this host predicted and measured) "
+                     f"in {gantt}" if gantt else ""))
 
 
 def compare_planners(graph: LayerGraph, model: str, cluster: str, planners: list[str],
@@ -439,7 +442,7 @@ def run(
                        "ray": {"detect_s": detect, "address": address, "mode": ray_mode}}
             result = run_plan(made, inputs, backend, frames, interval, timeout,
                               lambda _: bar.advance(task), **options.get(backend, {}))
-        error = max(_max_error(module, inputs, o) for o in result.outputs) if check else None
+        error = max(max_error(module, inputs, o) for o in result.outputs) if check else None
         predicted = simulate_plan(made, frames, interval)
         measured = result.timeline
         pictures = [(f"{model}, {planner}: predicted", predicted)] + (
@@ -507,36 +510,6 @@ def worker(
     os.execve(command[0], command, environment)
 
 
-def _plain_s(module, inputs, repeats: int = 5) -> float:
-    """Median seconds of plain ``module(*inputs)`` on one torch thread: the yardstick."""
-    import statistics
-
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        times = []
-        with torch.no_grad():
-            for _ in range(repeats):
-                start = time.perf_counter()
-                module(*inputs)
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _max_error(module, inputs, outputs) -> float:
-    import torch
-
-    with torch.no_grad():
-        expected = module(*inputs)
-    pairs = zip(outputs if isinstance(outputs, tuple) else (outputs,),
-                expected if isinstance(expected, tuple) else (expected,), strict=True)
-    return max(float((a - b).abs().max()) for a, b in pairs)
-
-
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(
@@ -572,40 +545,54 @@ def reproduce(
     console.print(f"written to {path}")
 
 
+HostModelOption = Annotated[str, typer.Option(
+    "--host-model", help="The model the demo really runs on this host's cores.")]
+
+
 @app.command()
-def demo(gantt: GanttOption = "demo-gantt.png", as_json: JsonOption = False) -> None:
-    """The main job: plan resnet18 on a small cluster with every planner, simulate, run."""
+def demo(gantt: GanttOption = "demo-gantt.png", host_model: HostModelOption = DEMO_HOST_MODEL,
+         as_json: JsonOption = False) -> None:
+    """The main job: plan resnet18 on a preset cluster with every planner and simulate it;
+    then, on this host's cores, calibrate, rank the planners and really run the first
+    against plain PyTorch."""
     with _reported(), Progress(console=errors, transient=True) as progress:
         module, inputs, graph = load(DEMO_MODEL)
         rows, plans = compare_planners(graph, DEMO_MODEL, DEMO_CLUSTER, list(PLANNERS), 0,
                                        progress)
         best = min(rows, key=lambda row: row["latency_ms"])["planner"]
-        made = plans[best]
-        timeline = simulate_plan(made, frames=4, interval_s=0.1)
-        progress.add_task("running on worker processes", total=None)
-        measured = run_plan(made, inputs, "local", frames=4, interval_s=0.1)
-        error = max(_max_error(module, inputs, output) for output in measured.outputs)
-        plain_ms = 1e3 * _plain_s(module, inputs)
+        timeline = simulate_plan(plans[best], frames=4, interval_s=0.1)
+        task = progress.add_task("on this host", total=None)
+        host_module, host_inputs, host_graph = load(host_model)
+        host = on_this_host(host_module, host_inputs, host_graph,
+                            step=lambda what: progress.update(task, description=what))
         if gantt:
             from edgeweave.report import gantt as draw
 
-            draw([(f"{DEMO_MODEL}, {best}", timeline), (f"{DEMO_MODEL}, {best}",
-                                                         measured.timeline)], gantt)
+            here = f"{host_model}, {host.planner}, {host.workers} workers on this host"
+            draw([(f"{DEMO_MODEL}, {best}, on {DEMO_CLUSTER}", timeline),
+                  (f"{here}: predicted", host.simulated), (f"{here}: measured", host.measured)],
+                 gantt)
     if as_json:
-        _echo_json({"comparison": rows, "best": best, "max_abs_error": error, "gantt": gantt,
+        _echo_json({"comparison": rows, "best": best, "gantt": gantt,
                     "predicted": _timeline_row(timeline),
-                    "measured": _timeline_row(measured.timeline), "plain_ms": plain_ms})
+                    "host": {"model": host_model, **host.summary()}})
         return
     console.print(_compare_table(f"{DEMO_MODEL} on {DEMO_CLUSTER}", rows))
     console.print(f"best: {best}; 4 frames every 100 ms, simulated on the cluster: mean "
                   f"latency {_timeline_row(timeline)['latency_ms']:.1f} ms, "
-                  f"{timeline.throughput_fps:.2f} frames/s")
-    console.print(f"really run, one process per device on this host ({measured.timeline.source}):"
-                  f" mean latency {_timeline_row(measured.timeline)['latency_ms']:.1f} ms; "
-                  f"outputs equal the model's, max |difference| = {error:.2e}"
-                  + (f"; Gantt charts (predicted above measured) in {gantt}" if gantt else ""))
-    console.print(f"plain module(x) on one thread on this host: {plain_ms:.1f} ms a frame "
-                  "(the frames above were sent 100 ms apart and queue behind each other)",
+                  f"{timeline.throughput_fps:.2f} frames/s"
+                  + (f"; Gantt charts (the cluster, then this host predicted and measured) "
+                     f"in {gantt}" if gantt else ""))
+    table = _table(f"{host_model} really run on this host: {host.workers} worker process(es) "
+                   "of one thread, calibrated", ("plan", "predicted ms", "measured ms",
+                                                 "plain module(x) ms", "speed-up"),
+                   ("predicted ms", "measured ms", "plain module(x) ms", "speed-up"),
+                   caption="plain module(x): one torch thread, timed before and after")
+    table.add_row(host.planner, f"{host.predicted_ms:.1f}", f"{host.measured_ms:.1f}",
+                  f"{host.plain_ms:.1f}", f"{host.speedup:.2f}x")
+    console.print(table)
+    console.print(f"ranked first of {len(host.ranking)} planners on the calibrated workers; "
+                  f"outputs equal the model's, max |difference| = {host.max_abs_error:.2e}",
                   highlight=False)
 
 
