@@ -4,7 +4,7 @@ The local backend sends a tensor between worker processes through a torch
 multiprocessing queue either as a numpy copy pickled through the queue's pipe, or as a
 private copy in a fresh shared-memory segment. This measures the one-way time of each
 (half a ping-pong round trip, median of 30) for sizes from 4 KiB to 4 MiB; the backend's
-threshold (``runtime.local.BY_VALUE_BYTES``) sits where they cross.
+threshold (``runtime.pipes.BY_VALUE_BYTES``) sits where they cross.
 
 Writes the "packing" section of docs/benchmarks.md. Run: .venv/bin/python bench/queue_packing.py
 """

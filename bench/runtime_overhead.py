@@ -32,8 +32,8 @@ from torch import nn
 
 import edgeweave as ew
 from edgeweave.runtime.calibrate import hop_overhead_s
-from edgeweave.runtime.local import _packed
-from edgeweave.runtime.ray_backend import resource
+from edgeweave.runtime.pipes import packed as _packed
+from edgeweave.runtime.ray_cluster import resource
 from edgeweave.units import build_plan, whole
 from edgeweave.units.segments import segments
 from sections import write_section

@@ -501,7 +501,7 @@ def worker(
     """Join this machine to a Ray cluster as DEVICE (wraps `ray start`, token auth on)."""
     import os
 
-    from edgeweave.runtime.ray_backend import worker_command
+    from edgeweave.runtime.ray_cluster import worker_command
 
     with _reported():
         command, environment = worker_command(device, address, token_file, cpus)

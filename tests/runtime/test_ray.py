@@ -15,7 +15,7 @@ from edgeweave.errors import ClusterConfigError
 from edgeweave.planners import PLANNERS
 from edgeweave.errors import WorkerError
 from edgeweave.runtime.backend import RAY_MODES as MODES
-from edgeweave.runtime.ray_backend import worker_command
+from edgeweave.runtime.ray_cluster import worker_command
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
 from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan, ran

@@ -38,14 +38,12 @@ from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
+from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
 from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, frame_outputs, replace_tensors
 from edgeweave.units import Event, Plan, Timeline
 
 HEARTBEAT_S = 0.25
 COORDINATOR = "<coordinator>"
-# Below this size a tensor is cheaper pickled through a pipe than moved to a fresh
-# shared-memory segment (bench/queue_packing.py measures both).
-BY_VALUE_BYTES = 1 << 18
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
@@ -77,8 +75,8 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             if a != COORDINATOR:
                 writer.close()
         for device in plan.order:
-            _read_into(pipes[device, COORDINATOR][0], device, inbox)
-        senders = {device: _Sender(pipes[COORDINATOR, device][1]) for device in plan.order}
+            read_into(pipes[device, COORDINATOR][0], device, inbox)
+        senders = {device: Sender(pipes[COORDINATOR, device][1]) for device in plan.order}
         coordinator = _Coordinator(plan, workers, senders, inbox, beats, timeout_s,
                                    options.detect_s)
         coordinator.wait_ready()
@@ -97,50 +95,6 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         for reader, writer in pipes.values():
             reader.close()
             writer.close()
-
-
-class _Sender:
-    """One outgoing pipe, written by its own thread, so that whoever posts never waits on
-    a slow, frozen or dead receiver; a pipe that breaks drops what is posted after."""
-
-    def __init__(self, connection) -> None:
-        self.connection, self.queue = connection, queue.Queue()
-        self.broken = False
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def post(self, message: tuple) -> None:
-        if not self.broken:
-            self.queue.put(message)
-
-    def flush(self) -> None:
-        """Wait until everything posted is sent (or dropped)."""
-        self.queue.join()
-
-    def _drain(self) -> None:
-        while True:
-            message = self.queue.get()
-            if not self.broken:
-                try:
-                    self.connection.send(message)
-                except (OSError, ValueError):  # the receiver is gone
-                    self.broken = True
-            self.queue.task_done()
-
-
-def _read_into(connection, sender: str, inbox: queue.Queue) -> threading.Thread:
-    """Drain one incoming pipe into ``inbox`` on a thread, as (sender, message); a pipe
-    whose writer died ends with (sender, None)."""
-    def drain() -> None:
-        while True:
-            try:
-                message = connection.recv()
-            except Exception:  # EOF, or a message cut off by a killed writer
-                inbox.put((sender, None))
-                return
-            inbox.put((sender, message))
-    thread = threading.Thread(target=drain, daemon=True)
-    thread.start()
-    return thread
 
 
 class _Coordinator:
@@ -214,7 +168,7 @@ class _Coordinator:
                 continue
             report: Report = message[1]
             report = dataclasses.replace(report, outputs={
-                key: (region, _unpacked(t)) for key, (region, t) in report.outputs.items()})
+                key: (region, unpacked(t)) for key, (region, t) in report.outputs.items()})
             frame = report.frame
             reports[frame].append(report)
             if report.last:
@@ -260,7 +214,7 @@ class _Coordinator:
         (workers only read their inputs)."""
         key = id(tensor)
         if key not in self.packed:
-            self.packed[key] = (tensor, _packed(tensor))  # the tensor keeps its id alive
+            self.packed[key] = (tensor, packed(tensor))  # the tensor keeps its id alive
         return self.packed[key][1]
 
     def check_workers(self, frame: int) -> None:
@@ -293,21 +247,6 @@ class _Coordinator:
         self.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
                            f"unit(s) moved to '{adopter}' and unfinished frames recomputed"
                            if moved else f"device '{device}' {what}; it held no units")
-
-
-def _packed(tensor: torch.Tensor):
-    """What to send for ``tensor``: a numpy copy (pickled by value) when small; else a
-    private copy in shared memory."""
-    if tensor.numel() * tensor.element_size() <= BY_VALUE_BYTES:
-        try:
-            return tensor.detach().numpy().copy()
-        except TypeError:  # a dtype numpy lacks (bfloat16): shared memory it is
-            pass
-    return tensor.clone(memory_format=torch.contiguous_format).share_memory_()
-
-
-def _unpacked(value) -> torch.Tensor:
-    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
 
 
 def _shift(event: Event, start: float) -> Event:
@@ -351,11 +290,11 @@ class _Loop:
 
     def __init__(self, device: str, plan: Plan, inbound, outbound, emulation: Emulation) -> None:
         self.device = device
-        self.outbound = {target: _Sender(connection) for target, connection in outbound.items()}
+        self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
         self.core = DeviceWorker(device, plan, emulation)
         self.inbox: queue.Queue = queue.Queue()
         for sender, connection in inbound.items():
-            _read_into(connection, sender, self.inbox)
+            read_into(connection, sender, self.inbox)
         self.finished: set[int] = set()
         self.dead: set[str] = set()
         self.frame = 0
@@ -378,9 +317,9 @@ class _Loop:
     def run(self, segment) -> None:
         parcels, report = self.core.run(self.frame, segment)
         for target, parcel in parcels:
-            self.post(target, ("parcel", replace_tensors(parcel, _packed)))
-        packed = {key: (region, _packed(t)) for key, (region, t) in report.outputs.items()}
-        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=packed)))
+            self.post(target, ("parcel", replace_tensors(parcel, packed)))
+        outputs = {key: (region, packed(t)) for key, (region, t) in report.outputs.items()}
+        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs)))
 
     def post(self, target: str, message: tuple) -> None:
         if target not in self.dead:  # a dead device's units are re-planned elsewhere
@@ -411,9 +350,9 @@ class _Loop:
                 continue  # a late copy for a frame already complete
             if kind == "input":
                 _, frame, graph, tensors = message
-                self.core.receive_inputs(frame, graph, tuple(map(_unpacked, tensors)))
+                self.core.receive_inputs(frame, graph, tuple(map(unpacked, tensors)))
             else:
-                self.core.receive(replace_tensors(message[1], _unpacked))
+                self.core.receive(replace_tensors(message[1], unpacked))
 
     def adopt(self, units, order, graphs, restart: int, lost: str) -> None:
         """Switch to a re-planned plan: re-send held results to units that moved."""
@@ -424,5 +363,5 @@ class _Loop:
                                             graphs=graphs or plan.graphs))
         moved = {unit.id for unit in units if unit.device != before[unit.id]}
         for target, parcel in self.core.resend(moved):
-            self.post(target, ("parcel", replace_tensors(parcel, _packed)))
+            self.post(target, ("parcel", replace_tensors(parcel, packed)))
         self.frame = min(self.frame, restart)

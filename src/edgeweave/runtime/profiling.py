@@ -52,7 +52,7 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
             if progress is not None:
                 progress(name)
         return profiles
-    from edgeweave.runtime.ray_backend import connect, first_line, import_ray, resource
+    from edgeweave.runtime.ray_cluster import connect, first_line, import_ray, resource
 
     ray = import_ray()
     started = connect(ray, cluster.names, address)

@@ -189,8 +189,7 @@ class DeviceWorker:
         parcels to send (by device) and the report for the driver."""
         due = max((self.due.get((frame, (n.unit, n.layer, n.region)), 0.0)
                    for n in self._outside(segment)), default=0.0)
-        if due > self.clock():  # emulated data still on the wire
-            time.sleep(due - self.clock())
+        _sleep_until(due, self.clock)  # emulated data still on the wire
         for step in self._steps_of(segment):
             if all((frame, uid) in self.held for uid in step.units):
                 continue  # computed before a re-plan
@@ -203,8 +202,7 @@ class DeviceWorker:
             if self.cost is not None:  # last at least the device's predicted time
                 predicted = start + sum(unit_compute_s(self.plan, self.cost, uid)
                                         for uid in step.units)
-                if predicted > self.clock():
-                    time.sleep(predicted - self.clock())
+                _sleep_until(predicted, self.clock)
             self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
         parcels = self._parcels(frame, segment.units)
         return parcels, self._report(frame, segment)
@@ -316,6 +314,13 @@ class DeviceWorker:
         return _Step(tuple(unit.id for unit in run), module,
                      tuple((layer, tuple(needs)) for layer, needs in inputs.items()),
                      tuple(exports))
+
+
+def _sleep_until(moment: float, clock: Callable[[], float]) -> None:
+    """Wait until ``clock()`` reaches ``moment`` (read once: it moves while we look)."""
+    left = moment - clock()
+    if left > 0:
+        time.sleep(left)
 
 
 def _whole(plan: Plan, unit: Unit) -> bool:
