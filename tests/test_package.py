@@ -12,7 +12,7 @@ import edgeweave
 PACKAGE = Path(edgeweave.__file__).parent
 # stages in pipeline order: a stage may import only stages before it (DESIGN.md)
 STAGES = ("errors", "models", "graph", "cluster", "cost", "units", "simulation", "planners",
-          "runtime", "report", "experiments", "cli")
+          "runtime", "report", "experiments", "demo", "cli")
 
 
 def test_exported_members():
