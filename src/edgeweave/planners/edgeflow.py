@@ -60,15 +60,17 @@ from edgeweave.units import Plan, Region, input_regions
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
     """Every layer of every model split over the devices by the progressive LP — or, where
-    the planner's clock finds it sooner, the whole workload on one device.
+    the simulator finds it sooner, the whole workload on one device.
     ``notes["chosen"]`` says which."""
-    progress, chosen = partition(problem, _lp_rows), "progressive LP"
-    alone = [on_one_device(problem, d) for d in problem.cluster.devices
-             if sum(problem.graph_s(g, d) for g in problem.graphs.values()) < progress.done_s]
-    best = min((p for p in alone if p is not None), key=lambda p: p.done_s, default=None)
-    if best is not None and best.done_s < progress.done_s - 1e-12:
-        progress, chosen = best, f"all on {best.parts[0].device}"
-    made = progress.plan("edgeflow")
+    split = partition(problem, _lp_rows).plan("edgeflow")
+    candidates = [("progressive LP", split)]
+    for device in problem.cluster.devices:  # only devices whose compute alone is sooner
+        if 1e3 * sum(problem.graph_s(g, device) for g in problem.graphs.values()) \
+                < split.notes["predicted_ms"]:
+            alone = on_one_device(problem, device)
+            if alone is not None:
+                candidates.append((f"all on {device.name}", alone.plan("edgeflow")))
+    chosen, made = min(candidates, key=lambda c: c[1].notes["predicted_ms"])  # first of equals
     return dataclasses.replace(made, notes={**made.notes, "chosen": chosen,
                                             "summary": f"{chosen}: {made.notes['summary']}"})
 

@@ -80,8 +80,11 @@ class Progress:
 
     def plan(self, name: str) -> Plan:
         """The plan of every piece placed, each device's in the order placed; ``notes``
-        give the layers split, the finish the clock predicts and each device's memory
-        footprint."""
+        give the layers split, the simulated latency (``predicted_ms``: one clock for
+        every planner, the simulator's), the placement clock's own estimate
+        (``placement_ms``) and each device's memory footprint."""
+        from edgeweave.simulation import simulate
+
         problem = self.problem
         order: dict[str, list[int]] = {}
         for index, part in enumerate(self.parts):
@@ -93,7 +96,8 @@ class Progress:
         layers = len({(p.graph, p.layers) for p in self.parts})
         notes = {"split_layers": layers - whole,
                  "summary": f"{layers - whole} of {layers} layers split over devices",
-                 "predicted_ms": 1e3 * self.done_s,
+                 "predicted_ms": 1e3 * simulate(made).latency_s[0],
+                 "placement_ms": 1e3 * self.done_s,
                  "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
                                      for d, f in footprints(made).items()}}
         return dataclasses.replace(made, notes=notes)
