@@ -37,7 +37,7 @@ import torch.multiprocessing as mp
 from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
+from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs, keep_freed_memory
 from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
 from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, frame_outputs, replace_tensors
 from edgeweave.units import Event, Plan, Timeline
@@ -265,6 +265,7 @@ def _serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, bea
            index: int) -> None:
     """A worker process: its device's segments, frame after frame, until told to stop."""
     torch.set_num_threads(plan.cluster.device(device).threads or 1)
+    keep_freed_memory()
 
     def beat() -> None:
         while True:

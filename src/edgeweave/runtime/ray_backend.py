@@ -43,7 +43,7 @@ import torch
 
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs
+from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs, keep_freed_memory
 from edgeweave.runtime.ray_cluster import (connect, first_line, import_ray, offsets_of,
                                            on_driver_clock, resource)
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
@@ -72,6 +72,7 @@ class DeviceActor:
 
     def __init__(self, device: str, plan: Plan) -> None:
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
+        keep_freed_memory()
         self.core = DeviceWorker(device, plan, clock=time.time)
         self.floor = 0
         self.log: list[Event] = []  # every event of frames not yet collected
