@@ -84,12 +84,14 @@ def _stacks_ending(problem: Problem, graph: LayerGraph, layers: list[str], end: 
             if not any(position.get(s, -1) <= end for s in successors):
                 break  # not read inside: no stack from here down ends at ``end``
             read_outside = name in graph.outputs or any(position[s] > end for s in successors)
-            if read_outside and not covers([n[name] for n in needed],
-                                           Region.full(graph[name].output_shape)):
+            shape = graph[name].output_shape
+            if read_outside and shape is not None and not covers([n[name] for n in needed],
+                                                                 Region.full(shape)):
                 break  # the bands would not compute all that is read elsewhere
         for band, (device, _) in enumerate(layout):
             region = needed[band][name]
-            full = math.prod(graph[name].output_shape)
+            shape = graph[name].output_shape  # None: a non-tensor value, computed whole
+            full = region.numel if shape is None else math.prod(shape)
             compute[band] += problem.cost.compute_s(
                 graph, graph[name], problem.cluster.device(device),
                 min(1.0, region.numel / max(1, full)))
