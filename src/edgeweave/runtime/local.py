@@ -298,6 +298,7 @@ class _Loop:
             read_into(connection, sender, self.inbox)
         self.finished: set[int] = set()
         self.dead: set[str] = set()
+        self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
         self.frame = 0
 
     def serve(self) -> None:
@@ -319,8 +320,15 @@ class _Loop:
         parcels, report = self.core.run(self.frame, segment)
         for target, parcel in parcels:
             self.post(target, ("parcel", replace_tensors(parcel, packed)))
+        # the coordinator only needs outputs and the last report: a report per segment
+        # woke it at every hop, on the cores the workers compute on; events wait here
+        events = self.unreported.pop(report.frame, ()) + report.events
+        if not (report.outputs or report.last):
+            self.unreported[report.frame] = events
+            return
         outputs = {key: (region, packed(t)) for key, (region, t) in report.outputs.items()}
-        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs)))
+        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs,
+                                                               events=events)))
 
     def post(self, target: str, message: tuple) -> None:
         if target not in self.dead:  # a dead device's units are re-planned elsewhere
@@ -345,6 +353,7 @@ class _Loop:
             if kind == "done":
                 self.finished.add(message[1])
                 self.core.finish(message[1])
+                self.unreported.pop(message[1], None)
                 continue
             frame = message[1] if kind == "input" else message[1].frame
             if frame in self.finished:
