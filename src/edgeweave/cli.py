@@ -36,7 +36,7 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
 
 DEMO_MODEL, DEMO_CLUSTER = "resnet18", "rpi4b*2+edge-server@wifi"
-DEMO_HOST_MODEL = "yolov5s"  # a model whose split pays on two cores (docs/benchmarks.md)
+DEMO_HOST_MODEL = "yolov5s"  # the model whose split paid best on two cores (docs/benchmarks.md)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ClusterOption = Annotated[str, typer.Option(
