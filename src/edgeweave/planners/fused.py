@@ -54,10 +54,9 @@ def _shares(problem: Problem, graph: LayerGraph, devices: list[Device]) -> list[
     return [s / sum(speed) for s in speed]
 
 
-def _layout(graph: LayerGraph, stack: tuple[str, ...], devices: list[Device],
+def _layout(graph: LayerGraph, last: str, devices: list[Device],
             shares: list[float]) -> list[tuple[str, Region]]:
-    """(device, region of the stack's last layer): bands, or the whole on the first."""
-    last = stack[-1]
+    """(device, region of a stack's last layer): bands, or the whole on the first."""
     full = Region.full(graph[last].output_shape)
     dim = split_dim(graph, last)
     if dim is None or len(devices) == 1 or full.shape[dim] < len(devices):
@@ -66,14 +65,15 @@ def _layout(graph: LayerGraph, stack: tuple[str, ...], devices: list[Device],
     return bands(graph, last, dim, list(zip((d.name for d in devices), rows)))
 
 
-def _stacks_ending(problem: Problem, graph: LayerGraph, layers: list[str], end: int,
-                   devices: list[Device], shares: list[float], max_depth: int,
+def _stacks_ending(problem: Problem, graph: LayerGraph, layers: list[str],
+                   position: dict[str, int], end: int, devices: list[Device],
+                   shares: list[float], max_depth: int,
                    held: dict[str, dict[str, Region]]) -> list[tuple[int, float]]:
     """(start, estimated seconds) of every stack ``layers[start:end + 1]``, at most
     ``max_depth`` long: one backward walk from the last layer's bands gives the receptive
-    field of every start at once (earlier layers never change later layers' regions)."""
-    position = {name: k for k, name in enumerate(layers)}
-    layout = _layout(graph, (layers[end],), devices, shares)
+    field of every start at once (earlier layers never change later layers' regions);
+    ``position`` is each layer's index in ``layers``."""
+    layout = _layout(graph, layers[end], devices, shares)
     needed: list[dict[str, Region]] = [{layers[end]: region} for _, region in layout]
     compute = [0.0] * len(layout)
     found = []
@@ -118,7 +118,7 @@ def _hop_s(problem: Problem, graph: LayerGraph, needed: dict[str, Region], devic
                 or graph[name].output_shape is None:
             continue
         if name not in held:
-            held[name] = dict(_layout(graph, (name,), devices, shares))
+            held[name] = dict(_layout(graph, name, devices, shares))
         own = held[name].get(device)
         foreign += (region.numel - (own.intersect(region).numel if own else 0)) \
             * graph[name].itemsize
@@ -136,10 +136,11 @@ def _stacks(problem: Problem, graph: LayerGraph, devices: list[Device], shares: 
     layers = problem.layers(graph)
     best = [0.0] + [math.inf] * len(layers)  # best[i]: layers[:i] done
     choice = [0] * (len(layers) + 1)
-    held: dict[str, dict[str, Region]] = {}
+    position = {name: k for k, name in enumerate(layers)}
+    held: dict[str, dict[str, Region]] = {}  # layer -> its bands, as _hop_s assumes them
     for end in range(len(layers)):
-        for start, seconds in _stacks_ending(problem, graph, layers, end, devices, shares,
-                                             max_depth, held):
+        for start, seconds in _stacks_ending(problem, graph, layers, position, end, devices,
+                                             shares, max_depth, held):
             if best[start] + seconds < best[end + 1]:
                 best[end + 1], choice[end + 1] = best[start] + seconds, start
     cuts, end = [], len(layers)
@@ -162,7 +163,7 @@ def _plan_on(problem: Problem, devices: list[Device], max_depth: int) -> Plan:
         shares = _shares(problem, graph, devices)
         for stack in _stacks(problem, graph, devices, shares, max_depth):
             parts += [Part(graph.name, stack, region, device)
-                      for device, region in _layout(graph, stack, devices, shares)]
+                      for device, region in _layout(graph, stack[-1], devices, shares)]
     return build_plan(problem.graphs, problem.cluster, parts, planner="fused",
                       options=problem.options, models=problem.models)
 
@@ -196,6 +197,5 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     notes = {"summary": f"{len(made.units)} units ({split} fused or banded) on "
                         f"{len({u.device for u in made.units})} device(s)",
              "predicted_ms": 1e3 * latency,
-             "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
-                                 for d, f in footprints(made).items()}}
+             "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}}
     return dataclasses.replace(made, notes=notes)

@@ -98,8 +98,7 @@ class Progress:
                  "summary": f"{layers - whole} of {layers} layers split over devices",
                  "predicted_ms": 1e3 * simulate(made).latency_s[0],
                  "placement_ms": 1e3 * self.done_s,
-                 "footprint_bytes": {d: f.weight_bytes + f.peak_activation_bytes
-                                     for d, f in footprints(made).items()}}
+                 "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}}
         return dataclasses.replace(made, notes=notes)
 
     def place(self, graph: LayerGraph, layer: str, bands: Sequence[tuple[str, Region]],
