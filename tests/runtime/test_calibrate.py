@@ -4,9 +4,9 @@ prediction of a small plan lies within a stated tolerance of a real run.
 The tolerance here is deliberately wide (a factor of 2.5 either way): tests must not
 depend on the speed of a loaded machine. The ±10% figure is a benchmark's
 (``bench/calibrated.py``, docs/benchmarks.md), measured on a quiet machine. The plans are
-whole-layer ones (one worker; two stages and a hop), which the 2-core development VM
-measured within 6–13% of the prediction; split plans are still predicted 25–50% too fast
-there (docs/benchmarks.md), the open part of issue 11.
+a whole-layer one (one worker; two stages and a hop), which the 2-core development VM
+measured within 6–13% of the prediction, and every layer split in two bands, whose bands
+the calibration times in the workers themselves (a band timed alone was 25–50% too fast).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def test_the_calibrated_cluster_prices_segments_hops_and_every_layer(calibrated)
     for device in cluster.devices:
         profile = cost.profiles[device.name][graph.fingerprint]
         assert set(profile.layer_s) == {layer.name for layer in graph}
-        assert all(0.0 <= profile.fixed_s[n] <= profile.layer_s[n] for n in profile.fixed_s)
+        assert profile.fixed_s, "the split bands were timed"
+        assert all(profile.fixed_s[n] >= 0.0 for n in profile.fixed_s)
     for planner in PLANNERS:  # every planner plans with it unchanged
         assert ew.simulate(ew.plan(graph, cluster, planner=planner)).latency_s[0] > 0
 
@@ -54,10 +55,11 @@ def _two_stages(graph, cluster):
     return build_plan({graph.name: graph}, cluster, parts)
 
 
-@pytest.mark.parametrize("shape", ["one worker", "two stages"])
+@pytest.mark.parametrize("shape", ["one worker", "two stages", "equal bands"])
 def test_a_small_calibrated_plan_runs_about_as_predicted(calibrated, shape):
     graph, cluster = calibrated
     made = (ew.plan(graph, cluster, planner="local") if shape == "one worker"
+            else ew.plan(graph, cluster, planner="equal-split") if shape == "equal bands"
             else _two_stages(graph, cluster))
     predicted = ew.simulate(made).latency_s[0]
     run = ew.run(made, zoo_model("resnet18")[1], backend="local", frames=4,

@@ -7,8 +7,10 @@ Analytic (the default) is a roofline per layer::
 where ``bytes`` are the layer's input and output activations plus its parameters — so a
 large fully connected layer is bound by reading its weights, a convolution by its FLOPs,
 and an element-wise op by its activations. A device that names a measured profile uses
-``profile_scale * (fixed + share * (measured - fixed))`` instead, ``fixed`` being the
-part of a split layer's time that does not shrink with its share (0 unless calibrated);
+``profile_scale * (fixed + share * (measured - fixed))`` instead, a line through the whole
+layer's time and, once calibrated, a band's time in a real split run (``fixed`` is 0
+unless calibrated, and may exceed ``measured``: a band computed beside the other devices'
+can cost more than the whole layer alone);
 its profile must hold the model (matched by the graph's fingerprint, so a renamed or
 reshaped model is not mistaken for it).
 A transfer costs ``latency + 8 * n_bytes / bandwidth_bps``; on one device it is free.
@@ -55,7 +57,7 @@ class CostModel:
                     f"The profile of device '{device.name}' holds no times for model "
                     f"'{graph.name}' as traced here: run `edgeweave profile` for it.")
             whole = profile.layer_s[layer.name]
-            fixed = min(whole, profile.fixed_s.get(layer.name, 0.0))
+            fixed = profile.fixed_s.get(layer.name, 0.0)
             return device.profile_scale * (fixed + share * (whole - fixed))
         work = max(layer.flops / device.flops_per_s,
                    (layer.input_bytes + layer.output_bytes + layer.param_bytes)

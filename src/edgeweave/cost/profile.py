@@ -34,8 +34,10 @@ class ModelProfile:
     host: str
     threads: int
     repeats: int
-    # per layer a planner may split: the part of its time that does not shrink with the
-    # share computed (``calibrate`` fits it); a layer not in it scales linearly
+    # per layer a planner may split: the intercept of its time as a line in the share
+    # computed, through the whole layer's time and a band's (``calibrate`` fits it from
+    # bands run side by side, which may cost more than the whole layer run alone); a
+    # layer not in it scales linearly
     fixed_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 

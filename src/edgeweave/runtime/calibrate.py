@@ -8,14 +8,21 @@ worker (``runtime.profiling``):
 - every layer in the context of a real pass — the layers run one after another in
   topological order on the model's own values — scaled so that they add up to the
   device's measured time of the whole model as one compiled module;
-- for each layer a planner may split (``planners.progressive.split_dim``), its time on
-  half of its rows, from which the part of its time that does not shrink with the share
-  is fitted (``ModelProfile.fixed_s``);
 
-and then, on the backend itself, a chain of hops between two workers with a small and a
-large tensor: the fixed cost of a hop beyond the compute, half charged to the sending
-device's segment (``Device.segment_overhead_s``, it occupies the device) and half to the
-link's latency, and the backend's cost per byte, folded into each link's bandwidth. With
+and then, on the backend itself:
+
+- the model run with every layer it can split cut in equal bands over the devices, each
+  band timed in its worker while the other devices compute theirs (on one host they share
+  memory bandwidth and caches, and the backend's threads wake around them: a band timed
+  alone in a quiet process is up to 40% faster), from which the part of each split
+  layer's time that does not shrink with the share is fitted (``ModelProfile.fixed_s``);
+- a stack of convolutions cut in two bands that swap halo rows after every layer while
+  both workers compute: the fixed cost of such an exchange beyond the compute, half
+  charged to the sending device's segment (``Device.segment_overhead_s``, it occupies the
+  device) and half to the link's latency — a one-way chain between idle workers measures
+  less than a split plan pays;
+- a chain of hops between two workers with a small and a large tensor: the backend's
+  cost per byte, folded into each link's bandwidth. With
 ``emulated_links`` the links keep their own bandwidth, latency and shared medium too (the
 backend emulates them on top of its own costs); without, the links are the backend's
 alone, each pair of workers its own channel.
@@ -37,27 +44,27 @@ from edgeweave.cost import ModelProfile
 from edgeweave.cost.profile import _host
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import LayerGraph, OpKind
-from edgeweave.planners.progressive import split_dim
-from edgeweave.units import Region, Timeline, build_plan, whole
-from edgeweave.units.compute import compute_region
+from edgeweave.planners.progressive import bands
+from edgeweave.units import Part, Region, Timeline, build_plan, whole
 
 HOPS = 8
+EXCHANGE_LAYERS = 8
+BAND_FRAMES = 5
 SMALL_BYTES, LARGE_BYTES = 1 << 12, 1 << 22
 
 
 def measure_in_context(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], repeats: int = 3,
                        warmup: int = 1, threads: int | None = None) -> ModelProfile:
     """Every layer's time in a real pass on this host, scaled to the whole model's time
-    as one compiled module, and the fixed part of each splittable layer's time."""
+    as one compiled module (``fixed_s`` is left to ``calibrate``, which sees bands run)."""
     previous = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        values = {**dict(zip(graph.inputs, inputs)), **graph.run_all(*inputs)}
         layers = [layer.name for layer in graph if layer.kind is not OpKind.INPUT]
         compiled = graph.compile(layers, graph.inputs, graph.outputs)
         times: dict[str, list[float]] = {name: [] for name in layers}
-        whole_s, half_s = [], {name: [] for name in layers if split_dim(graph, name) is not None}
+        whole_s = []
         with torch.no_grad():
             for round_ in range(warmup + repeats):
                 start = time.perf_counter()
@@ -70,38 +77,59 @@ def measure_in_context(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], repe
                     spent = time.perf_counter() - start
                     if round_ >= warmup:
                         times[name].append(spent)
-                for name, spent in _half_bands(graph, values, half_s).items():
-                    if round_ >= warmup:
-                        half_s[name].append(spent)
                 if round_ >= warmup:
                     whole_s.append(elapsed)
         layer_s = {name: statistics.median(t) for name, t in times.items()}
         scale = statistics.median(whole_s) / max(sum(layer_s.values()), 1e-12)
         layer_s = {name: t * scale for name, t in layer_s.items()}
-        # t(share) = fixed + share * (t - fixed), through t(1) and t(1/2)
-        fixed_s = {name: max(0.0, min(layer_s[name], 2 * statistics.median(t) * scale
-                                      - layer_s[name]))
-                   for name, t in half_s.items() if t}
         layer_s.update({name: 0.0 for name in graph.inputs})
         return ModelProfile(graph.name, graph.fingerprint, layer_s, _host(),
-                            torch.get_num_threads(), repeats, fixed_s)
+                            torch.get_num_threads(), repeats)
     finally:
         torch.set_num_threads(previous)
 
 
-def _half_bands(graph: LayerGraph, values, splittable) -> dict[str, float]:
-    """Seconds to compute the first half of each splittable layer's rows (or channels)."""
-    spent = {}
-    for name in splittable:
-        shape = graph[name].output_shape
-        dim = split_dim(graph, name)
-        region = Region.full(shape).along(dim, 0, max(1, shape[dim] // 2))
-        available = {p: (Region.full(graph[p].output_shape), values[p])
-                     for p in graph[name].inputs if graph[p].output_shape is not None}
-        start = time.perf_counter()
-        compute_region(graph, name, region, available)
-        spent[name] = time.perf_counter() - start
-    return spent
+def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster: Cluster,
+                   backend: str, **options) -> dict[str, dict[str, float]]:
+    """Per device, the part of each splittable layer's time that does not shrink with its
+    share, fitted from a real run of the model with every layer cut in equal bands over
+    the devices (``equal-split``): each band timed in its worker, beside the other devices
+    computing theirs and the backend's traffic, as split plans really run — which a band
+    timed alone underprices. ``t(share) = fixed + share * (t - fixed)`` is the line through
+    the profile's whole-layer time ``t`` and the band's; ``fixed`` exceeds ``t`` where the
+    band cost more than the whole layer alone."""
+    from edgeweave.cost import CostModel
+    from edgeweave.planners import plan as make_plan
+    from edgeweave.runtime import run
+
+    split = make_plan(graph, cluster, planner="equal-split")
+    predicted = simulate_s(split)
+    timeline = run(split, inputs, backend=backend, frames=BAND_FRAMES,
+                   interval_s=2 * predicted, timeout_s=60 + 20 * predicted, **options).timeline
+    band_s: dict[tuple[str, str], list[float]] = {}
+    for event in timeline.events:
+        if event.kind == "compute" and event.frame >= 2 and ".." not in event.unit:
+            unit = split.unit(event.unit)
+            full = Region.full(graph[unit.last].output_shape or unit.region.shape)
+            if len(unit.layers) == 1 and unit.region != full:
+                band_s.setdefault((unit.device, unit.last), []).append(
+                    event.end_s - event.start_s)
+    cost = CostModel.for_cluster(cluster)
+    fixed: dict[str, dict[str, float]] = {device: {} for device in cluster.names}
+    for (device, layer), spent in band_s.items():
+        unit = next(u for u in split.units if u.device == device and u.layers == (layer,))
+        share = unit.region.numel / Region.full(graph[layer].output_shape).numel
+        whole_s = cost.compute_s(graph, graph[layer], cluster.device(device))
+        fitted = (statistics.median(spent) - share * whole_s) / (1.0 - share)
+        fixed[device][layer] = max(0.0, fitted)
+    return fixed
+
+
+def simulate_s(plan) -> float:
+    """A plan's simulated latency of one frame."""
+    from edgeweave.simulation import simulate
+
+    return simulate(plan).latency_s[0]
 
 
 def _hop_s(cluster: Cluster, backend: str, n_bytes: int, **options) -> float:
@@ -119,6 +147,36 @@ def _hop_s(cluster: Cluster, backend: str, n_bytes: int, **options) -> float:
     plan = build_plan({graph.name: graph}, cluster, parts)
     measured = run(plan, x, backend=backend, frames=8, interval_s=0.1, **options).timeline
     return hop_overhead_s(measured, HOPS)
+
+
+def _exchange_s(cluster: Cluster, backend: str, **options) -> float:
+    """Median seconds each round of a two-way exchange costs the backend beyond compute:
+    a stack of convolutions cut in two row bands on the cluster's first two devices, which
+    swap halo rows after every layer while both compute, as split and fused plans do."""
+    from edgeweave.graph import trace
+    from edgeweave.runtime import run
+
+    model = nn.Sequential(*[nn.Conv2d(8, 8, 3, padding=1)
+                            for _ in range(EXCHANGE_LAYERS)]).eval()
+    x = torch.randn(1, 8, 64, 64)
+    graph = trace(model, x, name="exchange")
+    pair = cluster.names[:2]
+    parts = [Part(graph.name, (layer.name,), region, device)
+             for layer in graph if layer.kind is not OpKind.INPUT
+             for device, region in bands(graph, layer.name, 2, [(pair[0], 32), (pair[1], 32)])]
+    plan = build_plan({graph.name: graph}, cluster, parts)
+    timeline = run(plan, x, backend=backend, frames=8, interval_s=0.1, **options).timeline
+    layer_of = {unit.id: unit.layers[-1] for unit in plan.units}
+    per_frame = []
+    for frame, latency in enumerate(timeline.latency_s):
+        slowest: dict[str, float] = {}  # each layer waits for its slower band
+        for event in timeline.events:
+            if event.kind == "compute" and event.frame == frame:
+                layer = layer_of[event.unit.split("..")[-1]]
+                slowest[layer] = max(slowest.get(layer, 0.0), event.end_s - event.start_s)
+        # rounds: the input to the second device, an exchange per layer boundary, outputs back
+        per_frame.append((latency - sum(slowest.values())) / (EXCHANGE_LAYERS + 1))
+    return statistics.median(per_frame[2:])
 
 
 def hop_overhead_s(timeline: Timeline, hops: int) -> float:
@@ -147,21 +205,27 @@ def calibrate(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster: Clus
     profiles = profile_devices(graph, inputs, cluster, backend, repeats, 1, address,
                                progress, in_context=True)
     options = {"address": address} if backend == "ray" else {}  # the backend's own costs
+    profiled = cluster_with_profiles(cluster, profiles, directory)
+    fixed = fixed_in_bands(graph, inputs, profiled, backend, **options)
+    profiles = {name: dataclasses.replace(profile, fixed_s=fixed[name])
+                for name, profile in profiles.items()}
+    if progress is not None:
+        progress("bands")
     small = _hop_s(cluster, backend, SMALL_BYTES, **options)
     large = _hop_s(cluster, backend, LARGE_BYTES, **options)
+    per_byte = max(1e-12, (large - small) / (LARGE_BYTES - SMALL_BYTES))
+    hop_fixed = max(0.0, _exchange_s(cluster, backend, **options))
     if progress is not None:
         progress("hops")
-    per_byte = max(1e-12, (large - small) / (LARGE_BYTES - SMALL_BYTES))
-    fixed = max(0.0, small - per_byte * SMALL_BYTES)
     links = []
     for link in cluster.links:
         own_s = 8.0 / link.bandwidth_bps if emulated_links else 0.0
-        latency = (link.latency_s if emulated_links else 0.0) + fixed / 2
+        latency = (link.latency_s if emulated_links else 0.0) + hop_fixed / 2
         links.append(dataclasses.replace(link, latency_s=latency,
                                          bandwidth_bps=8.0 / (own_s + per_byte),
                                          medium=link.medium if emulated_links else None))
     calibrated = cluster_with_profiles(cluster, profiles, directory)
-    devices = tuple(dataclasses.replace(d, segment_overhead_s=fixed / 2)
+    devices = tuple(dataclasses.replace(d, segment_overhead_s=hop_fixed / 2)
                     for d in calibrated.devices)
     return dataclasses.replace(calibrated, devices=devices, links=tuple(links),
                                name=f"{cluster.name} calibrated for {backend}")
