@@ -38,7 +38,7 @@ def assert_equals_model(ours, theirs) -> None:
     a region (its own padding, a different algorithm) rounds differently, and the
     difference grows with depth and magnitude, so the absolute tolerance scales with the
     output's size."""
-    scale = max(1.0, float(theirs.abs().max()))
+    scale = max(1.0, float(theirs.detach().abs().max()))
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * scale)
 
 

@@ -15,7 +15,8 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
-from edgeweave.planners import baselines, edgeflow, fused, johnson, layerwise, neurosurgeon
+from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
+                                neurosurgeon)
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan
 
@@ -32,6 +33,9 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
                  "layer by layer"),
     "fused": (fused.plan, {"max_depth": 16},
               "layers fused into stacks cut in bands, few exchanges (seed 003's fusion, DP)"),
+    "deepthings": (deepthings.plan, {"n": None, "m": None, "layers": None, "max_grid": 5,
+                                      "after": "gateway", "gateway": None},
+                   "seed 003: the first layers in an N x M grid of fused tile stacks (FTP)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),
     "proportional-split": (layerwise.proportional_split, {},

@@ -1,0 +1,295 @@
+"""DeepThings' fused tile partitioning (FTP, seed 003): the first layers in a grid of
+tiles, each tile's whole fused stack one execution unit.
+
+Zhao, Mirzazad Barijough and Gerstlauer (IEEE TCAD 2018) cut the output map of the L-th
+layer into an N x M grid — step ``ceil(size / N)``, the last row or column taking what is
+left (``grid()`` in the authors' code) — and walk each tile back through the fused layers
+to the input region it needs (``traversal()``), so that one device computes a tile's
+whole stack from one input region and the intermediate maps never leave it; a gateway
+merges the tiles and runs the remaining layers. The original assumes "same" padding and
+pools whose size equals their stride; here the receptive fields come from the region
+arithmetic (``units.region``), for any stride, kernel, padding and dilation and for grids
+that do not divide the map.
+
+Options:
+
+- ``n``, ``m``: the grid's rows and columns; ``layers``: L, the layers fused from the
+  input (in topological order; a convolution, its batch norm and its activation count as
+  three). Any of them ``None``: chosen for the cluster — every grid N x N up to
+  ``max_grid`` and every L at which the fused layers hand one map to the rest of the
+  model (at most ``MAX_CUTS`` of them, evenly spread), ranked by a quick estimate (the tiles' list-scheduled makespan, their outputs'
+  hop to the gateway, the rest on the gateway), the best ``SIMULATED`` simulated and the
+  fastest kept. A model whose first layer has no
+  feature map to tile (or that has no such L) gets no tiles: ``after`` plans all of it.
+- ``after``: who runs the layers after the cut: ``"gateway"`` (all of them on the gateway,
+  as the original does), or any other planner's name — that planner plans the model, and
+  its units past the cut are kept (trimmed of fused layers), so the rest is split too.
+- ``gateway``: the device that merges tiles and runs the rest (default: the fastest or
+  the source, whichever simulates faster).
+
+The original decides at run time which device takes each tile (work stealing). A plan
+fixes it: tiles, dearest first, each go to the device that would finish it soonest by the
+cost model (list scheduling), the data's hop from the source included.
+
+``notes`` give the grid, L, each tile's FLOPs and input bytes, and ``redundancy``: the
+FLOPs all tiles compute over the fused layers' own — what overlapping receptive fields
+recompute (the seed: about 1.53 at 3x3 and 2.2 at 5x5 over YOLOv2's first 16 layers at
+608x608).
+
+>>> import edgeweave as ew
+>>> m, x = ew.models.get("line")
+>>> plan = ew.plan(ew.trace(m, x), "x86-core*2@ethernet", planner="deepthings", n=2, m=2)
+>>> plan.notes["grid"]
+'2x2'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Sequence
+
+from edgeweave.cluster import Device
+from edgeweave.errors import PlanError
+from edgeweave.graph import LayerGraph, OpKind
+from edgeweave.planners.problem import Problem
+from edgeweave.units import Part, Plan, Region, build_plan, footprints, required_regions
+
+SIMULATED = 3  # candidates simulated in full, the best of a quick estimate
+MAX_CUTS = 12  # depths tried when L is chosen, evenly spread over the valid ones
+
+# kinds whose output region reads a nearby region of their inputs: a tile stays a tile
+_LOCAL = {OpKind.CONV, OpKind.POOL, OpKind.ELEMENTWISE, OpKind.CONCAT, OpKind.UPSAMPLE}
+
+
+def grid(size: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive ranges over ``size``: step ``ceil(size / parts)``, the last
+    taking what is left (DeepThings' ``grid()``); fewer when the step leaves none."""
+    step = math.ceil(size / parts)
+    return [(start, min(size, start + step)) for start in range(0, size, step)]
+
+
+def tiles(shape: Sequence[int], n: int, m: int) -> list[Region]:
+    """The N x M tiles of a map of ``shape`` (batch, channels, height, width), row by row."""
+    full = Region.full(shape)
+    return [full.along(2, r0, r1).along(3, c0, c1)
+            for r0, r1 in grid(shape[2], n) for c0, c1 in grid(shape[3], m)]
+
+
+def cut_points(graph: LayerGraph, layers: Sequence[str]) -> list[int]:
+    """Every L at which the first L layers can be fused into tiles: each is spatially
+    local with a feature map, and only the L-th is read after them."""
+    found, inside = [], set()
+    for count, name in enumerate(layers, 1):
+        layer = graph[name]
+        shape = layer.output_shape
+        if layer.kind not in _LOCAL or shape is None or len(shape) != 4:
+            break
+        inside.add(name)
+        read_after = {p for n in layers[count:] for p in graph[n].inputs if p in inside}
+        if read_after | (inside & set(graph.outputs)) <= {name}:
+            found.append(count)
+    return found
+
+
+def _tile_s(problem: Problem, graph: LayerGraph, layers: tuple[str, ...],
+            regions: dict[str, Region], device: Device) -> float:
+    """A tile's compute on ``device`` (``regions``: what each layer computes) and, away
+    from the source, its input's hop."""
+    seconds = sum(problem.cost.compute_s(graph, graph[name], device,
+                                         regions[name].numel / math.prod(graph[name].output_shape))
+                  for name in layers)
+    if device.name != problem.source.name:
+        link = problem.cluster.link(problem.source.name, device.name)
+        seconds += device.segment_overhead_s + problem.cost.transfer_s(
+            _input_bytes(graph, layers, regions), link)
+    return seconds
+
+
+def _input_bytes(graph: LayerGraph, layers: tuple[str, ...], regions: dict[str, Region]) -> int:
+    """Bytes a tile's stack reads from outside it (the regions of the maps it starts from)."""
+    return sum(region.numel * graph[name].itemsize for name, region in regions.items()
+               if name not in layers)
+
+
+def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
+              devices: list[Device]) -> tuple[list[Part], float]:
+    """The tiles of the first ``count`` layers, dearest first, each on the device that
+    would finish it soonest (list scheduling), and when the last would finish."""
+    layers = tuple(problem.layers(graph)[:count])
+    if not layers:
+        return [], 0.0
+    regions = tiles(graph[layers[-1]].output_shape, n, m)
+    seconds = {}
+    for region in regions:
+        needed = required_regions(graph, {layers[-1]: region}, layers)
+        seconds[region] = {d.name: _tile_s(problem, graph, layers, needed, d) for d in devices}
+    busy = {d.name: 0.0 for d in devices}
+    device_of = {}
+    for region in sorted(regions, key=lambda r: -min(seconds[r].values())):
+        device = min(busy, key=lambda d: busy[d] + seconds[region][d])
+        busy[device] += seconds[region][device]
+        device_of[region] = device
+    return ([Part(graph.name, layers, region, device_of[region]) for region in regions],
+            max(busy.values()))
+
+
+def _estimate(problem: Problem, graph: LayerGraph, count: int,
+              scheduled: tuple[list[Part], float], gateway: str) -> float:
+    """A quick latency for ranking candidates: the tiles' makespan, the slowest device's
+    tile outputs to the gateway, and the rest of the model on the gateway."""
+    parts, makespan = scheduled
+    sent: dict[str, int] = {}
+    for part in parts:
+        if part.device != gateway:
+            sent[part.device] = sent.get(part.device, 0) + part.region.numel * graph[
+                part.layers[-1]].itemsize
+    gather = max((problem.cost.transfer_s(size, problem.cluster.link(device, gateway))
+                  for device, size in sent.items()), default=0.0)
+    rest = sum(problem.cost.compute_s(graph, graph[name], problem.cluster.device(gateway))
+               for name in problem.layers(graph)[count:])
+    return makespan + gather + rest
+
+
+def _tail(problem: Problem, graph: LayerGraph, after: str) -> Plan | None:
+    """Planner ``after``'s plan of the whole model (None: the rest goes to the gateway)."""
+    if after == "gateway":
+        return None
+    from edgeweave.planners import PLANNERS
+
+    if after not in PLANNERS or after == "deepthings":
+        raise PlanError(f"The 'after' option of planner 'deepthings' must be 'gateway' or "
+                        f"another planner's name. Got {after!r} instead.")
+    function, defaults, _ = PLANNERS[after]
+    single = dataclasses.replace(problem, graphs={graph.name: graph}, options=dict(defaults))
+    return function(single, random.Random(0))
+
+
+def _after(problem: Problem, graph: LayerGraph, count: int, tail: Plan | None, gateway: str
+           ) -> list[Part]:
+    """The layers past the first ``count``: whole on the gateway, or as the tail plan
+    places them (its units past the cut, without their fused layers)."""
+    rest = problem.layers(graph)[count:]
+    if tail is None:
+        return [Part(graph.name, (name,), Region.full(graph[name].output_shape), gateway)
+                for name in rest]
+    kept = set(rest)
+    return [Part(graph.name, tuple(n for n in unit.layers if n in kept), unit.region,
+                 unit.device)
+            for unit in tail.units if unit.graph == graph.name and unit.last in kept]
+
+
+def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
+          tails: dict[str, Plan | None], gateway: str, schedule) -> Plan:
+    parts: list[Part] = []
+    for graph in problem.graphs.values():
+        count = choice[graph.name][0]
+        parts += schedule(graph, choice[graph.name])[0]
+        parts += _after(problem, graph, count, tails[graph.name], gateway)
+    return build_plan(problem.graphs, problem.cluster, parts, planner="deepthings",
+                      options=problem.options, models=problem.models)
+
+
+def _candidates(problem: Problem, graph: LayerGraph) -> list[tuple[int, int, int]]:
+    """(L, N, M) to try: the options given, the others over their ranges."""
+    options = problem.options
+    cuts = cut_points(graph, problem.layers(graph)) or [0]  # [0]: nothing to tile
+    count = options["layers"]
+    if count is not None and count not in cuts:
+        raise PlanError(f"The 'layers' option of planner 'deepthings' must be a number of "
+                        f"first layers of '{graph.name}' that hand one feature map on: "
+                        f"one of {cuts}. Got {count!r} instead.")
+    grids = range(1, options["max_grid"] + 1)
+    if len(cuts) > MAX_CUTS:  # evenly spread, the deepest included
+        cuts = [cuts[round(i * (len(cuts) - 1) / (MAX_CUTS - 1))] for i in range(MAX_CUTS)]
+    found = []
+    for fused in [count] if count is not None else cuts:
+        if fused == 0:
+            return [(0, 1, 1)]
+        shape = graph[problem.layers(graph)[fused - 1]].output_shape
+        for n, m in ([(options["n"], options["m"])] if None not in (options["n"], options["m"])
+                     else [(k, k) for k in grids]):
+            n = min(n, shape[2]) if options["n"] is None else n
+            m = min(m, shape[3]) if options["m"] is None else m
+            if (fused, n, m) not in found:
+                found.append((fused, n, m))
+    return found
+
+
+def _checked(problem: Problem) -> None:
+    options = problem.options
+    for key in ("n", "m", "layers"):
+        value = options[key]
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise PlanError(f"The '{key}' option of planner 'deepthings' must be a whole "
+                            f"number of at least 1, or None to choose it. Got {value!r} instead.")
+    if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
+        raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
+                        f"number of at least 1. Got {options['max_grid']!r} instead.")
+    names = problem.cluster.names
+    if options["gateway"] is not None and options["gateway"] not in names:
+        raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "
+                        f"cluster '{problem.cluster.name}' ({', '.join(names)}). Got "
+                        f"{options['gateway']!r} instead.")
+
+
+def plan(problem: Problem, rng: random.Random) -> Plan:
+    """Fused tiles over every device, the rest after the gateway or another planner; the
+    grid and depth, where not given, the fastest simulated."""
+    from edgeweave.simulation import simulate
+
+    _checked(problem)
+    devices = list(problem.cluster.devices)
+    tails = {name: _tail(problem, graph, problem.options["after"])
+             for name, graph in problem.graphs.items()}
+    gateways = ([problem.options["gateway"]] if problem.options["gateway"] else
+                list(dict.fromkeys([problem.fastest().name, problem.source.name])))
+    memo: dict[tuple[str, tuple[int, int, int]], tuple[list[Part], float]] = {}
+
+    def schedule(graph: LayerGraph, candidate: tuple[int, int, int]):
+        key = (graph.name, candidate)
+        if key not in memo:  # the same for every gateway
+            memo[key] = _tiles_on(problem, graph, *candidate, devices)
+        return memo[key]
+
+    found = []
+    for gateway in gateways:
+        best = {name: _candidates(problem, graph)[0] for name, graph in problem.graphs.items()}
+        for graph in problem.graphs.values():  # one model at a time, the others as chosen
+            ranked = sorted(_candidates(problem, graph), key=lambda c: _estimate(
+                problem, graph, c[0], schedule(graph, c), gateway))
+            tried = []
+            for candidate in ranked[:SIMULATED]:
+                made = _plan(problem, {**best, graph.name: candidate}, tails, gateway, schedule)
+                tried.append((simulate(made).latency_s[0], candidate, made))
+            latency, best[graph.name], made = min(tried, key=lambda t: t[0])
+        found.append((latency, gateway, best, made))
+    latency, gateway, best, made = min(found, key=lambda f: f[0])
+    notes = {**_notes(problem, made, best), "gateway": gateway, "predicted_ms": 1e3 * latency}
+    return dataclasses.replace(made, notes=notes)
+
+
+def _notes(problem: Problem, made: Plan, choice: dict[str, tuple[int, int, int]]) -> dict:
+    """Grid, depth, each tile's FLOPs and input bytes, redundancy, footprints."""
+    per_tile, redundancy = {}, {}
+    for name, (count, n, m) in choice.items():
+        graph = made.graphs[name]
+        fused = tuple(problem.layers(graph)[:count])
+        computed = []
+        for unit in (u for u in made.units if u.graph == name and u.layers == fused):
+            regions = required_regions(graph, {unit.last: unit.region}, unit.layers)
+            computed.append(sum(graph[layer].flops * regions[layer].numel
+                                / math.prod(graph[layer].output_shape) for layer in fused))
+            per_tile[unit.id] = {"model": name, "device": unit.device,
+                                 "flops": round(computed[-1]),
+                                 "input_bytes": _input_bytes(graph, fused, regions)}
+        own = sum(graph[layer].flops for layer in fused)  # 0: nothing fused
+        redundancy[name] = sum(computed) / own if own else 1.0
+    count, n, m = next(iter(choice.values()))
+    return {"grid": f"{n}x{m}", "fused_layers": count,
+            "choice": {name: {"layers": c, "n": n, "m": m} for name, (c, n, m) in choice.items()},
+            "redundancy": redundancy, "tiles": per_tile,
+            "summary": f"{count} layers fused in {n}x{m} tiles (redundancy "
+                       f"{next(iter(redundancy.values())):.2f}x)",
+            "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}}

@@ -1,0 +1,183 @@
+"""DeepThings' fused tile partitioning (seed 003): the grid as the authors cut it, tiles
+that cover the map once, receptive fields equal to brute force, plans that equal the
+model, the seed's redundancy figures, the automatic choice and clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import edgeweave as ew
+from edgeweave.errors import PlanError
+from edgeweave.models import yolov2
+from edgeweave.planners.deepthings import cut_points, grid, tiles
+from edgeweave.runtime import run_inline
+from edgeweave.units import Region, covers, required_regions
+from tests.conftest import assert_equals_model
+from tests.units.test_region import _support
+
+CLUSTER = "rpi3*3+edge-server@wifi"
+
+
+@given(size=st.integers(1, 700), parts=st.integers(1, 12))
+def test_grid_is_the_authors_step_and_covers_once(size, parts):
+    ranges = grid(size, parts)
+    step = math.ceil(size / parts)
+    assert ranges[0][0] == 0 and ranges[-1][1] == size and len(ranges) <= parts
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert all(stop - start == step for start, stop in ranges[:-1])
+    assert 0 < ranges[-1][1] - ranges[-1][0] <= step
+
+
+@given(h=st.integers(1, 40), w=st.integers(1, 40), n=st.integers(1, 6), m=st.integers(1, 6))
+def test_tiles_partition_the_map(h, w, n, m):
+    shape = (1, 3, h, w)
+    found = tiles(shape, n, m)
+    assert sum(t.numel for t in found) == math.prod(shape)
+    assert covers(found, Region.full(shape))
+
+
+@st.composite
+def stacks(draw):
+    """A random stack of convolutions (any kernel, stride, padding, dilation) and average
+    pools, with positive weights so that brute force sees every element read."""
+    layers: list[nn.Module] = []
+    channels = 2
+    for _ in range(draw(st.integers(1, 4))):
+        k, s = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+        if draw(st.booleans()):
+            conv = nn.Conv2d(channels, 2, k, s, draw(st.integers(0, k)), draw(st.integers(1, 2)))
+            nn.init.uniform_(conv.weight, 0.1, 1.0)
+            layers.append(conv)
+        else:
+            layers.append(nn.AvgPool2d(k, s, draw(st.integers(0, k // 2))))
+    return nn.Sequential(*layers).eval()
+
+
+@settings(max_examples=60, deadline=None)
+@given(stack=stacks(), data=st.data(), h=st.integers(24, 40), w=st.integers(24, 40))
+def test_tile_receptive_fields_equal_brute_force(stack, data, h, w):
+    x = torch.rand(1, 2, h, w) + 0.1
+    try:
+        out_shape = stack(x).shape
+    except RuntimeError:  # the stack shrank the map to nothing
+        return
+    graph = ew.trace(stack, x)
+    layers = graph.topological_order()[1:]
+    n, m = data.draw(st.integers(1, out_shape[2])), data.draw(st.integers(1, out_shape[3]))
+    for tile in tiles(out_shape, n, m):
+        needs = required_regions(graph, {layers[-1]: tile}, layers)
+        (support,) = _support(stack, (x,), tile)
+        computed = needs[graph.inputs[0]]
+        if support is None:  # a tile of the border that reads only padding
+            continue
+        assert computed.contains(support)
+        if all(_dense(layer) for layer in stack):  # holes may leave a clipped end unread
+            assert computed == support, (tile, computed, support)
+
+
+def _dense(layer: nn.Module) -> bool:
+    """True when every element of a window is read: no dilation, no stride past the kernel."""
+    kernel, stride = _pair(layer.kernel_size), _pair(layer.stride)
+    return _pair(getattr(layer, "dilation", 1)) == (1, 1) and all(
+        s <= k for s, k in zip(stride, kernel))
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, tuple) else (value, value)
+
+
+def _awkward() -> nn.Module:
+    """Odd sizes, a stride of 2 with a kernel of 4, a dilated conv, a pool that does not
+    divide the map, and a tail after the cut."""
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, 1, 1), nn.ReLU(), nn.Conv2d(6, 6, 4, 2, 1), nn.BatchNorm2d(6),
+        nn.LeakyReLU(0.1), nn.MaxPool2d(3, 2, 1), nn.Conv2d(6, 8, 3, 1, 2, dilation=2),
+        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 3), (3, 3), (5, 5), (4, 1)])
+def test_tiled_plans_equal_the_model_at_every_depth(n, m):
+    torch.manual_seed(0)
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    graph = ew.trace(model, x)
+    with torch.no_grad():
+        expected = model(x)
+    names = [layer.name for layer in graph][1:]
+    for count in cut_points(graph, names):
+        made = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count)
+        tiles_made = [u for u in made.units if u.layers == tuple(names[:count])]
+        assert made.notes["fused_layers"] == count
+        assert len({u.region for u in tiles_made}) == len(tiles_made) <= n * m
+        assert_equals_model(run_inline(made, x), expected)
+
+
+def test_yolov2_redundancy_matches_the_seed():
+    # seed 003: over YOLOv2's first 16 layers at 608x608, a 3x3 grid computes about 1.53x
+    # the frame's operations and a 5x5 grid about 2.2x
+    module, x = ew.models.get("yolov2_16")
+    graph = ew.trace(module, x)
+    every = len(graph.layers) - 1  # the 16 darknet layers, each conv with its norm and activation
+    found = {}
+    for k in (3, 5):
+        made = ew.plan(graph, CLUSTER, planner="deepthings", n=k, m=k, layers=every)
+        found[k] = made.notes["redundancy"][graph.name]
+        assert len(made.notes["tiles"]) == k * k
+    assert found[3] == pytest.approx(1.53, abs=0.08)
+    assert found[5] == pytest.approx(2.2, abs=0.12)
+
+
+def test_yolov2_16_tiles_equal_the_model_on_a_smaller_frame():
+    module = yolov2.yolov2_16().eval()
+    x = torch.randn(1, 3, 160, 160)
+    graph = ew.trace(module, x)
+    with torch.no_grad():
+        expected = module(x)
+    for k in (3, 5):
+        made = ew.plan(graph, CLUSTER, planner="deepthings", n=k, m=k,
+                       layers=len(graph.layers) - 1)
+        assert_equals_model(run_inline(made, x), expected)
+
+
+def test_the_automatic_choice_is_the_fastest_simulated():
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    graph = ew.trace(model, x)
+    chosen = ew.plan(graph, CLUSTER, planner="deepthings", max_grid=3)
+    assert chosen.notes["predicted_ms"] == pytest.approx(1e3 * ew.simulate(chosen).latency_s[0])
+    for count in cut_points(graph, [layer.name for layer in graph][1:]):
+        for k in (1, 2, 3):
+            fixed = ew.plan(graph, CLUSTER, planner="deepthings", n=k, m=k, layers=count)
+            assert chosen.notes["predicted_ms"] <= fixed.notes["predicted_ms"] + 1e-9
+
+
+@pytest.mark.parametrize("after", ["edgeflow", "equal-split", "heft"])
+def test_the_layers_after_the_cut_planned_by_another_planner(after):
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    graph = ew.trace(model, x)
+    made = ew.plan(graph, CLUSTER, planner="deepthings", n=2, m=2, layers=5, after=after)
+    rest = {u.device for u in made.units if len(u.layers) < 5}
+    assert rest  # the tail is placed, by that planner
+    assert_equals_model(run_inline(made, x), model(x))
+
+
+def test_a_model_with_nothing_to_tile_is_planned_by_after():
+    module, x = ew.models.get("line")
+    graph = ew.trace(module, x)
+    made = ew.plan(graph, CLUSTER, planner="deepthings")
+    assert made.notes["fused_layers"] in (0, *cut_points(graph, [n.name for n in graph][1:]))
+    assert_equals_model(run_inline(made, x), module(x))
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"n": 0}, "'n' option"), ({"m": "x"}, "'m' option"), ({"layers": 9}, "'layers' option"),
+    ({"gateway": "nowhere"}, "'gateway' option"), ({"after": "magic"}, "'after' option"),
+    ({"max_grid": 0}, "'max_grid' option")])
+def test_bad_options_are_named(options, named):
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    with pytest.raises(PlanError, match=named):
+        ew.plan(ew.trace(model, x), CLUSTER, planner="deepthings", **options)
