@@ -9,8 +9,9 @@ Plain ``module(x)`` at one torch thread, in bare processes (no edgeweave runtime
   processes: a split with no halo, no transfer and no runtime at all.
 
 Ceiling = whole alone / the slower half when both run at once: no plan that splits the
-model over two one-thread workers of this machine can beat it. Medians of ``ROUNDS``
-passes after a warm-up; the processes start each measurement together (a barrier).
+model over two one-thread workers of this machine can beat it. Each figure: the median
+over ``REPEATS`` interleaved measurements of the median of ``ROUNDS`` passes after a
+warm-up; the processes start each measurement together (a barrier).
 
 Writes the "side by side" section of docs/benchmarks.md.
 Run: .venv/bin/python bench/side_by_side.py [model ...]
@@ -32,6 +33,7 @@ from sections import write_section
 
 MODELS = ("yolov5s", "resnet50", "mobilenet_v2", "googlenet")
 ROUNDS = 10
+REPEATS = 3
 
 
 def _passes(name: str, part: str, barrier, results) -> None:
@@ -66,11 +68,19 @@ def side_by_side(name: str, parts: tuple[str, ...]) -> dict[str, float]:
 
 
 def row(name: str) -> str:
-    alone = side_by_side(name, ("whole",))["whole"]
-    both = max(side_by_side(name, ("whole", "whole")).values())
-    top, bottom = side_by_side(name, ("top",))["top"], side_by_side(name, ("bottom",))["bottom"]
-    halves = side_by_side(name, ("top", "bottom"))
-    slower = max(halves.values())
+    runs = {key: [] for key in ("alone", "both", "top", "bottom", "top*", "bottom*")}
+    for _ in range(REPEATS):  # interleaved, so that every figure sees the machine's swings
+        runs["alone"].append(side_by_side(name, ("whole",))["whole"])
+        runs["both"].append(max(side_by_side(name, ("whole", "whole")).values()))
+        runs["top"].append(side_by_side(name, ("top",))["top"])
+        runs["bottom"].append(side_by_side(name, ("bottom",))["bottom"])
+        halves = side_by_side(name, ("top", "bottom"))
+        runs["top*"].append(halves["top"])
+        runs["bottom*"].append(halves["bottom"])
+        runs.setdefault("slower", []).append(max(halves.values()))
+    median = {key: statistics.median(values) for key, values in runs.items()}
+    alone, both, top, bottom = (median[k] for k in ("alone", "both", "top", "bottom"))
+    halves, slower = {"top": median["top*"], "bottom": median["bottom*"]}, median["slower"]
     return (f"| {name} | {alone * 1e3:.1f} ms | {both * 1e3:.1f} ms ({both / alone:.2f}x) | "
             f"{top * 1e3:.1f} / {bottom * 1e3:.1f} ms | {halves['top'] * 1e3:.1f} / "
             f"{halves['bottom'] * 1e3:.1f} ms | {alone / slower:.2f}x |")
@@ -79,7 +89,7 @@ def row(name: str) -> str:
 def main(models: list[str]) -> None:
     lines = [f"Measured on the development VM ({platform.machine()}, {os.cpu_count()} cores), "
              f"torch {torch.__version__}; plain `module(x)` at one torch thread per process, "
-             f"medians of {ROUNDS} passes.", "",
+             f"medians of {REPEATS} interleaved measurements of {ROUNDS} passes each.", "",
              "| model | whole, alone | whole, two processes at once (slowdown) | "
              "top / bottom half, alone | top / bottom half, at once | ceiling of a "
              "two-way split |", "|---|---|---|---|---|---|"]
