@@ -267,7 +267,7 @@ def calibrate_command(
         path = Path(output)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"calibrating {model} on {len(loaded.devices)} devices",
-                                total=len(loaded.devices) + 1)
+                                total=len(loaded.devices) + 2)  # then bands, hops
             calibrated = calibrate(graph, inputs, loaded, backend, emulate, repeats,
                                    path.with_name(path.stem + "-profiles"), address,
                                    progress=lambda _: bar.advance(task))

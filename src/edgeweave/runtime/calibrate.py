@@ -42,7 +42,7 @@ from torch import nn
 from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile
 from edgeweave.cost.profile import _host
-from edgeweave.errors import EdgeweaveError
+from edgeweave.errors import EdgeweaveError, PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.progressive import bands
 from edgeweave.units import Part, Region, Timeline, build_plan, whole
@@ -102,7 +102,10 @@ def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster:
     from edgeweave.planners import plan as make_plan
     from edgeweave.runtime import run
 
-    split = make_plan(graph, cluster, planner="equal-split")
+    try:
+        split = make_plan(graph, cluster, planner="equal-split")
+    except PlanError:  # the bands do not fit the devices: every layer scales linearly
+        return {device: {} for device in cluster.names}
     predicted = simulate_s(split)
     timeline = run(split, inputs, backend=backend, frames=BAND_FRAMES,
                    interval_s=2 * predicted, timeout_s=60 + 20 * predicted, **options).timeline
