@@ -46,6 +46,7 @@ from edgeweave.errors import EdgeweaveError, PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.progressive import bands
 from edgeweave.units import Part, Region, Timeline, build_plan, whole
+from edgeweave.units.timing import unit_times_s
 
 HOPS = 8
 EXCHANGE_LAYERS = 8
@@ -106,9 +107,10 @@ def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster:
         split = make_plan(graph, cluster, planner="equal-split")
     except PlanError:  # the bands do not fit the devices: every layer scales linearly
         return {device: {} for device in cluster.names}
-    predicted = simulate_s(split)
-    timeline = run(split, inputs, backend=backend, frames=BAND_FRAMES,
-                   interval_s=2 * predicted, timeout_s=60 + 20 * predicted, **options).timeline
+    cost = CostModel.for_cluster(cluster)
+    work_s = sum(unit_times_s(split, cost).values())  # all devices' compute: frames apart
+    timeline = run(split, inputs, backend=backend, frames=BAND_FRAMES, interval_s=work_s,
+                   timeout_s=60 + 20 * work_s, **options).timeline
     band_s: dict[tuple[str, str], list[float]] = {}
     for event in timeline.events:
         if event.kind == "compute" and event.frame >= 2 and ".." not in event.unit:
@@ -117,7 +119,6 @@ def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster:
             if len(unit.layers) == 1 and unit.region != full:
                 band_s.setdefault((unit.device, unit.last), []).append(
                     event.end_s - event.start_s)
-    cost = CostModel.for_cluster(cluster)
     fixed: dict[str, dict[str, float]] = {device: {} for device in cluster.names}
     for (device, layer), spent in band_s.items():
         unit = next(u for u in split.units if u.device == device and u.layers == (layer,))
@@ -126,13 +127,6 @@ def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster:
         fitted = (statistics.median(spent) - share * whole_s) / (1.0 - share)
         fixed[device][layer] = max(0.0, fitted)
     return fixed
-
-
-def simulate_s(plan) -> float:
-    """A plan's simulated latency of one frame."""
-    from edgeweave.simulation import simulate
-
-    return simulate(plan).latency_s[0]
 
 
 def _hop_s(cluster: Cluster, backend: str, n_bytes: int, **options) -> float:
