@@ -14,6 +14,8 @@ from edgeweave.graph import OpKind
 from edgeweave.models._common import seeded
 from edgeweave.runtime import run_inline
 from edgeweave.units import Need, Part, Plan, Region, build_plan, footprints, validate, whole
+from edgeweave.units.compute import compute_unit
+from edgeweave.units.validate import _stack_peak_bytes
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 
 THREE = "rpi4b*2+edge-server@wifi"
@@ -164,3 +166,25 @@ def test_wrong_inputs_are_refused():
     with pytest.raises(ExampleInputError, match="must be a float32 tensor of shape"):
         run_inline(plan, torch.zeros(1, 3, 31, 32))
     assert isinstance(plan, Plan)
+
+
+def test_a_fused_stack_holds_about_two_layers_at_a_time():
+    graph = zoo_graph("line")
+    cluster = ew.Cluster.load("rpi4b+edge-server@wifi")
+    layers = [layer.name for layer in graph if layer.kind is not OpKind.INPUT]
+    chain = tuple(layers[:4])  # each layer read only by the next
+    fused = build_plan({"line": graph}, cluster,
+                       [Part("line", chain, Region.full(graph[chain[-1]].output_shape), "rpi4b"),
+                        *(whole(graph, name, "rpi4b") for name in layers[4:])])
+    stack = next(u for u in fused.units if u.layers == chain)
+    assert fused.read_after[stack.id] == {chain[-1]}
+    sizes = [graph[name].output_bytes for name in chain]
+    assert _stack_peak_bytes(stack, graph, fused.read_after[stack.id]) == max(
+        [sizes[0], *(a + b for a, b in zip(sizes, sizes[1:]))])
+    # the stack's kernel hands on only what is read after it, equal to the layers one by one
+    inputs = zoo_model("line")[1]
+    outputs = compute_unit(graph, stack, [(n, inputs[0]) for n in stack.needs],
+                           fused.read_after[stack.id])
+    assert set(outputs) == {chain[-1]}
+    torch.testing.assert_close(outputs[chain[-1]][1], graph.run_all(*inputs)[chain[-1]])
+    torch.testing.assert_close(run_inline(fused, inputs), zoo_output("line")[0])

@@ -215,7 +215,8 @@ class DeviceWorker:
                 outputs = input_unit(graph, unit, self.inputs[frame, unit.graph])
             else:
                 outputs = compute_unit(graph, unit, [(n, self._value(frame, n))
-                                                     for n in unit.needs])
+                                                     for n in unit.needs],
+                                       self.plan.read_after[unit.id])
             self.held[frame, unit.id] = outputs
             return
         arguments = [merge([(n.region, self._value(frame, n)) for n in needs])[1]

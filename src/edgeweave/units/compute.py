@@ -11,7 +11,7 @@ the region reads nothing outside what was placed, if slower.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -238,18 +238,26 @@ def input_unit(graph: LayerGraph, unit: Unit,
     return {unit.last: (unit.region, tensor[unit.region.slices()])}
 
 
-def compute_unit(graph: LayerGraph, unit: Unit,
-                 received: list[tuple[Need, torch.Tensor]]) -> dict[str, Piece]:
+def compute_unit(graph: LayerGraph, unit: Unit, received: list[tuple[Need, torch.Tensor]],
+                 keep: Collection[str] | None = None) -> dict[str, Piece]:
     """Run ``unit`` on the tensors its needs delivered; returns a piece of each of its
-    layers (a fused stack computes each layer's part of the last layer's receptive field)."""
+    layers in ``keep`` (default: all of them; a fused stack computes each layer's part of
+    the last layer's receptive field). A layer not kept is freed once the last layer of
+    the stack that reads it has run, so a stack holds about two layers' regions at a time."""
     by_layer: dict[str, list[Piece]] = {}
     for need, tensor in received:
         by_layer.setdefault(need.layer, []).append((need.region, tensor))
     available = {layer: merge(pieces) for layer, pieces in by_layer.items()}
+    regions = layer_regions(unit, graph)
+    last_read = {producer: layer for layer in regions for producer in graph[layer].inputs}
     outputs: dict[str, Piece] = {}
-    for layer, region in layer_regions(unit, graph).items():
-        available[layer] = outputs[layer] = (region, compute_region(graph, layer, region,
-                                                                    available))
+    for layer, region in regions.items():
+        available[layer] = (region, compute_region(graph, layer, region, available))
+        if keep is None or layer in keep:
+            outputs[layer] = available[layer]
+        for producer in graph[layer].inputs:
+            if last_read[producer] == layer and producer in regions and producer not in outputs:
+                available.pop(producer, None)
     return outputs
 
 

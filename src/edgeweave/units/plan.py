@@ -125,6 +125,18 @@ class Plan:
         return dataclasses.replace(self, graphs=graphs)
 
     @functools.cached_property
+    def read_after(self) -> dict[str, frozenset[str]]:
+        """Per unit, its layers that something reads once it has run: its last, those its
+        consumers need, and model outputs — the rest of a fused stack can be freed as soon
+        as the stack has used it."""
+        table = {unit.id: {unit.last} | (set(unit.layers) & set(self.graphs[unit.graph].outputs))
+                 for unit in self.units}
+        for unit in self.units:
+            for need in unit.needs:
+                table[need.unit].add(need.layer)
+        return {key: frozenset(value) for key, value in table.items()}
+
+    @functools.cached_property
     def forwarding(self) -> dict[str, tuple[tuple[str, Need], ...]]:
         """Per unit, the (consumer unit, need) pairs it must send: its forwarding table."""
         table: dict[str, list[tuple[str, Need]]] = {unit.id: [] for unit in self.units}

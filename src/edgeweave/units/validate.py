@@ -134,6 +134,23 @@ def _check_acyclic(plan: Plan) -> None:
                         "their needs and the order of their devices).")
 
 
+def _stack_peak_bytes(unit, graph, keep) -> int:
+    """The most bytes of its own layers a unit holds at once while it runs: a layer of a
+    fused stack is freed after the last layer of the stack that reads it, unless kept
+    (``units.compute.compute_unit`` does the same)."""
+    regions = layer_regions(unit, graph)
+    last_read = {producer: layer for layer in regions for producer in graph[layer].inputs}
+    live: dict[str, int] = {}
+    peak = 0
+    for layer, region in regions.items():
+        live[layer] = region.numel * graph[layer].itemsize
+        peak = max(peak, sum(live.values()))
+        for producer in graph[layer].inputs:
+            if last_read[producer] == layer and producer not in keep:
+                live.pop(producer, None)
+    return peak
+
+
 def footprints(plan: Plan) -> dict[str, Footprint]:
     """The memory each device needs for the plan."""
     result = {}
@@ -151,7 +168,7 @@ def footprints(plan: Plan) -> dict[str, Footprint]:
             itemsize = graph[unit.last].itemsize
             received = sum(n.region.numel * itemsize for n in unit.needs
                            if plan.unit(n.unit).device != device)
-            made = sum(r.numel * itemsize for r in layer_regions(unit, graph).values())
+            made = _stack_peak_bytes(unit, graph, plan.read_after[unit.id])
             peak = max(peak, received + made + sum(b for b, _ in live.values()))
             local = [position[c] for c, _ in plan.forwarding[unit.id] if c in position]
             keep = (unit.graph, unit.last) in outputs
