@@ -15,10 +15,11 @@ from torch import nn
 import edgeweave as ew
 from edgeweave.errors import PlanError
 from edgeweave.models import yolov2
-from edgeweave.planners.deepthings import cut_points, grid, tiles
+from edgeweave.planners.deepthings import cut_points, grid, shrunk, tiles
 from edgeweave.runtime import run_inline
 from edgeweave.units import Region, covers, required_regions
 from tests.conftest import assert_equals_model
+from tests.strategies import regions
 from tests.units.test_region import _support
 
 CLUSTER = "rpi3*3+edge-server@wifi"
@@ -117,6 +118,33 @@ def test_tiled_plans_equal_the_model_at_every_depth(n, m):
         assert_equals_model(run_inline(made, x), expected)
 
 
+@given(region=regions((1, 1, 12, 12)), others=st.lists(regions((1, 1, 12, 12)), max_size=4))
+def test_a_shrunk_region_leaves_out_only_what_others_computed(region, others):
+    left = shrunk(region, others)
+    assert region.contains(left)
+    for r in range(*region.bounds[2]):
+        for c in range(*region.bounds[3]):
+            point = Region(((0, 1), (0, 1), (r, r + 1), (c, c + 1)))
+            assert left.contains(point) or any(o.contains(point) for o in others)
+
+
+@pytest.mark.parametrize("n, m", [(2, 3), (3, 3), (5, 5)])
+def test_reusing_tiles_equal_the_model_and_compute_less(n, m):
+    torch.manual_seed(0)
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    graph = ew.trace(model, x)
+    with torch.no_grad():
+        expected = model(x)
+    for count in cut_points(graph, [layer.name for layer in graph][1:])[2:]:
+        plain = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count)
+        reusing = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count,
+                          reuse=True)
+        assert_equals_model(run_inline(reusing, x), expected)
+        for without, tile in zip(plain.notes["tiles"], reusing.notes["tiles"], strict=True):
+            assert tile["flops"] <= tile["flops_without_reuse"] == without["flops"]
+        assert reusing.notes["redundancy"][graph.name] < plain.notes["redundancy"][graph.name]
+
+
 def test_yolov2_redundancy_matches_the_seed():
     # seed 003: over YOLOv2's first 16 layers at 608x608, a 3x3 grid computes about 1.53x
     # the frame's operations and a 5x5 grid about 2.2x
@@ -130,6 +158,9 @@ def test_yolov2_redundancy_matches_the_seed():
         assert len(made.notes["tiles"]) == k * k
     assert found[3] == pytest.approx(1.53, abs=0.08)
     assert found[5] == pytest.approx(2.2, abs=0.12)
+    for k, at_most in ((3, 1.1), (5, 1.3)):  # reuse: odd tiles take their neighbours' strips
+        made = ew.plan(graph, CLUSTER, planner="deepthings", n=k, m=k, layers=every, reuse=True)
+        assert made.notes["redundancy"][graph.name] < at_most
 
 
 def test_yolov2_16_tiles_equal_the_model_on_a_smaller_frame():
@@ -138,9 +169,9 @@ def test_yolov2_16_tiles_equal_the_model_on_a_smaller_frame():
     graph = ew.trace(module, x)
     with torch.no_grad():
         expected = module(x)
-    for k in (3, 5):
+    for k, reuse in ((3, False), (5, False), (3, True), (5, True)):
         made = ew.plan(graph, CLUSTER, planner="deepthings", n=k, m=k,
-                       layers=len(graph.layers) - 1)
+                       layers=len(graph.layers) - 1, reuse=reuse)
         assert_equals_model(run_inline(made, x), expected)
 
 
@@ -176,8 +207,21 @@ def test_a_model_with_nothing_to_tile_is_planned_by_after():
 @pytest.mark.parametrize("options, named", [
     ({"n": 0}, "'n' option"), ({"m": "x"}, "'m' option"), ({"layers": 9}, "'layers' option"),
     ({"gateway": "nowhere"}, "'gateway' option"), ({"after": "magic"}, "'after' option"),
-    ({"max_grid": 0}, "'max_grid' option")])
+    ({"max_grid": 0}, "'max_grid' option"), ({"reuse": "yes"}, "'reuse' option")])
 def test_bad_options_are_named(options, named):
     model, x = _awkward(), torch.randn(1, 3, 37, 29)
     with pytest.raises(PlanError, match=named):
         ew.plan(ew.trace(model, x), CLUSTER, planner="deepthings", **options)
+
+
+def test_reusing_tiles_run_equal_to_the_model_on_local_workers():
+    torch.manual_seed(0)
+    model, x = _awkward(), torch.randn(1, 3, 37, 29)
+    graph = ew.trace(model, x)
+    made = ew.plan(graph, "rpi4b*2+edge-server@ethernet", planner="deepthings", n=3, m=3,
+                   layers=8, reuse=True)
+    assert len({u.device for u in made.units if len(u.layers) == 1}) > 1
+    with torch.no_grad():
+        expected = model(x)
+    for output in ew.run(made, x, backend="local", frames=2).outputs:
+        assert_equals_model(output, expected)

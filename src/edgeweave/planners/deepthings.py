@@ -113,33 +113,84 @@ def _input_bytes(graph: LayerGraph, layers: tuple[str, ...], regions: dict[str, 
                if name not in layers)
 
 
+def shrunk(region: Region, computed: Sequence[Region]) -> Region:
+    """``region`` less the strips along its sides that ``computed`` regions already cover
+    (each spanning the region's whole other extent), as DeepThings' odd tiles shrink by
+    their four neighbours' results; empty when nothing is left to compute."""
+    rows, cols = region.bounds[2], region.bounds[3]
+    for other in computed:
+        (r0, r1), (c0, c1) = other.bounds[2], other.bounds[3]
+        if r0 <= rows[0] and rows[1] <= r1:  # spans the rows: a strip on the left or right
+            if c0 <= cols[0] < c1:
+                cols = (min(c1, cols[1]), cols[1])
+            elif c0 < cols[1] <= c1:
+                cols = (cols[0], max(c0, cols[0]))
+        if c0 <= cols[0] and cols[1] <= c1:  # spans the columns: a strip on top or below
+            if r0 <= rows[0] < r1:
+                rows = (min(r1, rows[1]), rows[1])
+            elif r0 < rows[1] <= r1:
+                rows = (rows[0], max(r0, rows[0]))
+    return region.along(2, *rows).along(3, *cols)
+
+
 def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
-              devices: list[Device]) -> tuple[list[Part], float]:
-    """The tiles of the first ``count`` layers, dearest first, each on the device that
-    would finish it soonest (list scheduling), and when the last would finish."""
+              devices: list[Device], reuse: bool = False
+              ) -> tuple[list[Part], float, list[dict]]:
+    """The tiles of the first ``count`` layers, each on the device that would finish it
+    soonest (list scheduling, dearest first), when the last would finish, and each tile's
+    device, FLOPs (with and without reuse), input bytes and reused strips' bytes. With
+    ``reuse``, tiles in a checkerboard: (i + j) even ones run their whole stacks first;
+    each odd one runs layer by layer, every layer shrunk by what its even neighbours
+    computed, reading their results for the rest (one unit per layer, so that it can read
+    the layers inside their stacks)."""
     layers = tuple(problem.layers(graph)[:count])
     if not layers:
-        return [], 0.0
-    regions = tiles(graph[layers[-1]].output_shape, n, m)
-    seconds = {}
-    for region in regions:
-        needed = required_regions(graph, {layers[-1]: region}, layers)
-        seconds[region] = {d.name: _tile_s(problem, graph, layers, needed, d) for d in devices}
+        return [], 0.0, []
+    shape = graph[layers[-1]].output_shape
+    columns = len(grid(shape[3], m))
+    regions = tiles(shape, n, m)
+    cell = {region: divmod(index, columns) for index, region in enumerate(regions)}
+    stack = {region: required_regions(graph, {layers[-1]: region}, layers) for region in regions}
+    odd = {r for r in regions if reuse and sum(cell[r]) % 2}
+    computed = {r: stack[r] for r in regions}
+    for region in odd:
+        i, j = cell[region]
+        around = [r for r in regions if r not in odd
+                  and abs(cell[r][0] - i) + abs(cell[r][1] - j) == 1]
+        computed[region] = {**stack[region], **{
+            name: shrunk(stack[region][name], [stack[r][name] for r in around])
+            for name in layers}}
+    seconds = {r: {d.name: _tile_s(problem, graph, layers, computed[r], d) for d in devices}
+               for r in regions}
     busy = {d.name: 0.0 for d in devices}
     device_of = {}
-    for region in sorted(regions, key=lambda r: -min(seconds[r].values())):
+    for region in sorted(regions, key=lambda r: (r in odd, -min(seconds[r].values()))):
         device = min(busy, key=lambda d: busy[d] + seconds[region][d])
         busy[device] += seconds[region][device]
         device_of[region] = device
-    return ([Part(graph.name, layers, region, device_of[region]) for region in regions],
-            max(busy.values()))
+    parts = [Part(graph.name, layers, r, device_of[r]) for r in regions if r not in odd]
+    parts += [Part(graph.name, (name,), computed[r][name], device_of[r])
+              for name in layers for r in regions if r in odd and not computed[r][name].is_empty]
+    summary = [{"model": graph.name, "tile": repr(r), "device": device_of[r],
+                "flops": round(_flops(graph, layers, computed[r])),
+                "flops_without_reuse": round(_flops(graph, layers, stack[r])),
+                "input_bytes": _input_bytes(graph, layers, stack[r]),
+                "reused_bytes": sum((stack[r][name].numel - computed[r][name].numel)
+                                    * graph[name].itemsize for name in layers)}
+               for r in regions]
+    return parts, max(busy.values()), summary
 
 
-def _estimate(problem: Problem, graph: LayerGraph, count: int,
-              scheduled: tuple[list[Part], float], gateway: str) -> float:
+def _flops(graph: LayerGraph, layers: tuple[str, ...], regions: dict[str, Region]) -> float:
+    return sum(graph[name].flops * regions[name].numel / math.prod(graph[name].output_shape)
+               for name in layers)
+
+
+def _estimate(problem: Problem, graph: LayerGraph, count: int, scheduled, gateway: str
+              ) -> float:
     """A quick latency for ranking candidates: the tiles' makespan, the slowest device's
     tile outputs to the gateway, and the rest of the model on the gateway."""
-    parts, makespan = scheduled
+    parts, makespan, _ = scheduled
     sent: dict[str, int] = {}
     for part in parts:
         if part.device != gateway:
@@ -187,7 +238,12 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
         count = choice[graph.name][0]
         parts += schedule(graph, choice[graph.name])[0]
         parts += _after(problem, graph, count, tails[graph.name], gateway)
-    return build_plan(problem.graphs, problem.cluster, parts, planner="deepthings",
+    # by first layer, stacks before single layers: a reusing tile's layers run after the
+    # stacks they read inside (the default order, by last layer, would put them first)
+    ranking = sorted(range(len(parts)), key=lambda i: (
+        problem.graphs[parts[i].graph].index_of(parts[i].layers[0]), -len(parts[i].layers)))
+    order = {d: [i for i in ranking if parts[i].device == d] for d in problem.cluster.names}
+    return build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
                       options=problem.options, models=problem.models)
 
 
@@ -227,6 +283,9 @@ def _checked(problem: Problem) -> None:
     if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
         raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
                         f"number of at least 1. Got {options['max_grid']!r} instead.")
+    if not isinstance(options["reuse"], bool):
+        raise PlanError("The 'reuse' option of planner 'deepthings' must be True or False. "
+                        f"Got {options['reuse']!r} instead.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "
@@ -250,7 +309,8 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     def schedule(graph: LayerGraph, candidate: tuple[int, int, int]):
         key = (graph.name, candidate)
         if key not in memo:  # the same for every gateway
-            memo[key] = _tiles_on(problem, graph, *candidate, devices)
+            memo[key] = _tiles_on(problem, graph, *candidate, devices,
+                                  problem.options["reuse"])
         return memo[key]
 
     found = []
@@ -266,26 +326,22 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
             latency, best[graph.name], made = min(tried, key=lambda t: t[0])
         found.append((latency, gateway, best, made))
     latency, gateway, best, made = min(found, key=lambda f: f[0])
-    notes = {**_notes(problem, made, best), "gateway": gateway, "predicted_ms": 1e3 * latency}
+    notes = {**_notes(best, [schedule(problem.graphs[name], c)[2] for name, c in best.items()],
+                      made),
+             "gateway": gateway, "predicted_ms": 1e3 * latency}
     return dataclasses.replace(made, notes=notes)
 
 
-def _notes(problem: Problem, made: Plan, choice: dict[str, tuple[int, int, int]]) -> dict:
-    """Grid, depth, each tile's FLOPs and input bytes, redundancy, footprints."""
-    per_tile, redundancy = {}, {}
-    for name, (count, n, m) in choice.items():
+def _notes(choice: dict[str, tuple[int, int, int]], summaries: list[list[dict]],
+           made: Plan) -> dict:
+    """Grid, depth, each tile's device, FLOPs, input and reused bytes, redundancy, footprints."""
+    per_tile = [tile for summary in summaries for tile in summary]
+    redundancy = {}
+    for name, (count, _, _) in choice.items():
         graph = made.graphs[name]
-        fused = tuple(problem.layers(graph)[:count])
-        computed = []
-        for unit in (u for u in made.units if u.graph == name and u.layers == fused):
-            regions = required_regions(graph, {unit.last: unit.region}, unit.layers)
-            computed.append(sum(graph[layer].flops * regions[layer].numel
-                                / math.prod(graph[layer].output_shape) for layer in fused))
-            per_tile[unit.id] = {"model": name, "device": unit.device,
-                                 "flops": round(computed[-1]),
-                                 "input_bytes": _input_bytes(graph, fused, regions)}
-        own = sum(graph[layer].flops for layer in fused)  # 0: nothing fused
-        redundancy[name] = sum(computed) / own if own else 1.0
+        own = sum(layer.flops for layer in [l for l in graph if l.kind is not OpKind.INPUT][:count])
+        mine = [t["flops"] for t in per_tile if t["model"] == name]
+        redundancy[name] = sum(mine) / own if own and mine else 1.0
     count, n, m = next(iter(choice.values()))
     return {"grid": f"{n}x{m}", "fused_layers": count,
             "choice": {name: {"layers": c, "n": n, "m": m} for name, (c, n, m) in choice.items()},
