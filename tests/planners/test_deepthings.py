@@ -102,13 +102,17 @@ def _awkward() -> nn.Module:
         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
 
 
-@pytest.mark.parametrize("n, m", [(1, 1), (2, 3), (3, 3), (5, 5), (4, 1)])
-def test_tiled_plans_equal_the_model_at_every_depth(n, m):
+def _awkward_case():
+    """The awkward net, a frame of odd size, its graph and its output."""
     torch.manual_seed(0)
     model, x = _awkward(), torch.randn(1, 3, 37, 29)
-    graph = ew.trace(model, x)
     with torch.no_grad():
-        expected = model(x)
+        return model, x, ew.trace(model, x), model(x)
+
+
+@pytest.mark.parametrize("n, m", [(1, 1), (2, 3), (3, 3), (5, 5), (4, 1)])
+def test_tiled_plans_equal_the_model_at_every_depth(n, m):
+    _, x, graph, expected = _awkward_case()
     names = [layer.name for layer in graph][1:]
     for count in cut_points(graph, names):
         made = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count)
@@ -130,11 +134,7 @@ def test_a_shrunk_region_leaves_out_only_what_others_computed(region, others):
 
 @pytest.mark.parametrize("n, m", [(2, 3), (3, 3), (5, 5)])
 def test_reusing_tiles_equal_the_model_and_compute_less(n, m):
-    torch.manual_seed(0)
-    model, x = _awkward(), torch.randn(1, 3, 37, 29)
-    graph = ew.trace(model, x)
-    with torch.no_grad():
-        expected = model(x)
+    _, x, graph, expected = _awkward_case()
     for count in cut_points(graph, [layer.name for layer in graph][1:])[2:]:
         plain = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count)
         reusing = ew.plan(graph, CLUSTER, planner="deepthings", n=n, m=m, layers=count,
@@ -176,8 +176,7 @@ def test_yolov2_16_tiles_equal_the_model_on_a_smaller_frame():
 
 
 def test_the_automatic_choice_is_the_fastest_simulated():
-    model, x = _awkward(), torch.randn(1, 3, 37, 29)
-    graph = ew.trace(model, x)
+    graph = _awkward_case()[2]
     chosen = ew.plan(graph, CLUSTER, planner="deepthings", max_grid=3)
     assert chosen.notes["predicted_ms"] == pytest.approx(1e3 * ew.simulate(chosen).latency_s[0])
     for count in cut_points(graph, [layer.name for layer in graph][1:]):
@@ -188,12 +187,11 @@ def test_the_automatic_choice_is_the_fastest_simulated():
 
 @pytest.mark.parametrize("after", ["edgeflow", "equal-split", "heft"])
 def test_the_layers_after_the_cut_planned_by_another_planner(after):
-    model, x = _awkward(), torch.randn(1, 3, 37, 29)
-    graph = ew.trace(model, x)
+    _, x, graph, expected = _awkward_case()
     made = ew.plan(graph, CLUSTER, planner="deepthings", n=2, m=2, layers=5, after=after)
     rest = {u.device for u in made.units if len(u.layers) < 5}
     assert rest  # the tail is placed, by that planner
-    assert_equals_model(run_inline(made, x), model(x))
+    assert_equals_model(run_inline(made, x), expected)
 
 
 def test_a_model_with_nothing_to_tile_is_planned_by_after():
@@ -209,19 +207,14 @@ def test_a_model_with_nothing_to_tile_is_planned_by_after():
     ({"gateway": "nowhere"}, "'gateway' option"), ({"after": "magic"}, "'after' option"),
     ({"max_grid": 0}, "'max_grid' option"), ({"reuse": "yes"}, "'reuse' option")])
 def test_bad_options_are_named(options, named):
-    model, x = _awkward(), torch.randn(1, 3, 37, 29)
     with pytest.raises(PlanError, match=named):
-        ew.plan(ew.trace(model, x), CLUSTER, planner="deepthings", **options)
+        ew.plan(_awkward_case()[2], CLUSTER, planner="deepthings", **options)
 
 
 def test_reusing_tiles_run_equal_to_the_model_on_local_workers():
-    torch.manual_seed(0)
-    model, x = _awkward(), torch.randn(1, 3, 37, 29)
-    graph = ew.trace(model, x)
+    _, x, graph, expected = _awkward_case()
     made = ew.plan(graph, "rpi4b*2+edge-server@ethernet", planner="deepthings", n=3, m=3,
                    layers=8, reuse=True)
     assert len({u.device for u in made.units if len(u.layers) == 1}) > 1
-    with torch.no_grad():
-        expected = model(x)
     for output in ew.run(made, x, backend="local", frames=2).outputs:
         assert_equals_model(output, expected)
