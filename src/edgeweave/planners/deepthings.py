@@ -17,15 +17,18 @@ Options:
   input (in topological order; a convolution, its batch norm and its activation count as
   three). Any of them ``None``: chosen for the cluster — every grid N x N up to
   ``max_grid`` and every L at which the fused layers hand one map to the rest of the
-  model (at most ``MAX_CUTS`` of them, evenly spread), ranked by a quick estimate (the tiles' list-scheduled makespan, their outputs'
-  hop to the gateway, the rest on the gateway), the best ``SIMULATED`` simulated and the
-  fastest kept. A model whose first layer has no
+  model (at most ``MAX_CUTS`` of them, evenly spread), ranked by a quick estimate (the
+  tiles' list-scheduled makespan, their outputs' hop to the gateway, the rest on the
+  gateway), the best ``SIMULATED`` simulated and the fastest kept. A model whose first layer has no
   feature map to tile (or that has no such L) gets no tiles: ``after`` plans all of it.
 - ``after``: who runs the layers after the cut: ``"gateway"`` (all of them on the gateway,
   as the original does), or any other planner's name — that planner plans the model, and
   its units past the cut are kept (trimmed of fused layers), so the rest is split too.
 - ``gateway``: the device that merges tiles and runs the rest (default: the fastest or
   the source, whichever simulates faster).
+- ``reuse``: the original's data reuse — tiles in a checkerboard, each odd tile's layers
+  shrunk by the strips its even neighbours computed, which it reads from inside their
+  stacks (default False).
 
 The original decides at run time which device takes each tile (work stealing). A plan
 fixes it: tiles, dearest first, each go to the device that would finish it soonest by the
@@ -304,7 +307,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
              for name, graph in problem.graphs.items()}
     gateways = ([problem.options["gateway"]] if problem.options["gateway"] else
                 list(dict.fromkeys([problem.fastest().name, problem.source.name])))
-    memo: dict[tuple[str, tuple[int, int, int]], tuple[list[Part], float]] = {}
+    memo: dict[tuple[str, tuple[int, int, int]], tuple[list[Part], float, list[dict]]] = {}
 
     def schedule(graph: LayerGraph, candidate: tuple[int, int, int]):
         key = (graph.name, candidate)
@@ -326,26 +329,26 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
             latency, best[graph.name], made = min(tried, key=lambda t: t[0])
         found.append((latency, gateway, best, made))
     latency, gateway, best, made = min(found, key=lambda f: f[0])
-    notes = {**_notes(best, [schedule(problem.graphs[name], c)[2] for name, c in best.items()],
-                      made),
-             "gateway": gateway, "predicted_ms": 1e3 * latency}
+    tiles_of = {name: schedule(problem.graphs[name], c)[2] for name, c in best.items()}
+    notes = {**_notes(problem, best, tiles_of, made), "gateway": gateway,
+             "predicted_ms": 1e3 * latency}
     return dataclasses.replace(made, notes=notes)
 
 
-def _notes(choice: dict[str, tuple[int, int, int]], summaries: list[list[dict]],
-           made: Plan) -> dict:
+def _notes(problem: Problem, choice: dict[str, tuple[int, int, int]],
+           tiles_of: dict[str, list[dict]], made: Plan) -> dict:
     """Grid, depth, each tile's device, FLOPs, input and reused bytes, redundancy, footprints."""
-    per_tile = [tile for summary in summaries for tile in summary]
     redundancy = {}
     for name, (count, _, _) in choice.items():
-        graph = made.graphs[name]
-        own = sum(layer.flops for layer in [l for l in graph if l.kind is not OpKind.INPUT][:count])
-        mine = [t["flops"] for t in per_tile if t["model"] == name]
-        redundancy[name] = sum(mine) / own if own and mine else 1.0
+        graph = problem.graphs[name]
+        own = sum(graph[layer].flops for layer in problem.layers(graph)[:count])
+        computed = sum(tile["flops"] for tile in tiles_of[name])
+        redundancy[name] = computed / own if own and tiles_of[name] else 1.0
     count, n, m = next(iter(choice.values()))
     return {"grid": f"{n}x{m}", "fused_layers": count,
             "choice": {name: {"layers": c, "n": n, "m": m} for name, (c, n, m) in choice.items()},
-            "redundancy": redundancy, "tiles": per_tile,
+            "redundancy": redundancy,
+            "tiles": [tile for name in choice for tile in tiles_of[name]],
             "summary": f"{count} layers fused in {n}x{m} tiles (redundancy "
                        f"{next(iter(redundancy.values())):.2f}x)",
             "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}}
