@@ -111,18 +111,17 @@ def fixed_in_bands(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster:
     work_s = sum(unit_times_s(split, cost).values())  # all devices' compute: frames apart
     timeline = run(split, inputs, backend=backend, frames=BAND_FRAMES, interval_s=work_s,
                    timeout_s=60 + 20 * work_s, **options).timeline
-    band_s: dict[tuple[str, str], list[float]] = {}
+    band_s: dict[tuple[str, str], tuple[float, list[float]]] = {}  # -> share, times
     for event in timeline.events:
         if event.kind == "compute" and event.frame >= 2 and ".." not in event.unit:
             unit = split.unit(event.unit)
             full = Region.full(graph[unit.last].output_shape or unit.region.shape)
             if len(unit.layers) == 1 and unit.region != full:
-                band_s.setdefault((unit.device, unit.last), []).append(
+                share = unit.region.numel / full.numel
+                band_s.setdefault((unit.device, unit.last), (share, []))[1].append(
                     event.end_s - event.start_s)
     fixed: dict[str, dict[str, float]] = {device: {} for device in cluster.names}
-    for (device, layer), spent in band_s.items():
-        unit = next(u for u in split.units if u.device == device and u.layers == (layer,))
-        share = unit.region.numel / Region.full(graph[layer].output_shape).numel
+    for (device, layer), (share, spent) in band_s.items():
         whole_s = cost.compute_s(graph, graph[layer], cluster.device(device))
         fitted = (statistics.median(spent) - share * whole_s) / (1.0 - share)
         fixed[device][layer] = max(0.0, fitted)
