@@ -513,7 +513,8 @@ def worker(
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(
-        help="The experiment: wang2021 (seed 001) or edgeflow (seed 002).")],
+        help="The experiment: wang2021 (seed 001), edgeflow (seed 002) or "
+             "deepthings (seed 003).")],
     out: Annotated[str | None, typer.Option(
         help="Write the reproduction page here (default: docs/reproductions/NAME.md).")]
     = None,

@@ -194,6 +194,14 @@ def test_the_layers_after_the_cut_planned_by_another_planner(after):
     assert_equals_model(run_inline(made, x), expected)
 
 
+def test_a_gateway_that_only_merges_gets_no_tile():
+    _, x, graph, expected = _awkward_case()
+    made = ew.plan(graph, CLUSTER, planner="deepthings", n=3, m=3, layers=5,
+                   gateway="edge-server", gateway_tiles=False)
+    assert {t["device"] for t in made.notes["tiles"]} <= {"rpi3-0", "rpi3-1", "rpi3-2"}
+    assert_equals_model(run_inline(made, x), expected)
+
+
 def test_a_model_with_nothing_to_tile_is_planned_by_after():
     module, x = ew.models.get("line")
     graph = ew.trace(module, x)
@@ -205,7 +213,8 @@ def test_a_model_with_nothing_to_tile_is_planned_by_after():
 @pytest.mark.parametrize("options, named", [
     ({"n": 0}, "'n' option"), ({"m": "x"}, "'m' option"), ({"layers": 9}, "'layers' option"),
     ({"gateway": "nowhere"}, "'gateway' option"), ({"after": "magic"}, "'after' option"),
-    ({"max_grid": 0}, "'max_grid' option"), ({"reuse": "yes"}, "'reuse' option")])
+    ({"max_grid": 0}, "'max_grid' option"), ({"reuse": "yes"}, "'reuse' option"),
+    ({"gateway_tiles": 1}, "'gateway_tiles' option")])
 def test_bad_options_are_named(options, named):
     with pytest.raises(PlanError, match=named):
         ew.plan(_awkward_case()[2], CLUSTER, planner="deepthings", **options)
@@ -218,3 +227,17 @@ def test_reusing_tiles_run_equal_to_the_model_on_local_workers():
     assert len({u.device for u in made.units if len(u.layers) == 1}) > 1
     for output in ew.run(made, x, backend="local", frames=2).outputs:
         assert_equals_model(output, expected)
+
+
+def test_the_reproduction_page_sets_the_plans_beside_the_seed(tmp_path):
+    from edgeweave.experiments import deepthings as experiment
+
+    result = experiment.reproduce(grids=(3,), device_counts=(1, 2))
+    plain, reusing = result.find(3, False, 2), result.find(3, True, 2)
+    assert plain.redundancy == pytest.approx(1.53, abs=0.08)
+    assert reusing.redundancy < plain.redundancy and reusing.latency_ms < plain.latency_ms
+    assert result.find(3, False, 2).latency_ms < result.find(3, False, 1).latency_ms
+    page = tmp_path / "deepthings.md"
+    result.write(page)
+    text = page.read_text()
+    assert "| 3x3 | 1.53x | 1.07x | 1.53x |" in text and "Not reproduced yet" in text

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeweave.errors import UnknownNameError
-from edgeweave.experiments import edgeflow, wang2021
+from edgeweave.experiments import deepthings, edgeflow, wang2021
 
 # name: (reproduce, one line about it)
 EXPERIMENTS: dict[str, tuple[Callable[..., Any], str]] = {
     "wang2021": (wang2021.reproduce, "seed 001: LO / RO / Extended Johnson on Pi 4B + server"),
     "edgeflow": (edgeflow.reproduce, "seed 002: EdgeFlow against layer-by-layer baselines on "
                  "2-8 mixed devices"),
+    "deepthings": (deepthings.reproduce, "seed 003: fused tiles of YOLOv2's first 16 layers on "
+                   "1-6 Raspberry Pi 3 (plans and simulation; stealing not yet)"),
 }
 
 

@@ -35,7 +35,7 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
               "layers fused into stacks cut in bands, few exchanges (seed 003's fusion, DP)"),
     "deepthings": (deepthings.plan, {"n": None, "m": None, "layers": None, "max_grid": 5,
                                       "after": "gateway", "gateway": None,
-                                      "reuse": False},
+                                      "gateway_tiles": True, "reuse": False},
                    "seed 003: the first layers in an N x M grid of fused tile stacks (FTP)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),

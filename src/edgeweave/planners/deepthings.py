@@ -26,6 +26,8 @@ Options:
   its units past the cut are kept (trimmed of fused layers), so the rest is split too.
 - ``gateway``: the device that merges tiles and runs the rest (default: the fastest or
   the source, whichever simulates faster).
+- ``gateway_tiles``: whether the gateway computes tiles too (default True; the
+  original's gateway only merges them and runs the rest).
 - ``reuse``: the original's data reuse — tiles in a checkerboard, each odd tile's layers
   shrunk by the strips its even neighbours computed, which it reads from inside their
   stacks (default False).
@@ -286,9 +288,10 @@ def _checked(problem: Problem) -> None:
     if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
         raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
                         f"number of at least 1. Got {options['max_grid']!r} instead.")
-    if not isinstance(options["reuse"], bool):
-        raise PlanError("The 'reuse' option of planner 'deepthings' must be True or False. "
-                        f"Got {options['reuse']!r} instead.")
+    for key in ("reuse", "gateway_tiles"):
+        if not isinstance(options[key], bool):
+            raise PlanError(f"The '{key}' option of planner 'deepthings' must be True or "
+                            f"False. Got {options[key]!r} instead.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "
@@ -307,17 +310,19 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
              for name, graph in problem.graphs.items()}
     gateways = ([problem.options["gateway"]] if problem.options["gateway"] else
                 list(dict.fromkeys([problem.fastest().name, problem.source.name])))
-    memo: dict[tuple[str, tuple[int, int, int]], tuple[list[Part], float, list[dict]]] = {}
-
-    def schedule(graph: LayerGraph, candidate: tuple[int, int, int]):
-        key = (graph.name, candidate)
-        if key not in memo:  # the same for every gateway
-            memo[key] = _tiles_on(problem, graph, *candidate, devices,
-                                  problem.options["reuse"])
-        return memo[key]
-
+    memo: dict[tuple, tuple[list[Part], float, list[dict]]] = {}
     found = []
     for gateway in gateways:
+        workers = devices if problem.options["gateway_tiles"] else (
+            [d for d in devices if d.name != gateway] or devices)
+
+        def schedule(graph: LayerGraph, candidate: tuple[int, int, int], workers=workers):
+            key = (graph.name, candidate, tuple(d.name for d in workers))
+            if key not in memo:  # the same for every gateway that computes tiles
+                memo[key] = _tiles_on(problem, graph, *candidate, workers,
+                                      problem.options["reuse"])
+            return memo[key]
+
         best = {name: _candidates(problem, graph)[0] for name, graph in problem.graphs.items()}
         for graph in problem.graphs.values():  # one model at a time, the others as chosen
             ranked = sorted(_candidates(problem, graph), key=lambda c: _estimate(
@@ -327,8 +332,8 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
                 made = _plan(problem, {**best, graph.name: candidate}, tails, gateway, schedule)
                 tried.append((simulate(made).latency_s[0], candidate, made))
             latency, best[graph.name], made = min(tried, key=lambda t: t[0])
-        found.append((latency, gateway, best, made))
-    latency, gateway, best, made = min(found, key=lambda f: f[0])
+        found.append((latency, gateway, best, made, schedule))
+    latency, gateway, best, made, schedule = min(found, key=lambda f: f[0])
     tiles_of = {name: schedule(problem.graphs[name], c)[2] for name, c in best.items()}
     notes = {**_notes(problem, best, tiles_of, made), "gateway": gateway,
              "predicted_ms": 1e3 * latency}
