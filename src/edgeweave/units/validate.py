@@ -11,10 +11,12 @@ activations exceed its memory.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from edgeweave.errors import PlanError
-from edgeweave.units.plan import Plan, layer_regions
+from edgeweave.graph import LayerGraph
+from edgeweave.units.plan import Plan, Unit, layer_regions
 from edgeweave.units.region import Region, covers, required_regions
 
 
@@ -134,7 +136,7 @@ def _check_acyclic(plan: Plan) -> None:
                         "their needs and the order of their devices).")
 
 
-def _stack_peak_bytes(unit, graph, keep) -> int:
+def _stack_peak_bytes(unit: Unit, graph: LayerGraph, keep: Collection[str]) -> int:
     """The most bytes of its own layers a unit holds at once while it runs: a layer of a
     fused stack is freed after the last layer of the stack that reads it, unless kept
     (``units.compute.compute_unit`` does the same)."""
