@@ -183,6 +183,19 @@ def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):
     assert cost.compute_s(graph, layer, cluster.device("rpi4b")) == measured[layer.name]
 
 
+def test_planner_options_from_the_command_line(tmp_path):
+    saved = tmp_path / "tiles.json"
+    result = runner.invoke(app, ["plan", "line", "-c", "rpi4b*2+edge-server@wifi", "-p",
+                                 "deepthings", "-O", "n=2", "-O", "m=2", "-O", "reuse=true",
+                                 "-O", "gateway=edge-server", "-o", str(saved), "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert notes["gateway"] == "edge-server"
+    from edgeweave.units import serialize
+
+    assert serialize.load(saved).options["reuse"] is True
+
+
 @pytest.mark.parametrize("args, message", [
     (["compare", "line", "-c", "rpi9@wifi"], "Unknown device preset 'rpi9'"),
     (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
@@ -194,6 +207,10 @@ def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):
     (["worker", "--device", "rpi4b", "--address", "127.0.0.1:1"],
      "The Ray head at '127.0.0.1:1' does not answer"),
     (["profile", "line", "-c", "rpi4b", "--backend", "cloud"], "Unknown profiling backend"),
+    (["plan", "line", "-c", "rpi4b", "-p", "fused", "-O", "max_depth"],
+     "A planner option is KEY=VALUE"),
+    (["plan", "line", "-c", "rpi4b", "-p", "fused", "-O", "depth=3"],
+     "Planner 'fused' has no option(s) ['depth']"),
 ])
 def test_bad_names_are_one_line(args, message):
     result = runner.invoke(app, args)

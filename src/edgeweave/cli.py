@@ -43,6 +43,9 @@ ClusterOption = Annotated[str, typer.Option(
     "--cluster", "-c", help="Cluster expression (rpi4b+edge-server@wifi) or YAML file.")]
 PlannerOption = Annotated[str, typer.Option("--planner", "-p", help="A registered planner.")]
 SeedOption = Annotated[int, typer.Option(help="Seed of the planner (and of the weights).")]
+PlannerOptions = Annotated[list[str] | None, typer.Option(
+    "--option", "-O", help="A planner option KEY=VALUE, repeatable (-O n=3 -O reuse=true); "
+                           "the value is read as JSON (numbers, true, null), else as text.")]
 FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
 IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
 GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
@@ -285,11 +288,27 @@ def calibrate_command(
                   f"per kB (first link); plan with it: --cluster {path}", highlight=False)
 
 
-def _plan(graph: LayerGraph, model: str, cluster: str, planner: str,
-          seed: int) -> tuple[Plan, float]:
+def _plan(graph: LayerGraph, model: str, cluster: str, planner: str, seed: int,
+          options: list[str] | None = None) -> tuple[Plan, float]:
     start = time.perf_counter()
-    made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model})
+    made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model},
+                     **_planner_options(options or []))
     return made, time.perf_counter() - start
+
+
+def _planner_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as planner options, each value JSON where it parses, else text."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise EdgeweaveError(f"A planner option is KEY=VALUE (for example n=3); got "
+                                 f"'{pair}'.")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
 
 
 def _timeline_row(timeline: Timeline) -> dict[str, Any]:
@@ -312,7 +331,7 @@ def _plan_table(made: Plan, timeline: Timeline) -> Table:
 @app.command("plan")
 def plan_command(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
-    seed: SeedOption = 0,
+    seed: SeedOption = 0, option: PlannerOptions = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
     partition_map: Annotated[str | None, typer.Option(
         "--map", help="Draw the partition map (PNG): which device computes which part of "
@@ -321,7 +340,8 @@ def plan_command(
 ) -> None:
     """Plan a model on a cluster; show where the units go and the predicted latency."""
     with _reported():
-        made, planning_s = _plan(load(model, seed=seed)[2], model, cluster, planner, seed)
+        made, planning_s = _plan(load(model, seed=seed)[2], model, cluster, planner, seed,
+                                 option)
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
@@ -428,12 +448,13 @@ def run(
                                            "stops.")] = 60.0,
     trace_file: Annotated[str | None, typer.Option(
         "--trace", help="Write predicted and measured timelines as a Chrome trace (JSON).")] = None,
-    gantt: GanttOption = None, seed: SeedOption = 0, as_json: JsonOption = False,
+    gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Plan a model and really execute the plan; --check compares with the model itself."""
     with _reported():
         module, inputs, graph = load(model, seed=seed)
-        made, _ = _plan(graph, model, cluster, planner, seed)
+        made, _ = _plan(graph, model, cluster, planner, seed, option)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
