@@ -188,10 +188,6 @@ def _seed(value: float | None, unit: str) -> str:
     return f"{value:.2f}x" if unit == "x" else f"{value:+.0%}"
 
 
-def _sent_bytes(made: Plan) -> int:
-    return sum(e.n_bytes for e in simulate(made).events if e.kind == "transfer")
-
-
 def _peak_pi_bytes(made: Plan) -> int:
     return max(f.total_bytes for d, f in footprints(made).items() if d != GATEWAY)
 
@@ -213,9 +209,10 @@ def reproduce(progress: Callable[[str], None] | None = None,
                             layers=every, reuse=reuse, gateway=GATEWAY, gateway_tiles=False)
                 if count == device_counts[-1]:
                     model.check(made)
-                rows.append(Row(grid, reuse, count, made.notes["predicted_ms"],
-                                made.notes["redundancy"][MODEL], _sent_bytes(made),
-                                _peak_pi_bytes(made)))
+                timeline = simulate(made)
+                rows.append(Row(grid, reuse, count, 1e3 * timeline.latency_s[0],
+                                made.notes["redundancy"][MODEL],
+                                sum(timeline.bytes_moved().values()), _peak_pi_bytes(made)))
     largest = cluster(max(device_counts))
     baselines = {name: _peak_pi_bytes(plan(model.graph, largest, planner=name))
                  for name in ("local", "equal-split", "proportional-split")}

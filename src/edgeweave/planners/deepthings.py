@@ -310,6 +310,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
              for name, graph in problem.graphs.items()}
     gateways = ([problem.options["gateway"]] if problem.options["gateway"] else
                 list(dict.fromkeys([problem.fastest().name, problem.source.name])))
+    candidates = {name: _candidates(problem, graph) for name, graph in problem.graphs.items()}
     memo: dict[tuple, tuple[list[Part], float, list[dict]]] = {}
     found = []
     for gateway in gateways:
@@ -323,9 +324,9 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
                                       problem.options["reuse"])
             return memo[key]
 
-        best = {name: _candidates(problem, graph)[0] for name, graph in problem.graphs.items()}
+        best = {name: options[0] for name, options in candidates.items()}
         for graph in problem.graphs.values():  # one model at a time, the others as chosen
-            ranked = sorted(_candidates(problem, graph), key=lambda c: _estimate(
+            ranked = sorted(candidates[graph.name], key=lambda c: _estimate(
                 problem, graph, c[0], schedule(graph, c), gateway))
             tried = []
             for candidate in ranked[:SIMULATED]:

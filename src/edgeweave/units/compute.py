@@ -20,7 +20,7 @@ from torch import nn
 
 from edgeweave.errors import GraphError
 from edgeweave.graph import Layer, LayerGraph, OpKind
-from edgeweave.units.plan import Need, Unit, layer_regions
+from edgeweave.units.plan import Need, Unit, freed_after, layer_regions
 from edgeweave.units.region import Region, input_regions
 
 Piece = tuple[Region, torch.Tensor]  # a tensor and the region of its layer's output it holds
@@ -249,15 +249,14 @@ def compute_unit(graph: LayerGraph, unit: Unit, received: list[tuple[Need, torch
         by_layer.setdefault(need.layer, []).append((need.region, tensor))
     available = {layer: merge(pieces) for layer, pieces in by_layer.items()}
     regions = layer_regions(unit, graph)
-    last_read = {producer: layer for layer in regions for producer in graph[layer].inputs}
+    freed = freed_after(regions, graph, set(regions) if keep is None else keep)
     outputs: dict[str, Piece] = {}
     for layer, region in regions.items():
         available[layer] = (region, compute_region(graph, layer, region, available))
         if keep is None or layer in keep:
             outputs[layer] = available[layer]
-        for producer in graph[layer].inputs:
-            if last_read[producer] == layer and producer in regions and producer not in outputs:
-                available.pop(producer, None)
+        for name in freed[layer]:
+            del available[name]
     return outputs
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +152,18 @@ def layer_regions(unit: Unit, graph: LayerGraph) -> dict[str, Region]:
     if len(unit.layers) == 1:
         return {unit.last: unit.region}
     return dict(_stack_regions(unit.layers, unit.region, graph))
+
+
+def freed_after(regions: Mapping[str, Region], graph: LayerGraph,
+                keep: Collection[str]) -> dict[str, tuple[str, ...]]:
+    """For each layer of a stack (``regions``, in order), the stack's layers that can be
+    freed once it has run: those it is the stack's last reader of, unless kept."""
+    last_read = {producer: layer for layer in regions for producer in graph[layer].inputs}
+    freed: dict[str, list[str]] = {layer: [] for layer in regions}
+    for producer, layer in last_read.items():
+        if producer in regions and producer not in keep:
+            freed[layer].append(producer)
+    return {layer: tuple(names) for layer, names in freed.items()}
 
 
 @functools.lru_cache(maxsize=4096)  # asked per unit at every frame; units and graphs are frozen

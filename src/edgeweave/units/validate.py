@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
-from edgeweave.units.plan import Plan, Unit, layer_regions
+from edgeweave.units.plan import Plan, Unit, freed_after, layer_regions
 from edgeweave.units.region import Region, covers, required_regions
 
 
@@ -139,17 +139,16 @@ def _check_acyclic(plan: Plan) -> None:
 def _stack_peak_bytes(unit: Unit, graph: LayerGraph, keep: Collection[str]) -> int:
     """The most bytes of its own layers a unit holds at once while it runs: a layer of a
     fused stack is freed after the last layer of the stack that reads it, unless kept
-    (``units.compute.compute_unit`` does the same)."""
+    (``units.plan.freed_after``, the rule ``units.compute.compute_unit`` follows)."""
     regions = layer_regions(unit, graph)
-    last_read = {producer: layer for layer in regions for producer in graph[layer].inputs}
+    freed = freed_after(regions, graph, keep)
     live: dict[str, int] = {}
     peak = 0
     for layer, region in regions.items():
         live[layer] = region.numel * graph[layer].itemsize
         peak = max(peak, sum(live.values()))
-        for producer in graph[layer].inputs:
-            if last_read[producer] == layer and producer not in keep:
-                live.pop(producer, None)
+        for name in freed[layer]:
+            del live[name]
     return peak
 
 
