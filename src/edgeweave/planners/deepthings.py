@@ -32,9 +32,15 @@ Options:
   shrunk by the strips its even neighbours computed, which it reads from inside their
   stacks (default False).
 
-The original decides at run time which device takes each tile (work stealing). A plan
-fixes it: tiles, dearest first, each go to the device that would finish it soonest by the
-cost model (list scheduling), the data's hop from the source included.
+- ``steal``: decide at run time who computes each tile, as the original does (work
+  stealing, WST; default False). Every tile is queued on the source device, where the
+  frame arrives, and is stealable (``Plan.pool``) by every device that computes tiles: an
+  idle one asks the source for the next tile and its input region (``units.stealing``,
+  the same rules in the simulator and the local backend). Not yet with ``reuse``.
+
+Without stealing a plan fixes the tiles' devices: tiles, dearest first, each go to the
+device that would finish it soonest by the cost model (list scheduling), the data's hop
+from the source included.
 
 ``notes`` give the grid, L, each tile's FLOPs and input bytes, and ``redundancy``: the
 FLOPs all tiles compute over the fused layers' own — what overlapping receptive fields
@@ -59,7 +65,8 @@ from edgeweave.cluster import Device
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.problem import Problem
-from edgeweave.units import Part, Plan, Region, build_plan, footprints, required_regions
+from edgeweave.units import (Part, Plan, Region, build_plan, footprints, required_regions,
+                             validate)
 
 SIMULATED = 3  # candidates simulated in full, the best of a quick estimate
 MAX_CUTS = 12  # depths tried when L is chosen, evenly spread over the valid ones
@@ -237,19 +244,33 @@ def _after(problem: Problem, graph: LayerGraph, count: int, tail: Plan | None, g
 
 
 def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
-          tails: dict[str, Plan | None], gateway: str, schedule) -> Plan:
+          tails: dict[str, Plan | None], gateway: str, schedule,
+          takers: tuple[str, ...] = ()) -> Plan:
+    """The plan of ``choice``; with ``takers``, every tile on the source and stealable."""
     parts: list[Part] = []
+    stealable: set[Part] = set()
     for graph in problem.graphs.values():
         count = choice[graph.name][0]
-        parts += schedule(graph, choice[graph.name])[0]
+        tiles_of = schedule(graph, choice[graph.name])[0]
+        if takers:
+            tiles_of = [dataclasses.replace(p, device=problem.source.name) for p in tiles_of]
+            stealable.update(tiles_of)
+        parts += tiles_of
         parts += _after(problem, graph, count, tails[graph.name], gateway)
     # by first layer, stacks before single layers: a reusing tile's layers run after the
     # stacks they read inside (the default order, by last layer, would put them first)
     ranking = sorted(range(len(parts)), key=lambda i: (
         problem.graphs[parts[i].graph].index_of(parts[i].layers[0]), -len(parts[i].layers)))
     order = {d: [i for i in ranking if parts[i].device == d] for d in problem.cluster.names}
-    return build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
+    made = build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
                       options=problem.options, models=problem.models)
+    if not stealable:
+        return made
+    pool = {u.id: takers for u in made.units
+            if Part(u.graph, u.layers, u.region, u.device) in stealable}
+    made = dataclasses.replace(made, pool=pool)
+    validate(made)
+    return made
 
 
 def _candidates(problem: Problem, graph: LayerGraph) -> list[tuple[int, int, int]]:
@@ -288,10 +309,13 @@ def _checked(problem: Problem) -> None:
     if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
         raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
                         f"number of at least 1. Got {options['max_grid']!r} instead.")
-    for key in ("reuse", "gateway_tiles"):
+    for key in ("reuse", "gateway_tiles", "steal"):
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner 'deepthings' must be True or "
                             f"False. Got {options[key]!r} instead.")
+    if options["steal"] and options["reuse"]:
+        raise PlanError("Planner 'deepthings' cannot yet steal tiles that reuse their "
+                        "neighbours' results: set 'steal' or 'reuse', not both.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "
@@ -316,6 +340,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     for gateway in gateways:
         workers = devices if problem.options["gateway_tiles"] else (
             [d for d in devices if d.name != gateway] or devices)
+        takers = tuple(d.name for d in workers) if problem.options["steal"] else ()
 
         def schedule(graph: LayerGraph, candidate: tuple[int, int, int], workers=workers):
             key = (graph.name, candidate, tuple(d.name for d in workers))
@@ -330,7 +355,8 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
                 problem, graph, c[0], schedule(graph, c), gateway))
             tried = []
             for candidate in ranked[:SIMULATED]:
-                made = _plan(problem, {**best, graph.name: candidate}, tails, gateway, schedule)
+                made = _plan(problem, {**best, graph.name: candidate}, tails, gateway, schedule,
+                             takers)
                 tried.append((simulate(made).latency_s[0], candidate, made))
             latency, best[graph.name], made = min(tried, key=lambda t: t[0])
         found.append((latency, gateway, best, made, schedule))

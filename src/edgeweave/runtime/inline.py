@@ -4,7 +4,9 @@ It runs the same worker core as the distributed backends — compiled segments, 
 kernels, parcels that carry exactly the regions the needs name (copied, as a transfer
 would copy them) — so comparing its outputs with the original model checks the plan, the
 region arithmetic, the kernels and the segments at once. It is the correctness oracle of
-every test that makes a plan.
+every test that makes a plan. Stealable units (``Plan.pool``) go round their takers, frame
+by frame, each handed over by its home as a stolen one would be, so that every taker's
+way of running them is checked too.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                options: InlineOptions = InlineOptions()) -> Measured:
     """Execute ``frames`` (inputs by model) through ``plan`` in this process; nothing is
     measured (the timeline is ``None``)."""
-    workers = {device: DeviceWorker(device, plan) for device in plan.order}
+    workers = {device: DeviceWorker(device, plan) for device in plan.cluster.names}
     order = segments(plan)
+    turn = {uid: i for i, uid in enumerate(plan.pool)}
     outputs = []
     for frame, inputs in enumerate(frames):
         for unit in plan.units:
@@ -33,7 +36,14 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 workers[unit.device].receive_inputs(frame, unit.graph, inputs[unit.graph])
         reports: list[Report] = []
         for segment in order:
-            parcels, report = workers[segment.device].run(frame, segment)
+            runner, unit_id = segment.device, segment.units[0]
+            if unit_id in plan.pool:
+                takers = plan.pool[unit_id]
+                runner = takers[(frame + turn[unit_id]) % len(takers)]
+                if runner != segment.device:
+                    parcel = workers[segment.device].handover(frame, unit_id, runner)
+                    workers[runner].receive(replace_tensors(parcel, torch.clone))
+            parcels, report = workers[runner].run(frame, segment)
             reports.append(report)
             for device, parcel in parcels:
                 workers[device].receive(replace_tensors(parcel, torch.clone))

@@ -15,6 +15,9 @@ The coordinator stands for the model's source device (the cluster's first): it f
 frame's inputs to the input units' devices and receives the model outputs, which an
 emulated link delivers late when they were computed elsewhere, as in the simulator.
 
+Each worker is a loop around its device's ``DeviceWorker`` (``runtime.local_worker``), which
+also steals stealable units (``Plan.pool``) from their homes as ``units.stealing`` says.
+
 Faults are survived: a worker keeps what it computed until the coordinator says the frame
 is complete. A worker whose process dies, or whose heartbeat stops for ``detect_s``, is
 killed; ``planners.recover.without`` moves its units onto a survivor; every survivor
@@ -27,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -37,13 +39,11 @@ import torch.multiprocessing as mp
 from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs, keep_freed_memory
+from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
+from edgeweave.runtime.local_worker import COORDINATOR, serve
 from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
-from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, frame_outputs, replace_tensors
+from edgeweave.runtime.worker import Emulation, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
-
-HEARTBEAT_S = 0.25
-COORDINATOR = "<coordinator>"
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
@@ -63,7 +63,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         inbound = {a: pipes[a, device][0] for a in names if a != device}
         outbound = {b: pipes[device, b][1] for b in names if b != device}
         workers[device] = context.Process(
-            target=_serve, name=f"edgeweave-{device}", daemon=True,
+            target=serve, name=f"edgeweave-{device}", daemon=True,
             args=(device, plan.for_device(device), inbound, outbound, emulation, beats, index))
     inbox: queue.Queue = queue.Queue()
     try:
@@ -251,127 +251,3 @@ class _Coordinator:
 
 def _shift(event: Event, start: float) -> Event:
     return dataclasses.replace(event, start_s=event.start_s - start, end_s=event.end_s - start)
-
-
-class _Stop(Exception):
-    pass
-
-
-class _Restart(Exception):
-    pass
-
-
-def _serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, beats,
-           index: int) -> None:
-    """A worker process: its device's segments, frame after frame, until told to stop."""
-    torch.set_num_threads(plan.cluster.device(device).threads or 1)
-    keep_freed_memory()
-
-    def beat() -> None:
-        while True:
-            beats[index] = time.monotonic()
-            time.sleep(HEARTBEAT_S)
-
-    threading.Thread(target=beat, daemon=True).start()
-    loop = _Loop(device, plan, inbound, outbound, emulation)
-    try:
-        loop.serve()
-    except _Stop:
-        return
-    except Exception as error:  # reported to the coordinator, which names the device
-        text = str(error) if isinstance(error, WorkerError) else (
-            f"Device '{device}' failed on frame {loop.frame}: {type(error).__name__}: {error}")
-        loop.post(COORDINATOR, ("error", text))
-        loop.outbound[COORDINATOR].flush()
-
-
-class _Loop:
-    """A worker process's loop around its ``DeviceWorker``: what arrives goes in, what a
-    segment produces goes out on the pipe of its receiver."""
-
-    def __init__(self, device: str, plan: Plan, inbound, outbound, emulation: Emulation) -> None:
-        self.device = device
-        self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
-        self.core = DeviceWorker(device, plan, emulation)
-        self.inbox: queue.Queue = queue.Queue()
-        for sender, connection in inbound.items():
-            read_into(connection, sender, self.inbox)
-        self.finished: set[int] = set()
-        self.dead: set[str] = set()
-        self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
-        self.frame = 0
-
-    def serve(self) -> None:
-        self.post(COORDINATOR, ("ready", self.device))
-        while True:
-            try:
-                if not self.core.segments:  # nothing to do unless a re-plan brings units
-                    self.wait(lambda: False)
-                if self.frame not in self.finished:
-                    for segment in self.core.segments:
-                        if not self.core.computed(self.frame, segment):
-                            self.wait(lambda s=segment: not self.core.missing(self.frame, s))
-                            self.run(segment)
-                self.frame += 1
-            except _Restart:
-                pass
-
-    def run(self, segment) -> None:
-        parcels, report = self.core.run(self.frame, segment)
-        for target, parcel in parcels:
-            self.post(target, ("parcel", replace_tensors(parcel, packed)))
-        # the coordinator only needs outputs and the last report: a report per segment
-        # woke it at every hop, on the cores the workers compute on; events wait here
-        events = self.unreported.pop(report.frame, ()) + report.events
-        if not (report.outputs or report.last):
-            self.unreported[report.frame] = events
-            return
-        outputs = {key: (region, packed(t)) for key, (region, t) in report.outputs.items()}
-        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs,
-                                                               events=events)))
-
-    def post(self, target: str, message: tuple) -> None:
-        if target not in self.dead:  # a dead device's units are re-planned elsewhere
-            self.outbound[target].post(message)
-
-    def wait(self, ready: Callable[[], bool]) -> None:
-        """Take messages until ``ready()``; a re-plan or a frame done elsewhere restarts
-        the loop, a stop ends it."""
-        while not ready():
-            sender, message = self.inbox.get()
-            if message is None:  # a pipe closed: its writer is gone
-                if sender == COORDINATOR:
-                    raise _Stop
-                self.dead.add(sender)
-                continue
-            kind = message[0]
-            if kind == "stop":
-                raise _Stop
-            if kind == "replan":
-                self.adopt(*message[1:])
-                raise _Restart
-            if kind == "done":
-                self.finished.add(message[1])
-                self.core.finish(message[1])
-                self.unreported.pop(message[1], None)
-                continue
-            frame = message[1] if kind == "input" else message[1].frame
-            if frame in self.finished:
-                continue  # a late copy for a frame already complete
-            if kind == "input":
-                _, frame, graph, tensors = message
-                self.core.receive_inputs(frame, graph, tuple(map(unpacked, tensors)))
-            else:
-                self.core.receive(replace_tensors(message[1], unpacked))
-
-    def adopt(self, units, order, graphs, restart: int, lost: str) -> None:
-        """Switch to a re-planned plan: re-send held results to units that moved."""
-        plan = self.core.plan
-        before = {unit.id: unit.device for unit in plan.units}
-        self.dead.add(lost)
-        self.core.adopt(dataclasses.replace(plan, units=units, order=order,
-                                            graphs=graphs or plan.graphs))
-        moved = {unit.id for unit in units if unit.device != before[unit.id]}
-        for target, parcel in self.core.resend(moved):
-            self.post(target, ("parcel", replace_tensors(parcel, packed)))
-        self.frame = min(self.frame, restart)

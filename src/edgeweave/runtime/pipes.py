@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
 import torch
 
@@ -43,9 +44,11 @@ class Sender:
             self.queue.task_done()
 
 
-def read_into(connection, sender: str, inbox: queue.Queue) -> threading.Thread:
+def read_into(connection, sender: str, inbox: queue.Queue,
+              answer: Callable[[str, tuple], bool] | None = None) -> threading.Thread:
     """Drain one incoming pipe into ``inbox`` on a thread, as (sender, message); a pipe
-    whose writer died ends with (sender, None)."""
+    whose writer died ends with (sender, None). Messages that ``answer`` handles (it
+    returns True) are answered on that thread instead, while the receiver is busy."""
     def drain() -> None:
         while True:
             try:
@@ -53,7 +56,8 @@ def read_into(connection, sender: str, inbox: queue.Queue) -> threading.Thread:
             except Exception:  # EOF, or a message cut off by a killed writer
                 inbox.put((sender, None))
                 return
-            inbox.put((sender, message))
+            if answer is None or not answer(sender, message):
+                inbox.put((sender, message))
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
     return thread

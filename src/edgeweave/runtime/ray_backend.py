@@ -27,6 +27,9 @@ collected, the survivors go on under the re-planned plan (``planners.recover.wit
 and the frames not collected are sent again — held units return their held results, only
 the lost units are computed again. Other failures are named (the device and the frame);
 every actor is killed and a Ray instance started for the run is shut down.
+
+Stealable units (``Plan.pool``) run at their homes: the calls form a static graph, and
+stealing on Ray is not done yet (the timeline's source says so).
 """
 
 from __future__ import annotations
@@ -179,7 +182,8 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                         tuple(session.sent_at[f] - start for f in range(len(frames))),
                         tuple(done),
                         f"measured: ray backend ({mode}), "
-                        f"{sum(1 for ids in plan.order.values() if ids)} actors")
+                        f"{sum(1 for ids in plan.order.values() if ids)} actors"
+                        + (", stealable units run at their homes" if plan.pool else ""))
     return Measured(outputs, timeline, tuple(faults))
 
 

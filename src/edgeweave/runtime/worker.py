@@ -17,9 +17,11 @@ complete (``finish``), so that after a device is lost it can go on under the re-
 plan (``adopt``), send again what units that moved need (``resend``) and skip the units it
 already computed.
 
-Work stealing (seed 003) fits this shape: a segment that several devices may take is run
-by whichever worker the transport hands it to, because a worker computes any unit whose
-needs it has been sent and returns parcels addressed by consumer, not by a fixed peer.
+Work stealing (seed 003, ``Plan.pool``) fits this shape: a stealable unit is a segment of
+its own, its home hands a taker what it needs (``handover``) and the taker runs it like
+any segment (``run``), because a worker computes any unit whose needs it has been sent and
+returns parcels addressed by consumer, not by a fixed peer. Which unit goes to whom is the
+transport's business (``runtime.stealing``).
 """
 
 from __future__ import annotations
@@ -179,6 +181,20 @@ class DeviceWorker:
                    if (frame, need.unit) not in self.held
                    and (frame, (need.unit, need.layer, need.region)) not in self.store)
 
+    def has_needs(self, frame: int, unit_id: str) -> bool:
+        """Whether everything a unit reads is here (computed or received) for ``frame``."""
+        return all((frame, n.unit) in self.held or (frame, (n.unit, n.layer, n.region))
+                   in self.store for n in self.plan.unit(unit_id).needs)
+
+    def handover(self, frame: int, unit_id: str, taker: str) -> Parcel:
+        """What device ``taker`` needs to run stealable unit ``unit_id`` of ``frame``, from
+        what this device (its home) holds."""
+        needs = self.plan.unit(unit_id).needs
+        tensors = {(n.unit, n.layer, n.region): self._value(frame, n) for n in needs}
+        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        sent, due = self.emulation.transfer(self.plan, self.device, taker, size, self.clock())
+        return Parcel(frame, self.device, unit_id, tensors, sent, due)
+
     def computed(self, frame: int, segment: Segment) -> bool:
         """Whether every unit of a segment is held for ``frame`` (computed before a re-plan)."""
         return all((frame, uid) in self.held for uid in segment.units)
@@ -200,8 +216,8 @@ class DeviceWorker:
                 raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
                                   f"{step.label}): {type(error).__name__}: {error}") from None
             if self.cost is not None:  # last at least the device's predicted time
-                predicted = start + sum(unit_compute_s(self.plan, self.cost, uid)
-                                        for uid in step.units)
+                predicted = start + sum(unit_compute_s(self.plan, self.cost, uid,
+                                                       on=self.device) for uid in step.units)
                 _sleep_until(predicted, self.clock)
             self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
         parcels = self._parcels(frame, segment.units)
@@ -265,7 +281,7 @@ class DeviceWorker:
             sent, due = self.emulation.transfer(self.plan, self.device, source, size, due)
             self._record(Event("transfer", frame, segment.units[-1],
                                f"{self.device}->{source}", sent, due, size))
-        last = segment == self.segments[-1]
+        last = bool(self.segments) and segment == self.segments[-1]
         return Report(self.device, frame, outputs, tuple(self.events.pop(frame, ())), last, due)
 
     def _record(self, event: Event) -> None:
@@ -276,8 +292,9 @@ class DeviceWorker:
     def _outside(self, segment: Segment) -> tuple[Need, ...]:
         inside = set(segment.units)
         return tuple(need for uid in segment.units for need in self.plan.unit(uid).needs
-                     if need.unit not in inside
-                     and self.plan.unit(need.unit).device != self.device)
+                     if need.unit not in inside and (need.unit in self.plan.pool
+                                                     or self.plan.unit(need.unit).device
+                                                     != self.device))
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one worker per device, cleared on adopt
     def _steps_of(self, segment: Segment) -> tuple[_Step, ...]:

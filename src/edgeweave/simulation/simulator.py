@@ -10,6 +10,18 @@ bandwidth`` seconds, and the data arrives ``latency`` later; links on one shared
 (a WiFi cell) are one resource. A frame's outputs computed elsewhere are sent back to the
 device where its input arrived; the frame is done when all are there. Frame f arrives at
 ``f * interval_s``.
+
+Work stealing (``Plan.pool``, seed 003), the rules every backend follows. A stealable unit
+waits in its home's queue like any other; once all its inputs are at the home it is
+*open*, and the home offers work to each of its takers (a message: the link's latency).
+A device with nothing to run — its next unit's inputs are missing, or its queue is done —
+that knows of homes with open units asks one of them (round robin; the latency), and the
+home at once hands over its first open unit that device may take (frame by frame, in the
+home's order), with the inputs it needs as one transfer, or answers that it has none (the
+latency), which sends the asker to the next home it knows. The taker runs the unit when it
+arrives (its own units first when both are ready) and sends its results from there. The
+home passes over units taken by others, or that it may not take itself, and runs the rest
+when it reaches them (``units.stealing``).
 """
 
 from __future__ import annotations
@@ -20,7 +32,8 @@ from collections import defaultdict
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
 from edgeweave.units import Event, Plan, Timeline, footprints, layer_regions
-from edgeweave.units.timing import unit_times_s
+from edgeweave.units.stealing import Pool, Thief
+from edgeweave.units.timing import unit_compute_s, unit_times_s
 
 
 def simulate(plan: Plan, frames: int = 1, interval_s: float = 0.0,
@@ -38,8 +51,8 @@ class _Run:
         self.arrival = tuple(f * interval_s for f in range(frames))
         self.source = plan.cluster.devices[0].name
         self.duration = unit_times_s(plan, cost)
-        self.queue = {d: [(f, uid) for f in range(frames) for uid in ids]
-                      for d, ids in plan.order.items()}
+        self.queue = {d: [(f, uid) for f in range(frames) for uid in plan.order.get(d, ())]
+                      for d in plan.cluster.names}
         self.position = dict.fromkeys(self.queue, 0)
         self.device_free = dict.fromkeys(self.queue, 0.0)
         self.busy = dict.fromkeys(self.queue, False)
@@ -55,73 +68,149 @@ class _Run:
                              if any(layer in graphs[u.graph].outputs for layer in u.layers)}
         self.outputs_left = [len(self.output_units)] * frames
         self.done = [0.0] * frames
+        # work stealing: each home's pool, each device's asking side, units handed over
+        self.pools = {d: Pool(plan, d) for d in self.queue}
+        self.thieves = {d: Thief(d) for d in self.queue}
+        self.taken: dict[str, list[tuple[int, str]]] = {d: [] for d in self.queue}
+        self.runner: dict[tuple[int, str], str] = {}
+        self.offered: set[tuple[str, str, float]] = set()
 
     def push(self, time: float, *action) -> None:
         self.counter += 1
         heapq.heappush(self.heap, (time, self.counter, *action))
 
     def go(self) -> Timeline:
+        for frame in range(self.frames):
+            for uid in self.plan.pool:
+                if not self.waiting[frame, uid]:
+                    self.push(self.arrival[frame], "opened", frame, uid)
         for device in self.queue:
             self.try_start(device, 0.0)
         while self.heap:
             time, _, action, *args = heapq.heappop(self.heap)
-            if action == "finish":
-                self.finish(time, *args)
-            else:  # an input arrived
-                frame, unit_id = args
-                self.waiting[frame, unit_id] -= 1
-                self.ready[frame, unit_id] = max(self.ready[frame, unit_id], time)
-                self.try_start(self.plan.unit(unit_id).device, time)
+            getattr(self, action)(time, *args)
         if any(self.outputs_left):
             raise EdgeweaveError("The simulation stalled: some frame never completed.")
         footprint = {d: f.total_bytes for d, f in footprints(self.plan).items()}
         events = tuple(self.events)
         return Timeline(events, self.arrival, tuple(self.done), "simulated", footprint)
 
+    def arrive(self, time: float, frame: int, unit_id: str) -> None:
+        self.waiting[frame, unit_id] -= 1
+        self.ready[frame, unit_id] = max(self.ready[frame, unit_id], time)
+        if not self.waiting[frame, unit_id] and unit_id in self.plan.pool:
+            self.opened(time, frame, unit_id)
+        else:
+            self.try_start(self.plan.unit(unit_id).device, time)
+
     def try_start(self, device: str, now: float) -> None:
-        if self.busy[device] or self.position[device] >= len(self.queue[device]):
+        if self.busy[device]:
             return
-        frame, unit_id = self.queue[device][self.position[device]]
-        if self.waiting[frame, unit_id]:
+        queue, pool = self.queue[device], self.pools[device]
+        while (self.position[device] < len(queue) and queue[self.position[device]][1]
+               in self.plan.pool and pool.skips(*queue[self.position[device]])):
+            self.position[device] += 1
+        if self.position[device] < len(queue):
+            frame, unit_id = queue[self.position[device]]
+            if not self.waiting[frame, unit_id] and (
+                    unit_id not in self.plan.pool or pool.claim(frame, unit_id)):
+                start = max(now, self.device_free[device], self.ready[frame, unit_id])
+                self.start(device, frame, unit_id, start, self.duration[unit_id])
+                return
+        if self.taken[device]:
+            frame, unit_id = self.taken[device].pop(0)
+            seconds = (unit_compute_s(self.plan, self.cost, unit_id, on=device)
+                       + self.plan.cluster.device(device).segment_overhead_s)
+            self.start(device, frame, unit_id, max(now, self.device_free[device]), seconds)
             return
-        start = max(now, self.device_free[device], self.ready[frame, unit_id])
-        end = start + self.duration[unit_id]
+        home = self.thieves[device].ask()
+        if home is not None:
+            self.push(now + self.plan.cluster.link(device, home).latency_s, "steal", home,
+                      device)
+
+    def start(self, device: str, frame: int, unit_id: str, start: float, seconds: float
+              ) -> None:
         self.busy[device] = True
-        self.events.append(Event("compute", frame, unit_id, device, start, end))
-        self.push(end, "finish", frame, unit_id)
+        self.runner[frame, unit_id] = device
+        self.events.append(Event("compute", frame, unit_id, device, start, start + seconds))
+        self.push(start + seconds, "finish", frame, unit_id)
 
     def finish(self, time: float, frame: int, unit_id: str) -> None:
         unit = self.plan.unit(unit_id)
-        self.device_free[unit.device], self.busy[unit.device] = time, False
-        self.position[unit.device] += 1
+        runner = self.runner[frame, unit_id]
+        self.device_free[runner], self.busy[runner] = time, False
+        if runner == unit.device:
+            self.position[runner] += 1
         for consumer, need in self.plan.forwarding[unit_id]:
             target = self.plan.unit(consumer).device
-            arrival = time if target == unit.device else self.send(
-                time, frame, unit_id, unit.device, target, need.layer, need.region)
+            arrival = time if target == runner else self.send(
+                time, frame, unit_id, runner, target, need.layer, need.region)
             self.push(arrival, "arrive", frame, consumer)
         if unit_id in self.output_units:
             graph = self.plan.graphs[unit.graph]
             back = time
-            if unit.device != self.source:
+            if runner != self.source:
                 for layer, region in layer_regions(unit, graph).items():
                     if layer in graph.outputs:
-                        back = max(back, self.send(time, frame, unit_id, unit.device,
+                        back = max(back, self.send(time, frame, unit_id, runner,
                                                    self.source, layer, region))
             self.done[frame] = max(self.done[frame], back)
             self.outputs_left[frame] -= 1
-        self.try_start(unit.device, time)
+        self.try_start(runner, time)
 
+    # -- work stealing --------------------------------------------------------------------
+    def opened(self, time: float, frame: int, unit_id: str) -> None:
+        home = self.plan.unit(unit_id).device
+        new = self.pools[home].opened(frame, [unit_id])
+        for taker in self.plan.pool[unit_id] if new else ():
+            if taker != home and (home, taker, time) not in self.offered:
+                self.offered.add((home, taker, time))
+                self.push(time + self.plan.cluster.link(home, taker).latency_s, "offer",
+                          taker, home)
+        self.try_start(home, time)
+
+    def offer(self, time: float, taker: str, home: str) -> None:
+        self.thieves[taker].offered(home)
+        self.try_start(taker, time)
+
+    def steal(self, time: float, home: str, taker: str) -> None:
+        item = self.pools[home].take(taker)
+        if item is None:
+            self.push(time + self.plan.cluster.link(home, taker).latency_s, "empty", taker,
+                      home)
+            return
+        frame, unit_id = item
+        unit = self.plan.unit(unit_id)
+        graph = self.plan.graphs[unit.graph]
+        n_bytes = sum(n.region.numel * graph[n.layer].itemsize for n in unit.needs)
+        arrival = self.occupy(time, frame, unit_id, home, taker, n_bytes)
+        self.push(arrival, "handed", taker, home, frame, unit_id)
+
+    def handed(self, time: float, taker: str, home: str, frame: int, unit_id: str) -> None:
+        self.thieves[taker].answered(home, empty=False)
+        self.taken[taker].append((frame, unit_id))
+        self.try_start(taker, time)
+
+    def empty(self, time: float, taker: str, home: str) -> None:
+        self.thieves[taker].answered(home, empty=True)
+        self.try_start(taker, time)
+
+    # -- links ----------------------------------------------------------------------------
     def send(self, time, frame, unit_id, src, dst, layer, region) -> float:
         key = (frame, unit_id, dst, layer, region)
         if key not in self.sent:
-            link = self.plan.cluster.link(src, dst)
             graph = self.plan.graphs[self.plan.unit(unit_id).graph]
-            n_bytes = region.numel * graph[layer].itemsize
-            medium = link.channel
-            start = max(time, self.medium_free[medium])
-            end = start + CostModel.occupancy_s(n_bytes, link)
-            self.medium_free[medium] = end
-            self.events.append(Event("transfer", frame, unit_id, f"{src}->{dst}", start,
-                                     end + link.latency_s, n_bytes))
-            self.sent[key] = end + link.latency_s
+            self.sent[key] = self.occupy(time, frame, unit_id, src, dst,
+                                         region.numel * graph[layer].itemsize)
         return self.sent[key]
+
+    def occupy(self, time: float, frame: int, unit_id: str, src: str, dst: str,
+               n_bytes: int) -> float:
+        """Carry ``n_bytes`` from ``src`` to ``dst`` once the medium is free: the arrival."""
+        link = self.plan.cluster.link(src, dst)
+        start = max(time, self.medium_free[link.channel])
+        end = start + CostModel.occupancy_s(n_bytes, link)
+        self.medium_free[link.channel] = end
+        self.events.append(Event("transfer", frame, unit_id, f"{src}->{dst}", start,
+                                 end + link.latency_s, n_bytes))
+        return end + link.latency_s

@@ -76,6 +76,11 @@ class Plan:
     ``graphs`` are the models of the workload by name; ``models`` optionally gives, per
     graph, the model spec (zoo name or ``module:attr``) that ``Plan.from_json`` re-traces;
     ``notes`` is what the planner reports about its choice (JSON values).
+
+    ``pool`` makes some units stealable (seed 003's work stealing): unit id -> the devices
+    that may take it at run time. Such a unit stays in its planned device's order (its
+    *home*, which runs it if nobody took it first); a device of its takers that runs out
+    of work asks the home for it (``units.segments`` gives each its own segment).
     """
 
     graphs: Mapping[str, LayerGraph]
@@ -86,6 +91,7 @@ class Plan:
     options: Mapping[str, Any] = field(default_factory=dict)
     models: Mapping[str, str] = field(default_factory=dict)
     notes: Mapping[str, Any] = field(default_factory=dict)
+    pool: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         per_device = ", ".join(f"{d}: {len(ids)}" for d, ids in self.order.items() if ids)
@@ -115,10 +121,11 @@ class Plan:
 
     def for_device(self, device: str) -> Plan:
         """The plan as ``device``'s worker holds it: every unit's description (to know where
-        results go) but only the weights of the layers its own units compute."""
+        results go) but only the weights of the layers its own units, and the pool units
+        it may take, compute."""
         layers: dict[str, set[str]] = {}
         for unit in self.units:
-            if unit.device == device:
+            if unit.device == device or device in self.pool.get(unit.id, ()):
                 layers.setdefault(unit.graph, set()).update(unit.layers)
         graphs = {name: graph.with_weights_of(layers.get(name, ()))
                   for name, graph in self.graphs.items()}

@@ -2,8 +2,9 @@
 
 The file records the cluster (fully explicit), the planner and its options, each model's
 spec (zoo name or ``module:attr``), input shapes and graph fingerprint, the units in their
-text forms and each device's order. Loading re-traces each model from its spec (or takes
-the graphs you pass), refuses a model whose fingerprint changed, and validates the plan.
+text forms, each device's order and the takers of stealable units. Loading re-traces each
+model from its spec (or takes the graphs you pass), refuses a model whose fingerprint
+changed, and validates the plan.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def to_json(plan: Plan) -> str:
                    "needs": [repr(n) for n in u.needs]} for u in plan.units],
         "order": {device: list(ids) for device, ids in plan.order.items()},
         "notes": dict(plan.notes),
+        "pool": {uid: list(takers) for uid, takers in plan.pool.items()},
     }, indent=1)
 
 
@@ -55,7 +57,8 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan
                       for u in data["units"])
         order = {device: tuple(ids) for device, ids in data["order"].items()}
         plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],
-                    {k: v for k, v in models.items() if v}, data.get("notes", {}))
+                    {k: v for k, v in models.items() if v}, data.get("notes", {}),
+                    {uid: tuple(takers) for uid, takers in data.get("pool", {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlanError(f"Malformed plan file: {type(error).__name__}: {error}.") from None
     validate(plan)

@@ -12,10 +12,11 @@ from edgeweave.cost import CostModel
 from edgeweave.units.plan import Plan, layer_regions
 
 
-def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str) -> float:
-    """Predicted seconds for a unit on its device: each layer's share of its output."""
+def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str, on: str | None = None) -> float:
+    """Predicted seconds for a unit on its device (or on device ``on``, which took it):
+    each layer's share of its output."""
     unit = plan.unit(unit_id)
-    graph, device = plan.graphs[unit.graph], plan.cluster.device(unit.device)
+    graph, device = plan.graphs[unit.graph], plan.cluster.device(on or unit.device)
     total = 0.0
     for name, region in layer_regions(unit, graph).items():
         layer = graph[name]

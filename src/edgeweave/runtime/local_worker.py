@@ -1,0 +1,230 @@
+"""A local worker process: its device's ``DeviceWorker`` in a loop around its pipes.
+
+The loop runs the device's segments in the plan's order, frame after frame; what arrives
+on the pipes goes into the worker, what a segment produces goes out on the pipe of its
+receiver. It steals as ``units.stealing`` says: a home answers requests on the reader
+thread of the asker's pipe — at once, even while it computes — and offers work to the
+takers of its stealable units when more of them open; a device asks only while it waits
+with nothing to run, and runs what it is handed before waiting again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+import torch
+
+from edgeweave.errors import WorkerError
+from edgeweave.runtime.backend import keep_freed_memory
+from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
+from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, replace_tensors
+from edgeweave.units import Plan
+from edgeweave.units.segments import Segment
+from edgeweave.units.stealing import Pool, Thief
+
+HEARTBEAT_S = 0.25
+COORDINATOR = "<coordinator>"
+
+
+class _Stop(Exception):
+    pass
+
+
+class _Restart(Exception):
+    pass
+
+
+def serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, beats,
+           index: int) -> None:
+    """A worker process: its device's segments, frame after frame, until told to stop."""
+    torch.set_num_threads(plan.cluster.device(device).threads or 1)
+    keep_freed_memory()
+
+    def beat() -> None:
+        while True:
+            beats[index] = time.monotonic()
+            time.sleep(HEARTBEAT_S)
+
+    threading.Thread(target=beat, daemon=True).start()
+    loop = _Loop(device, plan, inbound, outbound, emulation)
+    try:
+        loop.serve()
+    except _Stop:
+        return
+    except Exception as error:  # reported to the coordinator, which names the device
+        text = str(error) if isinstance(error, WorkerError) else (
+            f"Device '{device}' failed on frame {loop.frame}: {type(error).__name__}: {error}")
+        loop.post(COORDINATOR, ("error", text))
+        loop.outbound[COORDINATOR].flush()
+
+
+class _Loop:
+    """A worker process's loop around its ``DeviceWorker``: what arrives goes in, what a
+    segment produces goes out on the pipe of its receiver."""
+
+    def __init__(self, device: str, plan: Plan, inbound, outbound, emulation: Emulation) -> None:
+        self.device = device
+        self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
+        self.core = DeviceWorker(device, plan, emulation)
+        self.pool, self.thief = Pool(plan, device), Thief(device)
+        self.taken: list[tuple[int, Segment]] = []  # stolen units handed to this device
+        self.inbox: queue.Queue = queue.Queue()
+        for sender, connection in inbound.items():
+            read_into(connection, sender, self.inbox, self.answer)
+        self.finished: set[int] = set()
+        self.seen: set[int] = set()  # frames this device has received data of
+        self.dead: set[str] = set()
+        self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
+        self.frame = 0
+
+    def serve(self) -> None:
+        self.post(COORDINATOR, ("ready", self.device))
+        while True:
+            try:
+                if not self.core.segments:  # nothing to do unless a re-plan brings units
+                    self.wait(lambda: False)
+                if self.frame not in self.finished:
+                    self.run_frame()
+                self.frame += 1
+            except _Restart:
+                pass
+
+    def run_frame(self) -> None:
+        frame, last = self.frame, self.core.segments[-1]
+        for segment in self.core.segments:
+            if self.core.computed(frame, segment):
+                continue
+            unit_id = segment.units[0]
+            if unit_id not in self.core.plan.pool:
+                self.wait(lambda s=segment: not self.core.missing(frame, s))
+            else:  # stealable: run it unless another device took it first
+                self.wait(lambda u=unit_id: self.pool.skips(frame, u)
+                          or self.core.has_needs(frame, u))
+                if self.pool.skips(frame, unit_id) or not self.pool.claim(frame, unit_id):
+                    if segment == last:  # the coordinator waits for a last report
+                        self.post(COORDINATOR, ("report", Report(
+                            self.device, frame, {}, self.unreported.pop(frame, ()), True,
+                            time.perf_counter())))
+                    continue
+            self.run(segment, frame)
+
+    def run(self, segment, frame: int, stolen: bool = False) -> None:
+        parcels, report = self.core.run(frame, segment)
+        for target, parcel in parcels:
+            self.post(target, ("parcel", replace_tensors(parcel, packed)))
+        self.open_pool()
+        # the coordinator only needs outputs and the last report: a report per segment
+        # woke it at every hop, on the cores the workers compute on; events wait here
+        # (a stolen unit reports at once: it may be of a frame this device has reported)
+        events = self.unreported.pop(report.frame, ()) + report.events
+        if not (report.outputs or report.last or stolen):
+            self.unreported[report.frame] = events
+            return
+        outputs = {key: (region, packed(t)) for key, (region, t) in report.outputs.items()}
+        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs,
+                                                               events=events)))
+
+    def post(self, target: str, message: tuple) -> None:
+        if target not in self.dead:  # a dead device's units are re-planned elsewhere
+            self.outbound[target].post(message)
+
+    def wait(self, ready: Callable[[], bool]) -> None:
+        """Take messages until ``ready()``, running units handed over meanwhile and asking
+        for more when idle; a re-plan or a frame done elsewhere restarts the loop, a stop
+        ends it."""
+        while not ready():
+            if self.taken:
+                frame, segment = self.taken.pop(0)
+                if frame not in self.finished:
+                    self.run(segment, frame, stolen=True)
+                continue
+            home = self.thief.ask()
+            if home is not None:
+                self.post(home, ("steal", self.device))
+            sender, message = self.inbox.get()
+            if message is None:  # a pipe closed: its writer is gone
+                if sender == COORDINATOR:
+                    raise _Stop
+                self.dead.add(sender)
+                self.thief.lost(sender)
+                continue
+            kind = message[0]
+            if kind in ("offer", "empty"):
+                self.thief.offered(sender) if kind == "offer" else self.thief.answered(
+                    sender, empty=True)
+                continue
+            if kind == "handed":
+                self.thief.answered(sender, empty=False)
+                parcel = replace_tensors(message[1], unpacked)
+                if parcel.frame not in self.finished:
+                    self.core.receive(parcel)
+                    self.taken.append((parcel.frame, Segment(sender, (parcel.unit,))))
+                continue
+            if kind == "stop":
+                raise _Stop
+            if kind == "replan":
+                self.adopt(*message[1:])
+                raise _Restart
+            if kind == "done":
+                self.finished.add(message[1])
+                self.core.finish(message[1])
+                self.pool.forget(message[1])
+                self.unreported.pop(message[1], None)
+                continue
+            frame = message[1] if kind == "input" else message[1].frame
+            if frame in self.finished:
+                continue  # a late copy for a frame already complete
+            self.seen.add(frame)
+            if kind == "input":
+                _, frame, graph, tensors = message
+                self.core.receive_inputs(frame, graph, tuple(map(unpacked, tensors)))
+            else:
+                self.core.receive(replace_tensors(message[1], unpacked))
+            self.open_pool()
+
+    def answer(self, taker: str, message) -> bool:
+        """On a reader thread, at once even while computing: hand a device that asks the
+        next stealable unit it may take, with what it needs, or say there is none."""
+        if message is None or message[0] != "steal":
+            return False
+        item = self.pool.take(taker)
+        if item is None:
+            self.post(taker, ("empty",))
+        else:
+            parcel = self.core.handover(*item, taker)
+            self.post(taker, ("handed", replace_tensors(parcel, packed)))
+        return True
+
+    def open_pool(self) -> None:
+        """Open the stealable units homed here whose inputs are all in, and offer work to
+        their takers when any is new."""
+        if not self.pool.units:
+            return
+        new = False
+        for frame in sorted(self.seen - self.finished):
+            new |= self.pool.opened(frame, [u for u in self.pool.units
+                                            if self.core.has_needs(frame, u)])
+        if new:
+            takers = {t for u in self.pool.units for t in self.core.plan.pool[u]}
+            for taker in sorted(takers - {self.device}):
+                self.post(taker, ("offer",))
+
+    def adopt(self, units, order, graphs, restart: int, lost: str) -> None:
+        """Switch to a re-planned plan: re-send held results to units that moved."""
+        plan = self.core.plan
+        before = {unit.id: unit.device for unit in plan.units}
+        self.dead.add(lost)
+        self.core.adopt(dataclasses.replace(plan, units=units, order=order,
+                                            graphs=graphs or plan.graphs))
+        moved = {unit.id for unit in units if unit.device != before[unit.id]}
+        for target, parcel in self.core.resend(moved):
+            self.post(target, ("parcel", replace_tensors(parcel, packed)))
+        self.pool.adopt(self.core.plan)
+        self.pool.release(lost)  # what the lost device took goes back to the pool
+        self.thief.lost(lost)
+        self.frame = min(self.frame, restart)
+        self.open_pool()

@@ -1,0 +1,149 @@
+"""Work stealing (seed 003): a stealable unit is run exactly once, by its home or by one
+taker; stealing plans equal the model on every backend; the simulator's stealing beats
+the home alone on the seed's own setting; a taker killed mid-run loses no tile."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import edgeweave as ew
+from edgeweave.errors import PlanError
+from edgeweave.experiments.zoo import traced
+from edgeweave.units.serialize import from_json, to_json
+from edgeweave.units.stealing import Pool, Thief
+from tests.conftest import assert_equals_model
+from tests.planners.test_deepthings import _awkward_case
+from tests.runtime.test_local import _killer
+
+SLOW = "rpi4b*3@ethernet"  # emulated compute makes tiles last long enough to be stolen
+
+
+def _stealing_plan(cluster: str = SLOW, **options):
+    _, x, graph, expected = _awkward_case()
+    made = ew.plan(graph, cluster, planner="deepthings", n=3, m=3, layers=8, steal=True,
+                   **options)
+    return made, x, expected
+
+
+def _runners(plan, timeline) -> Counter:
+    """(frame, unit) -> how many times a stealable unit was computed."""
+    return Counter((e.frame, e.unit) for e in timeline.events
+                   if e.kind == "compute" and e.unit in plan.pool)
+
+
+def test_every_tile_is_stealable_from_the_source_by_every_device():
+    made, _, _ = _stealing_plan()
+    source = made.cluster.devices[0].name
+    assert len(made.pool) == 9
+    assert all(made.unit(uid).device == source for uid in made.pool)
+    assert all(set(takers) == set(made.cluster.names) for takers in made.pool.values())
+    assert from_json(to_json(made), graphs=made.graphs).pool == made.pool
+
+
+@given(moves=st.lists(st.tuples(st.sampled_from(["home", "a", "b"]), st.integers(0, 2),
+                                st.integers(0, 3)), max_size=40))
+def test_a_pool_gives_each_unit_once(moves):
+    made, _, _ = _stealing_plan()
+    home = made.cluster.devices[0].name
+    pool = Pool(made, home)
+    units = list(pool.units)
+    given_to: dict = {}
+    for who, frame, index in moves:
+        pool.opened(frame, units[:index + 1])
+        if who == "home":
+            unit = units[index]
+            if pool.claim(frame, unit):
+                assert given_to.setdefault((frame, unit), home) == home
+        else:
+            taker = made.cluster.names[1 if who == "a" else 2]
+            item = pool.take(taker)
+            if item is not None:
+                assert item not in given_to
+                given_to[item] = taker
+    assert not set(pool.open) & set(given_to)
+
+
+def test_what_a_dead_taker_took_goes_back_to_the_pool():
+    made, _, _ = _stealing_plan()
+    home, a, b = made.cluster.names
+    pool = Pool(made, home)
+    pool.opened(0, pool.units[:2])
+    first = pool.take(a)
+    assert pool.take(b) != first
+    assert pool.skips(*first) and pool.release(a) and not pool.skips(*first)
+    assert pool.take(b) == first and not pool.release(a)
+
+
+def test_a_thief_asks_one_home_at_a_time_in_turn():
+    thief = Thief("t")
+    assert thief.ask() is None
+    thief.offered("h1")
+    thief.offered("h2")
+    thief.offered("t")  # never itself
+    assert thief.ask() == "h1" and thief.ask() is None  # one request out at a time
+    thief.answered("h1", empty=True)
+    assert thief.ask() == "h2"
+    thief.lost("h2")
+    assert thief.ask() is None
+
+
+def test_simulated_stealing_runs_each_tile_once_and_beats_the_source_alone():
+    graph = traced("yolov2_16").graph
+    latency = {}
+    for pis in (1, 2):
+        made = ew.plan(graph, f"rpi3*{pis}+edge-server@wifi", planner="deepthings", n=3, m=3,
+                       gateway="edge-server", gateway_tiles=False, steal=True)
+        timeline = ew.simulate(made, frames=2)
+        assert set(_runners(made, timeline).values()) == {1}
+        assert len(_runners(made, timeline)) == 2 * len(made.pool)
+        latency[pis] = ew.simulate(made).latency_s[0]  # one frame, as the seed's figure
+        assert made.notes["predicted_ms"] == pytest.approx(1e3 * latency[pis])
+    assert latency[2] < latency[1]
+
+
+def test_a_faster_taker_steals_more_tiles_in_the_simulator():
+    made = ew.plan(traced("yolov2_16").graph, "rpi3+jetson-nano@ethernet",
+                   planner="deepthings", n=3, m=3, layers=16, steal=True)
+    counts = Counter(e.resource for e in ew.simulate(made).events
+                     if e.kind == "compute" and e.unit in made.pool)
+    assert counts["jetson-nano"] > counts["rpi3"]
+
+
+def test_stolen_tiles_equal_the_model_inline():
+    made, x, expected = _stealing_plan()
+    for output in ew.run(made, x, backend="inline", frames=3).outputs:  # round the takers
+        assert_equals_model(output, expected)
+
+
+def test_stealing_with_reuse_is_refused_by_name():
+    with pytest.raises(PlanError, match="'steal' or 'reuse'"):
+        _stealing_plan(reuse=True)
+
+
+def test_local_workers_steal_tiles_and_equal_the_model():
+    made, x, expected = _stealing_plan()
+    result = ew.run(made, x, backend="local", frames=3, emulate_compute=True)
+    for output in result.outputs:
+        assert_equals_model(output, expected)
+    runners = _runners(made, result.timeline)
+    assert set(runners.values()) == {1} and len(runners) == 3 * len(made.pool)
+    devices = {e.resource for e in result.timeline.events
+               if e.kind == "compute" and e.unit in made.pool}
+    assert len(devices) > 1  # compute lasts its emulated time: idle devices do steal
+    assert not multiprocessing.active_children()
+
+
+def test_a_taker_killed_mid_run_loses_no_tile():
+    made, x, expected = _stealing_plan()
+    result = ew.run(made, x, backend="local", frames=4, interval_s=0.4, emulate_compute=True,
+                    on_frame=_killer("rpi4b-2"))
+    assert len(result.outputs) == 4
+    for output in result.outputs:
+        assert_equals_model(output, expected)
+    assert len(result.faults) == 1 and "device 'rpi4b-2' died" in result.faults[0]
+    assert not multiprocessing.active_children()
