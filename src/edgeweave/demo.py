@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
+from edgeweave.runtime.profiling import plain_s
 from edgeweave.simulation import simulate
 from edgeweave.units import Timeline
 
@@ -53,23 +53,6 @@ class HostRun:
     def speedup(self) -> float:
         """Plain PyTorch's time over the plan's measured latency."""
         return self.plain_ms / self.measured_ms
-
-
-def plain_s(module, inputs, repeats: int = 5) -> float:
-    """Median seconds of plain ``module(*inputs)`` on one torch thread: the yardstick."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        times = []
-        with torch.no_grad():
-            module(*inputs)
-            for _ in range(repeats):
-                start = time.perf_counter()
-                module(*inputs)
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def max_error(module, inputs, outputs: Any) -> float:

@@ -1,20 +1,25 @@
 """Seed 003's experiment (DeepThings): YOLOv2's first 16 layers at 608x608 fused into
 tiles on 1 to 6 Raspberry Pi 3 over WiFi with a gateway, beside the seed's figures.
 
-What a plan decides today is reproduced: the redundant computation of overlapping tiles,
-communication per frame, memory per device and single-frame latency, with and without
-data reuse, every figure the simulator's or the plan's own. The original schedules tiles
-at run time (work stealing, WST / WST-S) and compares with work sharing (WSH) and MoDNN's
-layer-based partition (BODP); edgeweave fixes tiles to devices by list scheduling in the
-plan and has neither stealing nor those baselines yet, so their columns are missing.
+Simulated for the preset devices: the redundant computation of overlapping tiles,
+communication per frame, memory per device and single-frame latency, for tiles fixed to
+devices by the plan (FTP, with and without data reuse) and stolen at run time (FTP-WST).
+Really run on this machine's local workers (one torch thread each): FTP and FTP-WST with
+1 to 3 edge workers and a gateway, measured beside plain ``module(x)`` and beside the
+prediction of a cluster calibrated for them. Work sharing (WSH), MoDNN's layer-based
+partition (BODP), stealing with reuse (WST-S) and several data sources are missing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeweave.cluster import Cluster
 from edgeweave.experiments.zoo import traced
 from edgeweave.planners import plan
 from edgeweave.simulation import simulate
@@ -29,6 +34,12 @@ SEED_REDUNDANCY = {3: 1.53, 5: 2.2}  # issue 12's reading of the authors' code
 SEED_MEMORY_CUT = {3: 0.69, 5: 0.79}  # FTP against layer-based partitioning
 SEED_5X5_OVER_3X3 = 0.43  # latency increase from 3x3 to 5x5 (average)
 SEED_REUSE_CUT = {3: 0.16, 5: 0.33}  # latency reduction by reuse management
+# how tiles are placed: fixed by the plan (with or without reuse), or stolen at run time
+MODES = {"FTP": {}, "FTP + reuse": {"reuse": True}, "FTP-WST": {"steal": True}}
+REAL_EDGES = (1, 2, 3)  # edge workers really run here, beside one gateway worker
+REAL_GRID = 3
+REAL_FRAMES = 5  # the first is warm-up
+REAL_SPACING = 2.5  # frames this many plain passes apart: each runs alone
 
 
 def cluster(devices: int) -> str:
@@ -38,10 +49,10 @@ def cluster(devices: int) -> str:
 
 @dataclass(frozen=True)
 class Row:
-    """One grid, with or without reuse, on one cluster: what the plan says."""
+    """One grid and placement mode on one cluster: what the plan and simulator say."""
 
     grid: int
-    reuse: bool
+    mode: str  # a key of MODES
     devices: int
     latency_ms: float
     redundancy: float
@@ -50,35 +61,58 @@ class Row:
 
 
 @dataclass(frozen=True)
+class RealRow:
+    """A mode really run on this machine's local workers: ``edges`` edge workers and a
+    gateway, beside plain ``module(x)`` on one thread and the calibrated prediction."""
+
+    mode: str
+    edges: int
+    predicted_ms: float
+    measured_ms: float  # median over the frames after the first
+    plain_ms: float
+    stolen: int  # tiles of the measured frames run away from the source
+    tiles: int
+
+
+@dataclass(frozen=True)
 class Result:
-    """Every row, and the baselines' memory per device on the largest cluster."""
+    """Every row, the baselines' memory per device on the largest cluster, and the real
+    runs."""
 
     rows: tuple[Row, ...]
     baseline_bytes: dict[str, int]
+    real: tuple[RealRow, ...] = ()
+    machine: str = ""
 
     title = "deepthings: fused tiles of YOLOv2's first 16 layers, simulated"
 
-    def find(self, grid: int, reuse: bool, devices: int) -> Row:
+    def find(self, grid: int, mode: str, devices: int) -> Row:
         """The row of one setting."""
         return next(r for r in self.rows
-                    if (r.grid, r.reuse, r.devices) == (grid, reuse, devices))
+                    if (r.grid, r.mode, r.devices) == (grid, mode, devices))
 
     def to_dict(self) -> list[dict[str, object]]:
-        """The rows, for JSON."""
-        return [{"grid": f"{r.grid}x{r.grid}", "reuse": r.reuse, "devices": r.devices,
+        """The rows, for JSON (real runs with ``"measured": true``)."""
+        return [{"grid": f"{r.grid}x{r.grid}", "mode": r.mode, "devices": r.devices,
                  "latency_ms": r.latency_ms, "redundancy": r.redundancy,
                  "sent_bytes": r.sent_bytes, "peak_device_bytes": r.peak_device_bytes}
-                for r in self.rows]
+                for r in self.rows] + [{"measured": True, **dataclasses.asdict(r)}
+                                       for r in self.real]
+
+    @property
+    def modes(self) -> list[str]:
+        """The placement modes of the rows, in ``MODES`` order."""
+        return [m for m in MODES if any(r.mode == m for r in self.rows)]
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """Columns and rows for a terminal: latency per device count, per grid and reuse."""
+        """Columns and rows for a terminal: latency per device count, per grid and mode."""
         counts = sorted({r.devices for r in self.rows})
-        columns = ["grid", "reuse", *(f"{e} Pi ms" for e in counts), "redundancy"]
+        columns = ["grid", "mode", *(f"{e} Pi ms" for e in counts), "redundancy"]
         rows = []
         for grid in sorted({r.grid for r in self.rows}):
-            for reuse in (False, True):
-                mine = [self.find(grid, reuse, e) for e in counts]
-                rows.append([f"{grid}x{grid}", "yes" if reuse else "no",
+            for mode in self.modes:
+                mine = [self.find(grid, mode, e) for e in counts]
+                rows.append([f"{grid}x{grid}", mode,
                              *(f"{r.latency_ms:.0f}" for r in mine), f"{mine[0].redundancy:.2f}x"])
         return columns, rows
 
@@ -93,33 +127,54 @@ class Result:
         most = max(counts)
         work = ["| grid | FLOPs over the frame's, no reuse | with reuse | the authors' code |",
                 "|---|---|---|---|"]
-        work += [f"| {g}x{g} | {self.find(g, False, most).redundancy:.2f}x | "
-                 f"{self.find(g, True, most).redundancy:.2f}x | "
+        work += [f"| {g}x{g} | {self.find(g, 'FTP', most).redundancy:.2f}x | "
+                 f"{self.find(g, 'FTP + reuse', most).redundancy:.2f}x | "
                  f"{_seed(SEED_REDUNDANCY.get(g), 'x')} |" for g in grids]
-        traffic = ["| grid | no reuse | with reuse |", "|---|---|---|"]
-        traffic += [f"| {g}x{g} | {_mb(self.find(g, False, most).sent_bytes)} | "
-                    f"{_mb(self.find(g, True, most).sent_bytes)} |" for g in grids]
+        traffic = ["| grid | " + " | ".join(self.modes) + " |", "|---|" + "---|" * len(self.modes)]
+        traffic += [f"| {g}x{g} | " + " | ".join(_mb(self.find(g, m, most).sent_bytes)
+                                                 for m in self.modes) + " |" for g in grids]
         layer_based = self.baseline_bytes["equal-split"]
         memory = ["| plan | most memory on one Pi | against equal-split | the seed (against "
                   "layer-based) |", "|---|---|---|---|"]
         memory += [f"| `{name}` | {_mb(size)} | | |" for name, size in self.baseline_bytes.items()]
         for g in grids:
-            for reuse in (False, True):
-                size = self.find(g, reuse, most).peak_device_bytes
-                seed = SEED_MEMORY_CUT.get(g) if not reuse else None
-                memory.append(f"| FTP {g}x{g}{' + reuse' if reuse else ''} | {_mb(size)} | "
-                              f"{size / layer_based - 1:+.0%} | "
+            for mode in self.modes:
+                size = self.find(g, mode, most).peak_device_bytes
+                seed = SEED_MEMORY_CUT.get(g) if mode == "FTP" else None
+                memory.append(f"| {mode} {g}x{g} | {_mb(size)} | {size / layer_based - 1:+.0%} | "
                               f"{_seed(-seed if seed else None, '%')} |")
-        latency = ["| grid | reuse | " + " | ".join(f"{e} Pi" for e in counts) + " |",
+        latency = ["| grid | mode | " + " | ".join(f"{e} Pi" for e in counts) + " |",
                    "|---|---|" + "---|" * len(counts)]
         for g in grids:
-            for reuse in (False, True):
-                latency.append(f"| {g}x{g} | {'yes' if reuse else 'no'} | " + " | ".join(
-                    f"{self.find(g, reuse, e).latency_ms:.0f}" for e in counts) + " |")
-        growth = sum(self.find(5, False, e).latency_ms / self.find(3, False, e).latency_ms - 1
-                     for e in counts) / len(counts) if {3, 5} <= set(grids) else None
-        cuts = {g: sum(1 - self.find(g, True, e).latency_ms / self.find(g, False, e).latency_ms
-                       for e in counts) / len(counts) for g in grids}
+            for mode in self.modes:
+                latency.append(f"| {g}x{g} | {mode} | " + " | ".join(
+                    f"{self.find(g, mode, e).latency_ms:.0f}" for e in counts) + " |")
+
+        def mean_ratio(mode: str, base: str, grid: int) -> float:
+            return sum(self.find(grid, mode, e).latency_ms / self.find(grid, base, e).latency_ms
+                       for e in counts) / len(counts)
+
+        growth = (sum(self.find(5, "FTP", e).latency_ms / self.find(3, "FTP", e).latency_ms
+                      for e in counts) / len(counts) - 1) if {3, 5} <= set(grids) else None
+        seed_lines = [
+            (f"- From 3x3 to 5x5 the latency grows by {growth:.0%} on average without "
+             f"reuse (the seed: {SEED_5X5_OVER_3X3:.0%})." if growth is not None else ""),
+            "- Reuse cuts latency by " + ", ".join(
+                f"{1 - mean_ratio('FTP + reuse', 'FTP', g):.0%} at {g}x{g}" for g in grids)
+            + f" on average (the seed: {SEED_REUSE_CUT[3]:.0%} at 3x3, "
+              f"{SEED_REUSE_CUT[5]:.0%} at 5x5).",
+            "- Stealing against tiles fixed by the plan: " + ", ".join(
+                f"{mean_ratio('FTP-WST', 'FTP', g) - 1:+.0%} at {g}x{g}" for g in grids)
+            + " on average. A plan that fixes tiles knows every device's speed and the "
+              "WiFi cell's load in advance; stealing does not, and pays a request and the "
+              "input's hop for every tile it moves — the seed's case for stealing is run "
+              "time variation (several sources, unknown load), which one simulated frame "
+              "does not have.",
+            "- Adding a Pi never slows a frame down with stealing: "
+            + _monotone(lambda g, e: self.find(g, "FTP-WST", e).latency_ms, grids, counts)
+            + "; with tiles fixed by the plan: "
+            + _monotone(lambda g, e: self.find(g, "FTP", e).latency_ms, grids, counts) + ".",
+        ]
         return "\n".join([
             "# Reproduction: seed 003 (DeepThings), fused tile partitioning",
             "",
@@ -127,15 +182,19 @@ class Result:
             "darknet layers, 608x608 input) fused whole into an N x N grid of tiles "
             "(`planner=\"deepthings\"`, `layers` = all of them), on 1 to 6 Raspberry Pi 3 "
             f"and a gateway (`{GATEWAY}`, which merges the tiles and computes none) on one "
-            "WiFi cell. Every figure is the plan's or the simulator's; one plan per grid "
-            "and reuse setting was checked equal to the model's output.",
+            "WiFi cell; frames arrive at the first Pi (the camera). Modes: **FTP** — each "
+            "tile's device fixed by the plan (list scheduling over the cost model); "
+            "**FTP + reuse** — the same with the seed's data reuse; **FTP-WST** — every "
+            "tile queued at the camera Pi and stolen at run time by whichever Pi runs out "
+            "of work (`steal=True`, `units.stealing`: the simulator and the local workers "
+            "follow the same rules). The simulated tables are the plan's and the "
+            "simulator's; one plan per grid and mode was checked equal to the model's "
+            "output. The real runs at the end were measured on this machine.",
             "",
-            "**Not reproduced yet** (issue 12): the original decides at run time which "
-            "device takes each tile (work stealing, FTP-WST and FTP-WST-S) and compares "
-            "with work sharing (FTP-WSH) and MoDNN's layer-based partition (BODP, a gather "
-            "after every layer). A plan here fixes each tile's device by list scheduling "
-            "over the cost model; the stealing modes, those baselines, several data "
-            "sources and real runs on this machine's workers are still to come.",
+            "**Not reproduced yet** (issue 12): stealing with reuse (FTP-WST-S), work "
+            "sharing (FTP-WSH), MoDNN's layer-based partition (BODP, a gather after every "
+            "layer), several data sources (latency and throughput as sources grow), "
+            "stealing on the Ray backend, and the comparison with the original's C build.",
             "",
             "## Redundant computation",
             "",
@@ -146,36 +205,65 @@ class Result:
             f"## Communication per frame ({most} Pi)",
             "",
             "Bytes over the links in one simulated frame: input regions to the tiles' "
-            "devices, strips between tiles (reuse), tile outputs to the gateway.",
+            "devices, strips between tiles (reuse), tile outputs to the gateway (with "
+            "stealing, the camera Pi's own tiles move nothing).",
             "", *traffic, "",
             f"## Memory per device ({most} Pi)",
             "",
             "The most any one Raspberry Pi needs: weights plus peak live activations "
             "(`units.footprints`; a fused stack frees each layer once used, but a device "
             "holds the tile outputs it computed until the frame is complete, as the "
-            "workers do). The seed reports FTP cutting memory by 69% (3x3) and 79% (5x5) "
-            "against layer-based partitioning that gathers every layer; edgeweave's "
-            "layer-based plans exchange only halos (`equal-split`), a leaner baseline "
-            "than the seed's, and `proportional-split` leaves the Pis little to hold "
-            "because it gives most rows to the gateway.",
+            "workers do). With stealing the plan budgets the camera Pi for every tile, "
+            "the worst case of nobody stealing. The seed reports FTP cutting memory by 69% "
+            "(3x3) and 79% (5x5) against layer-based partitioning that gathers every "
+            "layer; edgeweave's layer-based plans exchange only halos (`equal-split`), a "
+            "leaner baseline than the seed's, and `proportional-split` leaves the Pis "
+            "little to hold because it gives most rows to the gateway.",
             "", *memory, "",
-            "## Single-frame latency (ms)",
+            "## Single-frame latency (ms, simulated)",
             "", *latency, "",
             "## Against the seed",
-            "",
-            (f"- From 3x3 to 5x5 the latency grows by {growth:.0%} on average without "
-             f"reuse (the seed: {SEED_5X5_OVER_3X3:.0%})." if growth is not None else ""),
-            "- Reuse cuts latency by " + ", ".join(
-                f"{cuts[g]:.0%} at {g}x{g}" for g in grids) + " on average (the seed: "
-            f"{SEED_REUSE_CUT[3]:.0%} at 3x3, {SEED_REUSE_CUT[5]:.0%} at 5x5).",
-            "- Latency is not monotone in the number of Pis, and reuse can lose (few tiles "
-            "on several Pis): a plan fixes each tile's device, an odd tile waits for its "
-            "even neighbours' strips, and every transfer shares one WiFi cell. The "
-            "original decides at run time — a Pi that runs dry steals, and an odd tile "
-            "whose strips are late runs unshrunk — which is what the stealing modes of "
-            "issue 12 are to add.",
-            "",
+            "", *[line for line in seed_lines if line], "",
+            *self._real_markdown(),
         ])
+
+    def _real_markdown(self) -> list[str]:
+        if not self.real:
+            return []
+        rows = ["| edge workers | mode | predicted | measured | error | plain `module(x)` | "
+                "speed-up over plain | tiles stolen |", "|---|---|---|---|---|---|---|---|"]
+        rows += [f"| {r.edges} | {r.mode} | {r.predicted_ms:.0f} ms | {r.measured_ms:.0f} ms | "
+                 f"{r.predicted_ms / r.measured_ms - 1:+.0%} | {r.plain_ms:.0f} ms | "
+                 f"{r.plain_ms / r.measured_ms:.2f}x | {r.stolen} of {r.tiles} |"
+                 for r in self.real]
+        return [
+            "## Really run on this machine",
+            "",
+            f"{self.machine}. `{MODEL}` at 608x608 in {REAL_GRID}x{REAL_GRID} tiles of all 16 "
+            "layers on local worker processes of one torch thread each: E edge workers "
+            "(`x86-core-0` receives the frames) and one gateway worker that merges, "
+            "E + 1 processes in all, the cluster calibrated for them first (`edgeweave "
+            f"calibrate`); {REAL_FRAMES} frames {REAL_SPACING} times plain `module(x)`'s time "
+            "apart, so that none waits for the previous one, the first left out. Plain `module(x)` at one thread is timed in the same run. "
+            "\"Tiles stolen\": tiles of the measured frames computed away from the camera "
+            "worker. On a machine with fewer cores than processes the workers share "
+            "cores, so more edges cannot mean more speed here (the seed's 2-core figure "
+            "is gateway-bound too); the runs check that stealing really happens across "
+            "the processes, outputs equal, and how the prediction compares. The "
+            "calibration fits each layer's time as a line through the whole layer and "
+            "the two half bands of a real two-way split (`runtime/calibrate.py`); a tile "
+            f"of a {REAL_GRID}x{REAL_GRID} grid computes about a "
+            f"{REAL_GRID * REAL_GRID}th of each layer, where that line is an "
+            "extrapolation, and the error column shows how far off it is.",
+            "", *rows, "",
+        ]
+
+def _monotone(latency: Callable[[int, int], float], grids: Sequence[int],
+              counts: Sequence[int]) -> str:
+    """Whether latency never rises with the device count, and where it does."""
+    rises = [f"{g}x{g} from {a} to {b} Pi" for g in grids
+             for a, b in zip(counts, counts[1:]) if latency(g, b) > latency(g, a) * 1.001]
+    return "true at every grid" if not rises else "rises at " + ", ".join(rises)
 
 
 def _mb(size: int) -> str:
@@ -194,26 +282,86 @@ def _peak_pi_bytes(made: Plan) -> int:
 
 def reproduce(progress: Callable[[str], None] | None = None,
               grids: Sequence[int] = GRIDS,
-              device_counts: Sequence[int] = DEVICE_COUNTS) -> Result:
-    """Plan and simulate every grid, with and without reuse, on every cluster; one plan
-    per grid and reuse setting checked against the model."""
+              device_counts: Sequence[int] = DEVICE_COUNTS,
+              real_edges: Sequence[int] = REAL_EDGES) -> Result:
+    """Plan and simulate every grid in every mode on every cluster (one plan per grid and
+    mode checked against the model), then really run FTP and FTP-WST on ``real_edges``
+    edge workers of this machine."""
     model = traced(MODEL)
     every = len(model.graph.layers) - len(model.graph.inputs)
     rows = []
     for grid in grids:
-        for reuse in (False, True):
+        for mode, options in MODES.items():
             for count in device_counts:
                 if progress:
-                    progress(f"{grid}x{grid}{' reuse' if reuse else ''} on {count} Pi")
+                    progress(f"{grid}x{grid} {mode} on {count} Pi")
                 made = plan(model.graph, cluster(count), planner="deepthings", n=grid, m=grid,
-                            layers=every, reuse=reuse, gateway=GATEWAY, gateway_tiles=False)
+                            layers=every, gateway=GATEWAY, gateway_tiles=False, **options)
                 if count == device_counts[-1]:
                     model.check(made)
                 timeline = simulate(made)
-                rows.append(Row(grid, reuse, count, 1e3 * timeline.latency_s[0],
+                rows.append(Row(grid, mode, count, 1e3 * timeline.latency_s[0],
                                 made.notes["redundancy"][MODEL],
                                 sum(timeline.bytes_moved().values()), _peak_pi_bytes(made)))
     largest = cluster(max(device_counts))
     baselines = {name: _peak_pi_bytes(plan(model.graph, largest, planner=name))
                  for name in ("local", "equal-split", "proportional-split")}
-    return Result(tuple(rows), baselines)
+    real = _real_runs(model, every, real_edges, progress) if real_edges else ()
+    return Result(tuple(rows), baselines, real, _machine() if real_edges else "")
+
+
+def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealRow, ...]:
+    """FTP and FTP-WST on local workers, the cluster calibrated once for the most."""
+    from edgeweave.runtime import run
+    from edgeweave.runtime.calibrate import calibrate
+    from edgeweave.runtime.profiling import plain_s
+
+    if progress:
+        progress("calibrating local workers")
+    module = model.module
+    with tempfile.TemporaryDirectory() as directory:
+        calibrated = calibrate(model.graph, model.inputs,
+                               Cluster.load(f"x86-core*{max(edges) + 1}@ethernet"),
+                               directory=directory)
+        found = []
+        for count in edges:
+            here = _first(calibrated, count + 1)
+            gateway = here.names[-1]
+            for mode in ("FTP", "FTP-WST"):
+                if progress:
+                    progress(f"{mode} on {count} edge worker(s), really")
+                made = plan(model.graph, here, planner="deepthings", n=REAL_GRID, m=REAL_GRID,
+                            layers=every, gateway=gateway, gateway_tiles=False,
+                            **MODES[mode])
+                plain = plain_s(module, model.inputs)
+                measured = run(made, model.inputs[0] if len(model.inputs) == 1
+                               else model.inputs, backend="local", frames=REAL_FRAMES,
+                               interval_s=REAL_SPACING * plain)
+                for output in measured.outputs:
+                    model.check_output(output)
+                tiles = [e for e in measured.timeline.events if e.kind == "compute"
+                         and e.frame > 0 and len(made.unit(e.unit).layers) == every]
+                found.append(RealRow(
+                    mode, count, made.notes["predicted_ms"],
+                    1e3 * statistics.median(measured.timeline.latency_s[1:]),
+                    1e3 * (plain + plain_s(module, model.inputs)) / 2,
+                    sum(e.resource != here.names[0] for e in tiles), len(tiles)))
+    return tuple(found)
+
+
+def _first(whole: Cluster, count: int) -> Cluster:
+    """The cluster of ``whole``'s first ``count`` devices and the links between them."""
+    names = set(whole.names[:count])
+    return dataclasses.replace(whole, name=f"{whole.name} (first {count})",
+                               devices=whole.devices[:count],
+                               links=tuple(l for l in whole.links if {l.a, l.b} <= names))
+
+
+def _machine() -> str:
+    import os
+    import platform
+
+    import torch
+
+    return (f"Measured on {platform.machine()} with {os.cpu_count()} cores, torch "
+            f"{torch.__version__}")

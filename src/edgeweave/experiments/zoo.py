@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -19,14 +19,18 @@ class Traced:
     inputs: tuple[torch.Tensor, ...]
     graph: LayerGraph
     expected: tuple[torch.Tensor, ...]
+    module: torch.nn.Module = field(repr=False)
 
     def check(self, made: Plan) -> Plan:
         """``made`` after checking that its inline execution equals the model's output."""
-        outputs = run_inline(made, self.inputs)
+        self.check_output(run_inline(made, self.inputs))
+        return made
+
+    def check_output(self, outputs) -> None:
+        """Raise unless ``outputs`` (a tensor or a tuple) equal the model's."""
         outputs = outputs if isinstance(outputs, tuple) else (outputs,)
         for ours, theirs in zip(outputs, self.expected, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
-        return made
 
 
 def traced(name: str) -> Traced:
@@ -36,4 +40,4 @@ def traced(name: str) -> Traced:
     with torch.no_grad():
         expected = module(*inputs)
     return Traced(inputs, trace(module, inputs, name=name),
-                  expected if isinstance(expected, tuple) else (expected,))
+                  expected if isinstance(expected, tuple) else (expected,), module)

@@ -10,6 +10,8 @@ cluster at its profile, so the profiled cost model predicts from these measureme
 from __future__ import annotations
 
 import dataclasses
+import statistics
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -20,9 +22,8 @@ import torch.multiprocessing as mp
 
 from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile, measure, save
-from edgeweave.errors import UnknownNameError
+from edgeweave.errors import UnknownNameError, WorkerError
 from edgeweave.graph import LayerGraph
-from edgeweave.errors import WorkerError
 
 BACKENDS = ("local", "ray")
 
@@ -102,3 +103,20 @@ def cluster_with_profiles(cluster: Cluster, profiles: dict[str, ModelProfile],
             device = dataclasses.replace(device, profile=str(path), profile_scale=1.0)
         devices.append(device)
     return dataclasses.replace(cluster, devices=tuple(devices))
+
+
+def plain_s(module, inputs, repeats: int = 5) -> float:
+    """Median seconds of plain ``module(*inputs)`` on one torch thread: the yardstick."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        with torch.no_grad():
+            module(*inputs)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                module(*inputs)
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+    finally:
+        torch.set_num_threads(previous)
