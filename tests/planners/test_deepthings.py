@@ -232,12 +232,15 @@ def test_reusing_tiles_run_equal_to_the_model_on_local_workers():
 def test_the_reproduction_page_sets_the_plans_beside_the_seed(tmp_path):
     from edgeweave.experiments import deepthings as experiment
 
-    result = experiment.reproduce(grids=(3,), device_counts=(1, 2), real_edges=())
+    result = experiment.reproduce(grids=(3,), device_counts=(1, 2), real_edges=(),
+                                  source_counts=(1, 2))
     plain, reusing = result.find(3, "FTP", 2), result.find(3, "FTP + reuse", 2)
     assert plain.redundancy == pytest.approx(1.53, abs=0.08)
     assert reusing.redundancy < plain.redundancy and reusing.latency_ms < plain.latency_ms
     for mode in ("FTP", "FTP-WST"):  # a second Pi helps, planned or stolen
         assert result.find(3, mode, 2).latency_ms < result.find(3, mode, 1).latency_ms
+    two = {(r.grid, r.mode): r for r in result.sources if r.sources == 2}
+    assert two[3, "FTP-WST"].throughput_fps > two[3, "FTP"].throughput_fps
     page = tmp_path / "deepthings.md"
     result.write(page)
     text = page.read_text()

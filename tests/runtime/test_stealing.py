@@ -4,6 +4,7 @@ the home alone on the seed's own setting; a taker killed mid-run loses no tile."
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from collections import Counter
 
@@ -147,3 +148,45 @@ def test_a_taker_killed_mid_run_loses_no_tile():
         assert_equals_model(output, expected)
     assert len(result.faults) == 1 and "device 'rpi4b-2' died" in result.faults[0]
     assert not multiprocessing.active_children()
+
+
+def _two_cameras(steal: bool):
+    """Two copies of the awkward net, one camera on each of the first two devices."""
+    _, x, graph, expected = _awkward_case()
+    graphs = {name: dataclasses.replace(graph, name=name) for name in ("cam0", "cam1")}
+    made = ew.plan(graphs, SLOW, planner="deepthings", n=3, m=3, layers=8, steal=steal,
+                   sources={"cam0": "rpi4b-0", "cam1": "rpi4b-1"})
+    return made, {"cam0": x, "cam1": x}, expected
+
+
+def test_each_camera_is_the_source_of_its_model():
+    made, _, _ = _two_cameras(steal=True)
+    assert made.sources == {"cam0": "rpi4b-0", "cam1": "rpi4b-1"}
+    homes = {made.unit(uid).graph: made.unit(uid).device for uid in made.pool}
+    assert homes == made.sources
+    timeline = ew.simulate(made, frames=2)
+    for event in timeline.events:  # each model's outputs go back to its own camera
+        if event.kind == "transfer" and made.unit(event.unit).last in made.graphs[
+                made.unit(event.unit).graph].outputs:
+            assert event.resource.endswith(made.sources[made.unit(event.unit).graph])
+    assert set(_runners(made, timeline).values()) == {1}
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_two_cameras_steal_from_each_other_and_equal_the_model(backend):
+    made, inputs, expected = _two_cameras(steal=True)
+    options = {"emulate_compute": True} if backend == "local" else {}
+    result = ew.run(made, inputs, backend=backend, frames=2, **options)
+    for outputs in result.outputs:
+        assert_equals_model(outputs["cam0"], expected)
+        assert_equals_model(outputs["cam1"], expected)
+
+
+def test_sources_are_checked_by_name():
+    _, _, graph, _ = _awkward_case()
+    with pytest.raises(ew.EdgeweaveError, match="not a device of cluster"):
+        ew.plan(graph, SLOW, planner="local", sources={graph.name: "moon"})
+    with pytest.raises(ew.EdgeweaveError, match="planned by: local, remote, deepthings"):
+        ew.plan(graph, SLOW, planner="edgeflow", sources={graph.name: "rpi4b-1"})
+    assert ew.plan(graph, SLOW, planner="local",
+                   sources={graph.name: "rpi4b-2"}).order["rpi4b-2"]

@@ -4,10 +4,12 @@ tiles on 1 to 6 Raspberry Pi 3 over WiFi with a gateway, beside the seed's figur
 Simulated for the preset devices: the redundant computation of overlapping tiles,
 communication per frame, memory per device and single-frame latency, for tiles fixed to
 devices by the plan (FTP, with and without data reuse) and stolen at run time (FTP-WST).
-Really run on this machine's local workers (one torch thread each): FTP and FTP-WST with
-1 to 3 edge workers and a gateway, measured beside plain ``module(x)`` and beside the
-prediction of a cluster calibrated for them. Work sharing (WSH), MoDNN's layer-based
-partition (BODP), stealing with reuse (WST-S) and several data sources are missing.
+Several cameras at once (each its own source, ``plan(..., sources=...)``): latency and
+throughput of FTP and FTP-WST as the cameras grow, simulated. Really run on this
+machine's local workers (one torch thread each): FTP and FTP-WST with 1 to 3 edge
+workers and a gateway, measured beside plain ``module(x)`` and beside the prediction of a
+cluster calibrated for them. Work sharing (WSH), MoDNN's layer-based partition (BODP) and
+stealing with reuse (WST-S) are missing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ SEED_5X5_OVER_3X3 = 0.43  # latency increase from 3x3 to 5x5 (average)
 SEED_REUSE_CUT = {3: 0.16, 5: 0.33}  # latency reduction by reuse management
 # how tiles are placed: fixed by the plan (with or without reuse), or stolen at run time
 MODES = {"FTP": {}, "FTP + reuse": {"reuse": True}, "FTP-WST": {"steal": True}}
+SOURCE_COUNTS = (1, 2, 3, 4, 5, 6)  # cameras, one per Pi, on the six-Pi cluster
+SOURCE_GRIDS = (3, 5)
+SOURCE_FRAMES = 4  # frames per camera back to back, for throughput
+SEED_SOURCES = "WSH's latency grows linearly with sources, WST's stays near one device's"
 REAL_EDGES = (1, 2, 3)  # edge workers really run here, beside one gateway worker
 REAL_GRID = 3
 REAL_FRAMES = 5  # the first is warm-up
@@ -75,6 +81,18 @@ class RealRow:
 
 
 @dataclass(frozen=True)
+class SourcesRow:
+    """Several cameras at once on the largest cluster: one frame from each (latency), and
+    ``SOURCE_FRAMES`` from each back to back (throughput), simulated."""
+
+    grid: int
+    mode: str
+    sources: int
+    latency_ms: float
+    throughput_fps: float  # images per second, over every camera
+
+
+@dataclass(frozen=True)
 class Result:
     """Every row, the baselines' memory per device on the largest cluster, and the real
     runs."""
@@ -83,6 +101,7 @@ class Result:
     baseline_bytes: dict[str, int]
     real: tuple[RealRow, ...] = ()
     machine: str = ""
+    sources: tuple[SourcesRow, ...] = ()
 
     title = "deepthings: fused tiles of YOLOv2's first 16 layers, simulated"
 
@@ -97,7 +116,8 @@ class Result:
                  "latency_ms": r.latency_ms, "redundancy": r.redundancy,
                  "sent_bytes": r.sent_bytes, "peak_device_bytes": r.peak_device_bytes}
                 for r in self.rows] + [{"measured": True, **dataclasses.asdict(r)}
-                                       for r in self.real]
+                                       for r in self.real] + [
+            {"cameras": True, **dataclasses.asdict(r)} for r in self.sources]
 
     @property
     def modes(self) -> list[str]:
@@ -193,8 +213,8 @@ class Result:
             "",
             "**Not reproduced yet** (issue 12): stealing with reuse (FTP-WST-S), work "
             "sharing (FTP-WSH), MoDNN's layer-based partition (BODP, a gather after every "
-            "layer), several data sources (latency and throughput as sources grow), "
-            "stealing on the Ray backend, and the comparison with the original's C build.",
+            "layer), stealing on the Ray backend, real runs with several cameras, and the "
+            "comparison with the original's C build.",
             "",
             "## Redundant computation",
             "",
@@ -224,8 +244,50 @@ class Result:
             "", *latency, "",
             "## Against the seed",
             "", *[line for line in seed_lines if line], "",
+            *self._sources_markdown(),
             *self._real_markdown(),
         ])
+
+    def _sources_markdown(self) -> list[str]:
+        if not self.sources:
+            return []
+        counts = sorted({r.sources for r in self.sources})
+        rows = ["| grid | mode | " + " | ".join(f"{k} camera{'s' * (k > 1)}" for k in counts)
+                + " |", "|---|---|" + "---|" * len(counts)]
+        for grid in sorted({r.grid for r in self.sources}):
+            for mode in ("FTP", "FTP-WST"):
+                mine = {r.sources: r for r in self.sources if (r.grid, r.mode) == (grid, mode)}
+                rows.append(f"| {grid}x{grid} | {mode} | " + " | ".join(
+                    f"{mine[k].latency_ms / 1e3:.1f} s, {mine[k].throughput_fps:.3f}/s"
+                    for k in counts) + " |")
+        gains = []
+        for grid in sorted({r.grid for r in self.sources}):
+            pick = {(r.mode, r.sources): r for r in self.sources if r.grid == grid}
+            latency = [1 - pick["FTP-WST", k].latency_ms / pick["FTP", k].latency_ms
+                       for k in counts]
+            rate = [pick["FTP-WST", k].throughput_fps / pick["FTP", k].throughput_fps - 1
+                    for k in counts]
+            gains.append(f"{grid}x{grid}: {sum(latency) / len(latency):.0%} lower latency "
+                         f"and {sum(rate) / len(rate):+.0%} throughput")
+        most = max(counts)
+        return [
+            f"## Several cameras ({max(DEVICE_COUNTS)} Pi, simulated)",
+            "",
+            "Each camera is a Pi of its own (camera k on `rpi3-k`) with its own copy of "
+            "the model (`plan(..., sources=...)`), all sending frames at once; the gateway "
+            "merges every camera's tiles. Each cell: the latency of one frame from every "
+            f"camera at once, and the images per second when each sends {SOURCE_FRAMES} "
+            "frames back to back. With FTP each camera's tiles are list-scheduled as if "
+            "it were alone; with FTP-WST they are queued at their camera and any idle Pi "
+            "steals from any camera (round robin over the cameras that offered work).",
+            "", *rows, "",
+            "Stealing against fixed tiles, averaged over 1 to "
+            f"{most} cameras: " + "; ".join(gains) + f". The seed: {SEED_SOURCES}; its "
+            "reuse-aware stealing (WST-S, not built here) gains 20% latency and 22% "
+            "throughput at 3x3, 32% and 45% at 5x5. Here every Pi is busy from two cameras "
+            "on, so latency grows with the cameras for both modes.",
+            "",
+        ]
 
     def _real_markdown(self) -> list[str]:
         if not self.real:
@@ -283,10 +345,11 @@ def _peak_pi_bytes(made: Plan) -> int:
 def reproduce(progress: Callable[[str], None] | None = None,
               grids: Sequence[int] = GRIDS,
               device_counts: Sequence[int] = DEVICE_COUNTS,
-              real_edges: Sequence[int] = REAL_EDGES) -> Result:
+              real_edges: Sequence[int] = REAL_EDGES,
+              source_counts: Sequence[int] = SOURCE_COUNTS) -> Result:
     """Plan and simulate every grid in every mode on every cluster (one plan per grid and
-    mode checked against the model), then really run FTP and FTP-WST on ``real_edges``
-    edge workers of this machine."""
+    mode checked against the model), several cameras at once (``source_counts``), then
+    really run FTP and FTP-WST on ``real_edges`` edge workers of this machine."""
     model = traced(MODEL)
     every = len(model.graph.layers) - len(model.graph.inputs)
     rows = []
@@ -306,8 +369,29 @@ def reproduce(progress: Callable[[str], None] | None = None,
     largest = cluster(max(device_counts))
     baselines = {name: _peak_pi_bytes(plan(model.graph, largest, planner=name))
                  for name in ("local", "equal-split", "proportional-split")}
+    cameras = _cameras(model, every, source_counts, progress)
     real = _real_runs(model, every, real_edges, progress) if real_edges else ()
-    return Result(tuple(rows), baselines, real, _machine() if real_edges else "")
+    return Result(tuple(rows), baselines, real, _machine() if real_edges else "", cameras)
+
+
+def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[SourcesRow, ...]:
+    """FTP and FTP-WST with several cameras on the six-Pi cluster, simulated."""
+    found = []
+    for grid in SOURCE_GRIDS if counts else ():
+        for count in counts:
+            graphs = {f"cam{k}": dataclasses.replace(model.graph, name=f"cam{k}")
+                      for k in range(count)}
+            sources = {f"cam{k}": f"rpi3-{k}" for k in range(count)}
+            for mode in ("FTP", "FTP-WST"):
+                if progress:
+                    progress(f"{grid}x{grid} {mode} with {count} camera(s)")
+                made = plan(graphs, cluster(max(DEVICE_COUNTS)), planner="deepthings", n=grid,
+                            m=grid, layers=every, gateway=GATEWAY, gateway_tiles=False,
+                            sources=sources, **MODES[mode])
+                busy = simulate(made, frames=SOURCE_FRAMES)
+                found.append(SourcesRow(grid, mode, count, 1e3 * simulate(made).latency_s[0],
+                                        count * SOURCE_FRAMES / busy.done_s[-1]))
+    return tuple(found)
 
 
 def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealRow, ...]:

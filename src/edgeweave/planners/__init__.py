@@ -47,12 +47,15 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
 
 def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
          cluster: Cluster | str | Mapping[str, Any], planner: str = "local", seed: int = 0,
-         models: Mapping[str, str] | None = None, **options: Any) -> Plan:
+         models: Mapping[str, str] | None = None,
+         sources: Mapping[str, str] | None = None, **options: Any) -> Plan:
     """Plan one model or several on a cluster with a registered planner.
 
     ``graphs`` is a traced graph, a list of them (names must differ) or a dict by name;
     ``cluster`` a ``Cluster``, an expression or a file path; ``models`` optionally the model
-    spec of each graph, recorded so that a saved plan can be loaded again.
+    spec of each graph, recorded so that a saved plan can be loaded again; ``sources``
+    optionally, per model, the device where its inputs arrive (several cameras; default
+    the cluster's first device), which the planners of ``SOURCES`` honour.
     """
     if planner not in PLANNERS:
         raise UnknownNameError(f"Unknown planner '{planner}'. Known planners: "
@@ -64,9 +67,31 @@ def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
                              f"options: {sorted(defaults) or 'none'}.")
     by_name = _by_name(graphs)
     loaded = Cluster.load(cluster)
+    sources = _sources(sources or {}, by_name, loaded, planner)
     problem = Problem(by_name, loaded, CostModel.for_cluster(loaded), {**defaults, **options},
-                      dict(models or {}))
+                      dict(models or {}), sources)
     return function(problem, random.Random(seed))
+
+
+def _sources(sources: Mapping[str, str], graphs: Mapping[str, LayerGraph], cluster: Cluster,
+             planner: str) -> dict[str, str]:
+    for name, device in sources.items():
+        if name not in graphs:
+            raise EdgeweaveError(f"sources names model '{name}', which is not planned "
+                                 f"(models: {', '.join(graphs)}).")
+        if device not in cluster.names:
+            raise EdgeweaveError(f"sources puts model '{name}' on '{device}', which is not a "
+                                 f"device of cluster '{cluster.name}' ({', '.join(cluster.names)}).")
+    moved = {name: device for name, device in sources.items() if device != cluster.names[0]}
+    if moved and planner not in SOURCES:
+        raise EdgeweaveError(f"Planner '{planner}' plans every model from the cluster's first "
+                             f"device; models arriving elsewhere ({', '.join(moved)}) are "
+                             f"planned by: {', '.join(SOURCES)}.")
+    return moved
+
+
+# planners that take each model from its own source device (``plan(..., sources=...)``)
+SOURCES = ("local", "remote", "deepthings")
 
 
 def _by_name(graphs) -> dict[str, LayerGraph]:

@@ -33,10 +33,13 @@ Options:
   stacks (default False).
 
 - ``steal``: decide at run time who computes each tile, as the original does (work
-  stealing, WST; default False). Every tile is queued on the source device, where the
-  frame arrives, and is stealable (``Plan.pool``) by every device that computes tiles: an
-  idle one asks the source for the next tile and its input region (``units.stealing``,
-  the same rules in the simulator and the local backend). Not yet with ``reuse``.
+  stealing, WST; default False). Every tile is queued on its model's source device,
+  where the frame arrives, and is stealable (``Plan.pool``) by every device that computes
+  tiles: an idle one asks a source for the next tile and its input region
+  (``units.stealing``, the same rules in the simulator and the local backend). Several
+  cameras are several models, each with its source (``plan(..., sources=...)``); tiles
+  of one camera are list-scheduled without regard to the others' when not stolen. Not
+  yet with ``reuse``.
 
 Without stealing a plan fixes the tiles' devices: tiles, dearest first, each go to the
 device that would finish it soonest by the cost model (list scheduling), the data's hop
@@ -108,12 +111,13 @@ def cut_points(graph: LayerGraph, layers: Sequence[str]) -> list[int]:
 def _tile_s(problem: Problem, graph: LayerGraph, layers: tuple[str, ...],
             regions: dict[str, Region], device: Device) -> float:
     """A tile's compute on ``device`` (``regions``: what each layer computes) and, away
-    from the source, its input's hop."""
+    from the model's source, its input's hop."""
     seconds = sum(problem.cost.compute_s(graph, graph[name], device,
                                          regions[name].numel / math.prod(graph[name].output_shape))
                   for name in layers)
-    if device.name != problem.source.name:
-        link = problem.cluster.link(problem.source.name, device.name)
+    source = problem.source_of(graph).name
+    if device.name != source:
+        link = problem.cluster.link(source, device.name)
         seconds += device.segment_overhead_s + problem.cost.transfer_s(
             _input_bytes(graph, layers, regions), link)
     return seconds
@@ -246,14 +250,16 @@ def _after(problem: Problem, graph: LayerGraph, count: int, tail: Plan | None, g
 def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
           tails: dict[str, Plan | None], gateway: str, schedule,
           takers: tuple[str, ...] = ()) -> Plan:
-    """The plan of ``choice``; with ``takers``, every tile on the source and stealable."""
+    """The plan of ``choice``; with ``takers``, every tile on its model's source and
+    stealable."""
     parts: list[Part] = []
     stealable: set[Part] = set()
     for graph in problem.graphs.values():
         count = choice[graph.name][0]
         tiles_of = schedule(graph, choice[graph.name])[0]
         if takers:
-            tiles_of = [dataclasses.replace(p, device=problem.source.name) for p in tiles_of]
+            home = problem.source_of(graph).name
+            tiles_of = [dataclasses.replace(p, device=home) for p in tiles_of]
             stealable.update(tiles_of)
         parts += tiles_of
         parts += _after(problem, graph, count, tails[graph.name], gateway)
@@ -263,7 +269,7 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
         problem.graphs[parts[i].graph].index_of(parts[i].layers[0]), -len(parts[i].layers)))
     order = {d: [i for i in ranking if parts[i].device == d] for d in problem.cluster.names}
     made = build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
-                      options=problem.options, models=problem.models)
+                      options=problem.options, models=problem.models, sources=problem.sources)
     if not stealable:
         return made
     pool = {u.id: takers for u in made.units

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from edgeweave.cluster import Cluster, Device
@@ -13,18 +13,25 @@ from edgeweave.graph import LayerGraph, OpKind
 
 @dataclass(frozen=True)
 class Problem:
-    """A planning problem; ``models`` gives the model spec of graphs that have one."""
+    """A planning problem; ``models`` gives the model spec of graphs that have one;
+    ``sources`` the device where a model's inputs arrive, where it is not the cluster's
+    first."""
 
     graphs: Mapping[str, LayerGraph]
     cluster: Cluster
     cost: CostModel
     options: Mapping[str, Any]
     models: Mapping[str, str]
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def source(self) -> Device:
-        """The device where inputs arrive (the cluster's first)."""
+        """The device where inputs arrive by default (the cluster's first)."""
         return self.cluster.devices[0]
+
+    def source_of(self, graph: LayerGraph) -> Device:
+        """The device where ``graph``'s inputs arrive and its outputs go back."""
+        return self.cluster.device(self.sources.get(graph.name, self.source.name))
 
     def graph_s(self, graph: LayerGraph, device: Device) -> float:
         """Seconds for ``device`` to compute all of ``graph``."""

@@ -11,7 +11,7 @@ in shared memory (``bench/queue_packing.py``). Liveness is a heartbeat each work
 into shared memory. Workers stamp events with the machine's monotonic clock, shared by all
 processes here; events travel with the segment reports, not one message per unit.
 
-The coordinator stands for the model's source device (the cluster's first): it feeds each
+The coordinator stands for every model's source device (``Plan.sources``): it feeds each
 frame's inputs to the input units' devices and receives the model outputs, which an
 emulated link delivers late when they were computed elsewhere, as in the simulator.
 

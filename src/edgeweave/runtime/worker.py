@@ -275,7 +275,7 @@ class DeviceWorker:
                 if layer in self.plan.graphs[unit.graph].outputs:
                     outputs[uid, layer] = self.held[frame, uid][layer]
         due = self.clock()
-        source = self.plan.cluster.devices[0].name  # where inputs arrive, outputs go back
+        source = self.plan.sources[self.plan.unit(segment.units[0]).graph]  # outputs go back
         if outputs and self.device != source:  # the way back, on the (emulated) link
             size = sum(t.numel() * t.element_size() for _, t in outputs.values())
             sent, due = self.emulation.transfer(self.plan, self.device, source, size, due)

@@ -7,8 +7,9 @@ all its inputs are there. A finished unit sends each region its forwarding table
 each other device that needs it — once per device, however many of its units read it. A
 link carries one transfer at a time, first come first served, for ``8 * bytes /
 bandwidth`` seconds, and the data arrives ``latency`` later; links on one shared medium
-(a WiFi cell) are one resource. A frame's outputs computed elsewhere are sent back to the
-device where its input arrived; the frame is done when all are there. Frame f arrives at
+(a WiFi cell) are one resource. A model's outputs computed elsewhere are sent back to its
+source, the device where its input arrived (``Plan.sources``); the frame is done when all
+are there. Frame f arrives at
 ``f * interval_s``.
 
 Work stealing (``Plan.pool``, seed 003), the rules every backend follows. A stealable unit
@@ -49,7 +50,6 @@ class _Run:
     def __init__(self, plan: Plan, cost: CostModel, frames: int, interval_s: float) -> None:
         self.plan, self.cost, self.frames = plan, cost, frames
         self.arrival = tuple(f * interval_s for f in range(frames))
-        self.source = plan.cluster.devices[0].name
         self.duration = unit_times_s(plan, cost)
         self.queue = {d: [(f, uid) for f in range(frames) for uid in plan.order.get(d, ())]
                       for d in plan.cluster.names}
@@ -148,12 +148,12 @@ class _Run:
             self.push(arrival, "arrive", frame, consumer)
         if unit_id in self.output_units:
             graph = self.plan.graphs[unit.graph]
-            back = time
-            if runner != self.source:
+            back, source = time, self.plan.sources[unit.graph]
+            if runner != source:
                 for layer, region in layer_regions(unit, graph).items():
                     if layer in graph.outputs:
-                        back = max(back, self.send(time, frame, unit_id, runner,
-                                                   self.source, layer, region))
+                        back = max(back, self.send(time, frame, unit_id, runner, source,
+                                                   layer, region))
             self.done[frame] = max(self.done[frame], back)
             self.outputs_left[frame] -= 1
         self.try_start(runner, time)

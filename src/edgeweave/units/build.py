@@ -2,7 +2,7 @@
 
 A planner decides *what* each unit computes and *where* — a ``Part``: layers, region,
 device — and the order on each device. ``build_plan`` does the rest the same way for
-every planner: it adds a unit for each model input on the device where inputs arrive,
+every planner: it adds a unit for each model input on the device where its inputs arrive,
 derives every unit's needs from the region arithmetic (a unit reads from the producers of
 the regions it needs, preferring one on its own device), and validates the result.
 """
@@ -40,13 +40,15 @@ def whole(graph: LayerGraph, layer: str, device: str) -> Part:
 def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequence[Part],
                order: Mapping[str, Sequence[int]] | None = None, planner: str = "manual",
                options: Mapping[str, Any] | None = None,
-               models: Mapping[str, str] | None = None) -> Plan:
+               models: Mapping[str, str] | None = None,
+               sources: Mapping[str, str] | None = None) -> Plan:
     """A validated plan of ``parts``; ``order`` lists part indices per device (default: in
-    the order of the parts' last layers in their graphs)."""
-    source_device = cluster.devices[0].name
+    the order of the parts' last layers in their graphs); ``sources`` names, per model,
+    the device where its inputs arrive (default: the cluster's first)."""
+    first = cluster.devices[0].name
     given = {(p.graph, p.layers[-1]) for p in parts}
-    inputs = [whole(g, name, source_device) for g in graphs.values() for name in g.inputs
-              if (g.name, name) not in given]
+    inputs = [whole(g, name, (sources or {}).get(g.name, first)) for g in graphs.values()
+              for name in g.inputs if (g.name, name) not in given]
     all_parts = [*inputs, *parts]
     ids = [f"u{i}" for i in range(len(all_parts))]
     units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device)

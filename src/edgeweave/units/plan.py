@@ -114,6 +114,16 @@ class Plan:
         unit = self.unit(unit_id)
         return self.graphs[unit.graph][unit.last].kind == "input"
 
+    @functools.cached_property
+    def sources(self) -> dict[str, str]:
+        """Per model, its source: the device where its inputs arrive (its input units'),
+        where its outputs go back; the cluster's first device for a model without one."""
+        found = {name: self.cluster.devices[0].name for name in self.graphs}
+        for unit in self.units:
+            if self.is_input(unit.id):
+                found[unit.graph] = unit.device
+        return found
+
     def produced(self, unit_id: str) -> dict[str, Region]:
         """The region of each of its layers that a unit computes."""
         unit = self.unit(unit_id)
