@@ -196,7 +196,17 @@ def test_planner_options_from_the_command_line(tmp_path):
     assert serialize.load(saved).options["reuse"] is True
 
 
+def test_stolen_tiles_from_another_source_on_the_command_line():
+    result = runner.invoke(app, ["run", "line", "-c", "x86-core*3@ethernet", "-p",
+                                 "deepthings", "-O", "n=2", "-O", "m=2", "-O", "steal=true",
+                                 "--source", "x86-core-1", "--check", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["max_abs_error"] < 1e-4
+
+
 @pytest.mark.parametrize("args, message", [
+    (["plan", "line", "-c", "rpi4b*2@ethernet", "-p", "heft", "--source", "rpi4b-1"],
+     "planned by: local, remote, deepthings"),
     (["compare", "line", "-c", "rpi9@wifi"], "Unknown device preset 'rpi9'"),
     (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
     (["run", "line", "-c", "rpi4b", "--backend", "gpu"], "Unknown backend 'gpu'"),

@@ -46,6 +46,9 @@ SeedOption = Annotated[int, typer.Option(help="Seed of the planner (and of the w
 PlannerOptions = Annotated[list[str] | None, typer.Option(
     "--option", "-O", help="A planner option KEY=VALUE, repeatable (-O n=3 -O reuse=true); "
                            "the value is read as JSON (numbers, true, null), else as text.")]
+SourceOption = Annotated[str | None, typer.Option(
+    "--source", help="The device where the model's inputs arrive (default: the cluster's "
+                     "first; planners local, remote and deepthings honour it).")]
 FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
 IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
 GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
@@ -289,9 +292,10 @@ def calibrate_command(
 
 
 def _plan(graph: LayerGraph, model: str, cluster: str, planner: str, seed: int,
-          options: list[str] | None = None) -> tuple[Plan, float]:
+          options: list[str] | None = None, source: str | None = None) -> tuple[Plan, float]:
     start = time.perf_counter()
     made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model},
+                     sources={graph.name: source} if source else None,
                      **_planner_options(options or []))
     return made, time.perf_counter() - start
 
@@ -331,7 +335,7 @@ def _plan_table(made: Plan, timeline: Timeline) -> Table:
 @app.command("plan")
 def plan_command(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
-    seed: SeedOption = 0, option: PlannerOptions = None,
+    seed: SeedOption = 0, option: PlannerOptions = None, source: SourceOption = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
     partition_map: Annotated[str | None, typer.Option(
         "--map", help="Draw the partition map (PNG): which device computes which part of "
@@ -341,7 +345,7 @@ def plan_command(
     """Plan a model on a cluster; show where the units go and the predicted latency."""
     with _reported():
         made, planning_s = _plan(load(model, seed=seed)[2], model, cluster, planner, seed,
-                                 option)
+                                 option, source)
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
@@ -449,12 +453,12 @@ def run(
     trace_file: Annotated[str | None, typer.Option(
         "--trace", help="Write predicted and measured timelines as a Chrome trace (JSON).")] = None,
     gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
-    as_json: JsonOption = False,
+    source: SourceOption = None, as_json: JsonOption = False,
 ) -> None:
     """Plan a model and really execute the plan; --check compares with the model itself."""
     with _reported():
         module, inputs, graph = load(model, seed=seed)
-        made, _ = _plan(graph, model, cluster, planner, seed, option)
+        made, _ = _plan(graph, model, cluster, planner, seed, option, source)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
