@@ -263,12 +263,12 @@ class Result:
         gains = []
         for grid in sorted({r.grid for r in self.sources}):
             pick = {(r.mode, r.sources): r for r in self.sources if r.grid == grid}
-            latency = [1 - pick["FTP-WST", k].latency_ms / pick["FTP", k].latency_ms
+            latency = [pick["FTP-WST", k].latency_ms / pick["FTP", k].latency_ms - 1
                        for k in counts]
             rate = [pick["FTP-WST", k].throughput_fps / pick["FTP", k].throughput_fps - 1
                     for k in counts]
-            gains.append(f"{grid}x{grid}: {sum(latency) / len(latency):.0%} lower latency "
-                         f"and {sum(rate) / len(rate):+.0%} throughput")
+            gains.append(f"{grid}x{grid}: latency {sum(latency) / len(latency):+.0%}, "
+                         f"throughput {sum(rate) / len(rate):+.0%}")
         most = max(counts)
         return [
             f"## Several cameras ({max(DEVICE_COUNTS)} Pi, simulated)",
