@@ -13,10 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import edgeweave as ew
-from edgeweave.errors import PlanError
 from edgeweave.experiments.zoo import traced
 from edgeweave.units.serialize import from_json, to_json
-from edgeweave.units.stealing import Pool, Thief
+from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks
 from tests.conftest import assert_equals_model
 from tests.planners.test_deepthings import _awkward_case
 from tests.runtime.test_local import _killer
@@ -121,13 +120,22 @@ def test_stolen_tiles_equal_the_model_inline():
         assert_equals_model(output, expected)
 
 
-def test_stealing_with_reuse_is_refused_by_name():
-    with pytest.raises(PlanError, match="'steal' or 'reuse'"):
-        _stealing_plan(reuse=True)
+def test_an_odd_tile_is_one_task_opened_by_its_neighbours_strips():
+    made, x, expected = _stealing_plan(reuse=True)
+    chains = [task for task in tasks(made).values() if len(task.units) > 1]
+    assert len(chains) == 4  # the odd tiles of a 3x3 checkerboard
+    assert len(tasks(made)) == 9
+    for task in chains:  # each reads strips of the even tiles' stacks
+        assert any(len(made.unit(n.unit).layers) > 1 for n in outside_needs(made, task))
+    timeline = ew.simulate(made, frames=2)
+    assert set(_runners(made, timeline).values()) == {1}
+    for output in ew.run(made, x, backend="inline", frames=3).outputs:
+        assert_equals_model(output, expected)
 
 
-def test_local_workers_steal_tiles_and_equal_the_model():
-    made, x, expected = _stealing_plan()
+@pytest.mark.parametrize("reuse", [False, True])
+def test_local_workers_steal_tiles_and_equal_the_model(reuse):
+    made, x, expected = _stealing_plan(reuse=reuse)
     result = ew.run(made, x, backend="local", frames=3, emulate_compute=True)
     for output in result.outputs:
         assert_equals_model(output, expected)

@@ -3,13 +3,14 @@ tiles on 1 to 6 Raspberry Pi 3 over WiFi with a gateway, beside the seed's figur
 
 Simulated for the preset devices: the redundant computation of overlapping tiles,
 communication per frame, memory per device and single-frame latency, for tiles fixed to
-devices by the plan (FTP, with and without data reuse) and stolen at run time (FTP-WST).
+devices by the plan (FTP, with and without data reuse) and stolen at run time, with and
+without reuse (FTP-WST-S, FTP-WST).
 Several cameras at once (each its own source, ``plan(..., sources=...)``): latency and
 throughput of FTP and FTP-WST as the cameras grow, simulated. Really run on this
-machine's local workers (one torch thread each): FTP and FTP-WST with 1 to 3 edge
-workers and a gateway, measured beside plain ``module(x)`` and beside the prediction of a
-cluster calibrated for them. Work sharing (WSH), MoDNN's layer-based partition (BODP) and
-stealing with reuse (WST-S) are missing.
+machine's local workers (one torch thread each): FTP, FTP-WST and FTP-WST-S (stealing with
+reuse) with 1 to 3 edge workers and a gateway, measured beside plain ``module(x)`` and
+beside the prediction of a cluster calibrated for them. Work sharing (WSH) and MoDNN's
+layer-based partition (BODP) are missing.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ SEED_MEMORY_CUT = {3: 0.69, 5: 0.79}  # FTP against layer-based partitioning
 SEED_5X5_OVER_3X3 = 0.43  # latency increase from 3x3 to 5x5 (average)
 SEED_REUSE_CUT = {3: 0.16, 5: 0.33}  # latency reduction by reuse management
 # how tiles are placed: fixed by the plan (with or without reuse), or stolen at run time
-MODES = {"FTP": {}, "FTP + reuse": {"reuse": True}, "FTP-WST": {"steal": True}}
+MODES = {"FTP": {}, "FTP + reuse": {"reuse": True}, "FTP-WST": {"steal": True},
+         "FTP-WST-S": {"steal": True, "reuse": True}}
+STOLEN = ("FTP", "FTP-WST", "FTP-WST-S")  # the modes of the cameras and the real runs
 SOURCE_COUNTS = (1, 2, 3, 4, 5, 6)  # cameras, one per Pi, on the six-Pi cluster
 SOURCE_GRIDS = (3, 5)
 SOURCE_FRAMES = 4  # frames per camera back to back, for throughput
 SEED_SOURCES = "WSH's latency grows linearly with sources, WST's stays near one device's"
+SEED_REUSE_AWARE = {3: (0.20, 0.22), 5: (0.32, 0.45)}  # WST-S over WST: latency, throughput
 REAL_EDGES = (1, 2, 3)  # edge workers really run here, beside one gateway worker
 REAL_GRID = 3
 REAL_FRAMES = 5  # the first is warm-up
@@ -190,6 +194,10 @@ class Result:
               "input's hop for every tile it moves — the seed's case for stealing is run "
               "time variation (several sources, unknown load), which one simulated frame "
               "does not have.",
+            "- Stealing with reuse against fixed tiles with reuse: " + ", ".join(
+                f"{mean_ratio('FTP-WST-S', 'FTP + reuse', g) - 1:+.0%} at {g}x{g}"
+                for g in grids) + " on average (an odd tile waits for its neighbours' "
+                "strips to travel to the camera Pi and out again).",
             "- Adding a Pi never slows a frame down with stealing: "
             + _monotone(lambda g, e: self.find(g, "FTP-WST", e).latency_ms, grids, counts)
             + "; with tiles fixed by the plan: "
@@ -207,14 +215,17 @@ class Result:
             "**FTP + reuse** — the same with the seed's data reuse; **FTP-WST** — every "
             "tile queued at the camera Pi and stolen at run time by whichever Pi runs out "
             "of work (`steal=True`, `units.stealing`: the simulator and the local workers "
-            "follow the same rules). The simulated tables are the plan's and the "
+            "follow the same rules); **FTP-WST-S** — stealing with reuse (even tiles "
+            "first; an odd tile's layers are one task, opened once its neighbours' strips "
+            "are back at the camera Pi; the original runs it unshrunk when they are late, "
+            "here it waits). The simulated tables are the plan's and the "
             "simulator's; one plan per grid and mode was checked equal to the model's "
             "output. The real runs at the end were measured on this machine.",
             "",
-            "**Not reproduced yet** (issue 12): stealing with reuse (FTP-WST-S), work "
-            "sharing (FTP-WSH), MoDNN's layer-based partition (BODP, a gather after every "
-            "layer), stealing on the Ray backend, real runs with several cameras, and the "
-            "comparison with the original's C build.",
+            "**Not reproduced yet** (issue 12): work sharing (FTP-WSH), MoDNN's "
+            "layer-based partition (BODP, a gather after every layer), stealing on the Ray "
+            "backend, real runs with several cameras, and the comparison with the "
+            "original's C build.",
             "",
             "## Redundant computation",
             "",
@@ -255,20 +266,25 @@ class Result:
         rows = ["| grid | mode | " + " | ".join(f"{k} camera{'s' * (k > 1)}" for k in counts)
                 + " |", "|---|---|" + "---|" * len(counts)]
         for grid in sorted({r.grid for r in self.sources}):
-            for mode in ("FTP", "FTP-WST"):
+            for mode in STOLEN:
                 mine = {r.sources: r for r in self.sources if (r.grid, r.mode) == (grid, mode)}
                 rows.append(f"| {grid}x{grid} | {mode} | " + " | ".join(
                     f"{mine[k].latency_ms / 1e3:.1f} s, {mine[k].throughput_fps:.3f}/s"
                     for k in counts) + " |")
-        gains = []
-        for grid in sorted({r.grid for r in self.sources}):
-            pick = {(r.mode, r.sources): r for r in self.sources if r.grid == grid}
-            latency = [pick["FTP-WST", k].latency_ms / pick["FTP", k].latency_ms - 1
-                       for k in counts]
-            rate = [pick["FTP-WST", k].throughput_fps / pick["FTP", k].throughput_fps - 1
-                    for k in counts]
-            gains.append(f"{grid}x{grid}: latency {sum(latency) / len(latency):+.0%}, "
-                         f"throughput {sum(rate) / len(rate):+.0%}")
+        def gains(mode: str, base: str) -> list[str]:
+            found = []
+            for grid in sorted({r.grid for r in self.sources}):
+                pick = {(r.mode, r.sources): r for r in self.sources if r.grid == grid}
+                latency = [pick[mode, k].latency_ms / pick[base, k].latency_ms - 1
+                           for k in counts]
+                rate = [pick[mode, k].throughput_fps / pick[base, k].throughput_fps - 1
+                        for k in counts]
+                seed = SEED_REUSE_AWARE.get(grid) if mode == "FTP-WST-S" else None
+                found.append(f"{grid}x{grid}: latency {sum(latency) / len(latency):+.0%}, "
+                             f"throughput {sum(rate) / len(rate):+.0%}" + (
+                                 f" (the seed: {-seed[0]:+.0%}, {seed[1]:+.0%})" if seed else ""))
+            return found
+
         most = max(counts)
         return [
             f"## Several cameras ({max(DEVICE_COUNTS)} Pi, simulated)",
@@ -279,13 +295,15 @@ class Result:
             f"camera at once, and the images per second when each sends {SOURCE_FRAMES} "
             "frames back to back. With FTP each camera's tiles are list-scheduled as if "
             "it were alone; with FTP-WST they are queued at their camera and any idle Pi "
-            "steals from any camera (round robin over the cameras that offered work).",
+            "steals from any camera (round robin over the cameras that offered work); "
+            "FTP-WST-S steals with reuse (even tiles first, each odd tile's layers one "
+            "task once its neighbours' strips are back at its camera).",
             "", *rows, "",
-            "Stealing against fixed tiles, averaged over 1 to "
-            f"{most} cameras: " + "; ".join(gains) + f". The seed: {SEED_SOURCES}; its "
-            "reuse-aware stealing (WST-S, not built here) gains 20% latency and 22% "
-            "throughput at 3x3, 32% and 45% at 5x5. Here every Pi is busy from two cameras "
-            "on, so latency grows with the cameras for both modes.",
+            f"Averaged over 1 to {most} cameras, stealing against fixed tiles: "
+            + "; ".join(gains("FTP-WST", "FTP")) + ". Reuse-aware stealing against "
+            "stealing: " + "; ".join(gains("FTP-WST-S", "FTP-WST")) + f". The seed: "
+            f"{SEED_SOURCES}. Here every Pi is busy from two cameras on, so latency grows "
+            "with the cameras in every mode.",
             "",
         ]
 
@@ -382,7 +400,7 @@ def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[Source
             graphs = {f"cam{k}": dataclasses.replace(model.graph, name=f"cam{k}")
                       for k in range(count)}
             sources = {f"cam{k}": f"rpi3-{k}" for k in range(count)}
-            for mode in ("FTP", "FTP-WST"):
+            for mode in STOLEN:
                 if progress:
                     progress(f"{grid}x{grid} {mode} with {count} camera(s)")
                 made = plan(graphs, cluster(max(DEVICE_COUNTS)), planner="deepthings", n=grid,
@@ -411,7 +429,7 @@ def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealR
         for count in edges:
             here = _first(calibrated, count + 1)
             gateway = here.names[-1]
-            for mode in ("FTP", "FTP-WST"):
+            for mode in STOLEN:
                 if progress:
                     progress(f"{mode} on {count} edge worker(s), really")
                 made = plan(model.graph, here, planner="deepthings", n=REAL_GRID, m=REAL_GRID,
@@ -424,13 +442,20 @@ def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealR
                 for output in measured.outputs:
                     model.check_output(output)
                 tiles = [e for e in measured.timeline.events if e.kind == "compute"
-                         and e.frame > 0 and len(made.unit(e.unit).layers) == every]
+                         and e.frame > 0 and _tile_step(made, e.unit)]
                 found.append(RealRow(
                     mode, count, made.notes["predicted_ms"],
                     1e3 * statistics.median(measured.timeline.latency_s[1:]),
                     1e3 * (plain + plain_s(module, model.inputs)) / 2,
                     sum(e.resource != here.names[0] for e in tiles), len(tiles)))
     return tuple(found)
+
+
+def _tile_step(made: Plan, label: str) -> bool:
+    """Whether a compute event's step is a tile's stack, or the first layer of a tile's
+    chain (one per tile, whichever mode)."""
+    unit = made.unit(label.partition("..")[0])
+    return unit.graph == MODEL and unit.layers[0] == made.graphs[MODEL].layers[1].name
 
 
 def _first(whole: Cluster, count: int) -> Cluster:

@@ -36,10 +36,14 @@ Options:
   stealing, WST; default False). Every tile is queued on its model's source device,
   where the frame arrives, and is stealable (``Plan.pool``) by every device that computes
   tiles: an idle one asks a source for the next tile and its input region
-  (``units.stealing``, the same rules in the simulator and the local backend). Several
-  cameras are several models, each with its source (``plan(..., sources=...)``); tiles
-  of one camera are list-scheduled without regard to the others' when not stolen. Not
-  yet with ``reuse``.
+  (``units.stealing``, the same rules in the simulator and the local backend). With
+  ``reuse`` too (WST-S): the even tiles are queued first, each odd tile's chain of
+  layers is one task, opened once its even neighbours' strips are back at the source
+  (whoever computed them sends them there, as the original sends them to the gateway);
+  the original runs an odd tile unshrunk when the strips are late, here it waits for
+  them. Several cameras are several models, each with its source
+  (``plan(..., sources=...)``); tiles of one camera are list-scheduled without regard to
+  the others' when not stolen.
 
 Without stealing a plan fixes the tiles' devices: tiles, dearest first, each go to the
 device that would finish it soonest by the cost model (list scheduling), the data's hop
@@ -185,8 +189,8 @@ def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
         busy[device] += seconds[region][device]
         device_of[region] = device
     parts = [Part(graph.name, layers, r, device_of[r]) for r in regions if r not in odd]
-    parts += [Part(graph.name, (name,), computed[r][name], device_of[r])
-              for name in layers for r in regions if r in odd and not computed[r][name].is_empty]
+    parts += [Part(graph.name, (name,), computed[r][name], device_of[r])  # tile by tile
+              for r in regions if r in odd for name in layers if not computed[r][name].is_empty]
     summary = [{"model": graph.name, "tile": repr(r), "device": device_of[r],
                 "flops": round(_flops(graph, layers, computed[r])),
                 "flops_without_reuse": round(_flops(graph, layers, stack[r])),
@@ -264,9 +268,15 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
         parts += tiles_of
         parts += _after(problem, graph, count, tails[graph.name], gateway)
     # by first layer, stacks before single layers: a reusing tile's layers run after the
-    # stacks they read inside (the default order, by last layer, would put them first)
-    ranking = sorted(range(len(parts)), key=lambda i: (
-        problem.graphs[parts[i].graph].index_of(parts[i].layers[0]), -len(parts[i].layers)))
+    # stacks they read inside (the default order, by last layer, would put them first);
+    # stolen tiles stay as scheduled, an odd tile's layers together (one task)
+    def rank(index: int) -> tuple[int, int, int]:
+        part = parts[index]
+        if part in stealable:
+            return (0, 0, 0)
+        return (1, problem.graphs[part.graph].index_of(part.layers[0]), -len(part.layers))
+
+    ranking = sorted(range(len(parts)), key=rank)
     order = {d: [i for i in ranking if parts[i].device == d] for d in problem.cluster.names}
     made = build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
                       options=problem.options, models=problem.models, sources=problem.sources)
@@ -319,9 +329,6 @@ def _checked(problem: Problem) -> None:
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner 'deepthings' must be True or "
                             f"False. Got {options[key]!r} instead.")
-    if options["steal"] and options["reuse"]:
-        raise PlanError("Planner 'deepthings' cannot yet steal tiles that reuse their "
-                        "neighbours' results: set 'steal' or 'reuse', not both.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "

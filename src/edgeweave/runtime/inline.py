@@ -4,7 +4,7 @@ It runs the same worker core as the distributed backends — compiled segments, 
 kernels, parcels that carry exactly the regions the needs name (copied, as a transfer
 would copy them) — so comparing its outputs with the original model checks the plan, the
 region arithmetic, the kernels and the segments at once. It is the correctness oracle of
-every test that makes a plan. Stealable units (``Plan.pool``) go round their takers, frame
+every test that makes a plan. Stealable tasks (``Plan.pool``) go round their takers, frame
 by frame, each handed over by its home as a stolen one would be, so that every taker's
 way of running them is checked too.
 """
@@ -41,7 +41,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 takers = plan.pool[unit_id]
                 runner = takers[(frame + turn[unit_id]) % len(takers)]
                 if runner != segment.device:
-                    parcel = workers[segment.device].handover(frame, unit_id, runner)
+                    parcel = workers[segment.device].handover(frame, segment, runner)
                     workers[runner].receive(replace_tensors(parcel, torch.clone))
             parcels, report = workers[runner].run(frame, segment)
             reports.append(report)

@@ -24,7 +24,7 @@ from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
 from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, replace_tensors
 from edgeweave.units import Plan
 from edgeweave.units.segments import Segment
-from edgeweave.units.stealing import Pool, Thief
+from edgeweave.units.stealing import Pool, Thief, tasks
 
 HEARTBEAT_S = 0.25
 COORDINATOR = "<coordinator>"
@@ -71,6 +71,7 @@ class _Loop:
         self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
         self.core = DeviceWorker(device, plan, emulation)
         self.pool, self.thief = Pool(plan, device), Thief(device)
+        self.tasks = tasks(plan)  # every stealable task, by its first unit
         self.taken: list[tuple[int, Segment]] = []  # stolen units handed to this device
         self.inbox: queue.Queue = queue.Queue()
         for sender, connection in inbound.items():
@@ -102,8 +103,8 @@ class _Loop:
             if unit_id not in self.core.plan.pool:
                 self.wait(lambda s=segment: not self.core.missing(frame, s))
             else:  # stealable: run it unless another device took it first
-                self.wait(lambda u=unit_id: self.pool.skips(frame, u)
-                          or self.core.has_needs(frame, u))
+                self.wait(lambda u=unit_id, s=segment: self.pool.skips(frame, u)
+                          or self.core.has_needs(frame, s))
                 if self.pool.skips(frame, unit_id) or not self.pool.claim(frame, unit_id):
                     if segment == last:  # the coordinator waits for a last report
                         self.post(COORDINATOR, ("report", Report(
@@ -159,10 +160,10 @@ class _Loop:
                 continue
             if kind == "handed":
                 self.thief.answered(sender, empty=False)
-                parcel = replace_tensors(message[1], unpacked)
+                parcel = replace_tensors(message[2], unpacked)
                 if parcel.frame not in self.finished:
                     self.core.receive(parcel)
-                    self.taken.append((parcel.frame, Segment(sender, (parcel.unit,))))
+                    self.taken.append((parcel.frame, self.tasks[message[1]]))
                 continue
             if kind == "stop":
                 raise _Stop
@@ -195,8 +196,9 @@ class _Loop:
         if item is None:
             self.post(taker, ("empty",))
         else:
-            parcel = self.core.handover(*item, taker)
-            self.post(taker, ("handed", replace_tensors(parcel, packed)))
+            frame, first = item
+            parcel = self.core.handover(frame, self.pool.tasks[first], taker)
+            self.post(taker, ("handed", first, replace_tensors(parcel, packed)))
         return True
 
     def open_pool(self) -> None:
@@ -206,8 +208,8 @@ class _Loop:
             return
         new = False
         for frame in sorted(self.seen - self.finished):
-            new |= self.pool.opened(frame, [u for u in self.pool.units
-                                            if self.core.has_needs(frame, u)])
+            new |= self.pool.opened(frame, [u for u, task in self.pool.tasks.items()
+                                            if self.core.has_needs(frame, task)])
         if new:
             takers = {t for u in self.pool.units for t in self.core.plan.pool[u]}
             for taker in sorted(takers - {self.device}):
@@ -224,6 +226,7 @@ class _Loop:
         for target, parcel in self.core.resend(moved):
             self.post(target, ("parcel", replace_tensors(parcel, packed)))
         self.pool.adopt(self.core.plan)
+        self.tasks = tasks(self.core.plan)
         self.pool.release(lost)  # what the lost device took goes back to the pool
         self.thief.lost(lost)
         self.frame = min(self.frame, restart)

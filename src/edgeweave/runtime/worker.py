@@ -17,8 +17,8 @@ complete (``finish``), so that after a device is lost it can go on under the re-
 plan (``adopt``), send again what units that moved need (``resend``) and skip the units it
 already computed.
 
-Work stealing (seed 003, ``Plan.pool``) fits this shape: a stealable unit is a segment of
-its own, its home hands a taker what it needs (``handover``) and the taker runs it like
+Work stealing (seed 003, ``Plan.pool``) fits this shape: a stealable task is a segment of
+its own, its home hands a taker what it reads (``handover``) and the taker runs it like
 any segment (``run``), because a worker computes any unit whose needs it has been sent and
 returns parcels addressed by consumer, not by a fixed peer. Which unit goes to whom is the
 transport's business (``runtime.stealing``).
@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +39,7 @@ from edgeweave.errors import WorkerError
 from edgeweave.units import Event, Need, Plan, Region, Unit, unit_compute_s
 from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge
 from edgeweave.units.segments import Segment, segments
+from edgeweave.units.stealing import outside_needs
 
 Key = tuple[str, str, Region]  # a need's (producer unit, layer, region)
 
@@ -181,19 +182,20 @@ class DeviceWorker:
                    if (frame, need.unit) not in self.held
                    and (frame, (need.unit, need.layer, need.region)) not in self.store)
 
-    def has_needs(self, frame: int, unit_id: str) -> bool:
-        """Whether everything a unit reads is here (computed or received) for ``frame``."""
+    def has_needs(self, frame: int, task: Segment) -> bool:
+        """Whether everything a stealable task reads from outside it is here (computed or
+        received) for ``frame``."""
         return all((frame, n.unit) in self.held or (frame, (n.unit, n.layer, n.region))
-                   in self.store for n in self.plan.unit(unit_id).needs)
+                   in self.store for n in outside_needs(self.plan, task))
 
-    def handover(self, frame: int, unit_id: str, taker: str) -> Parcel:
-        """What device ``taker`` needs to run stealable unit ``unit_id`` of ``frame``, from
-        what this device (its home) holds."""
-        needs = self.plan.unit(unit_id).needs
-        tensors = {(n.unit, n.layer, n.region): self._value(frame, n) for n in needs}
+    def handover(self, frame: int, task: Segment, taker: str) -> Parcel:
+        """What device ``taker`` needs to run stealable ``task`` of ``frame``, from what
+        this device (its home) holds."""
+        tensors = {(n.unit, n.layer, n.region): self._value(frame, n)
+                   for n in outside_needs(self.plan, task)}
         size = sum(t.numel() * t.element_size() for t in tensors.values())
         sent, due = self.emulation.transfer(self.plan, self.device, taker, size, self.clock())
-        return Parcel(frame, self.device, unit_id, tensors, sent, due)
+        return Parcel(frame, self.device, task.units[-1], tensors, sent, due)
 
     def computed(self, frame: int, segment: Segment) -> bool:
         """Whether every unit of a segment is held for ``frame`` (computed before a re-plan)."""
@@ -220,7 +222,7 @@ class DeviceWorker:
                                                        on=self.device) for uid in step.units)
                 _sleep_until(predicted, self.clock)
             self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
-        parcels = self._parcels(frame, segment.units)
+        parcels = self._parcels(frame, segment.units, inside=segment.units)
         return parcels, self._report(frame, segment)
 
     def _compute(self, frame: int, step: _Step) -> None:
@@ -249,13 +251,16 @@ class DeviceWorker:
             return crop(self.held[frame, need.unit][need.layer], need.region)
         return self.store[frame, (need.unit, need.layer, need.region)]
 
-    def _parcels(self, frame: int, units: Sequence[str], only_to: set[str] | None = None
-                 ) -> list[tuple[str, Parcel]]:
+    def _parcels(self, frame: int, units: Sequence[str], only_to: set[str] | None = None,
+                 inside: Collection[str] = ()) -> list[tuple[str, Parcel]]:
+        """Parcels of ``units``' results for their consumers' devices, except consumers in
+        ``inside`` (a stolen task's own units, which read each other where it runs)."""
         by_device: dict[str, dict[Key, torch.Tensor]] = {}
         for uid in units:
             for consumer, need in self.plan.forwarding[uid]:
                 target = self.plan.unit(consumer).device
-                if target == self.device or (only_to is not None and consumer not in only_to):
+                if target == self.device or consumer in inside or (
+                        only_to is not None and consumer not in only_to):
                     continue
                 by_device.setdefault(target, {})[need.unit, need.layer, need.region] = crop(
                     self.held[frame, uid][need.layer], need.region)

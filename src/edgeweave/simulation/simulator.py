@@ -12,17 +12,18 @@ source, the device where its input arrived (``Plan.sources``); the frame is done
 are there. Frame f arrives at
 ``f * interval_s``.
 
-Work stealing (``Plan.pool``, seed 003), the rules every backend follows. A stealable unit
-waits in its home's queue like any other; once all its inputs are at the home it is
-*open*, and the home offers work to each of its takers (a message: the link's latency).
-A device with nothing to run — its next unit's inputs are missing, or its queue is done —
-that knows of homes with open units asks one of them (round robin; the latency), and the
-home at once hands over its first open unit that device may take (frame by frame, in the
-home's order), with the inputs it needs as one transfer, or answers that it has none (the
-latency), which sends the asker to the next home it knows. The taker runs the unit when it
-arrives (its own units first when both are ready) and sends its results from there. The
-home passes over units taken by others, or that it may not take itself, and runs the rest
-when it reaches them (``units.stealing``).
+Work stealing (``Plan.pool``, seed 003), the rules every backend follows. A stealable task
+(a segment of stealable units, ``units.stealing``) waits in its home's queue like any
+other unit; once all it reads from outside it is at the home it is *open*, and the home
+offers work to each of its takers (a message: the link's latency). A device with nothing
+to run — its next unit's inputs are missing, or its queue is done — that knows of homes
+with open tasks asks one of them (round robin; the latency), and the home at once hands
+over its first open task that device may take (frame by frame, in the home's order), with
+what it reads as one transfer, or answers that it has none (the latency), which sends the
+asker to the next home it knows. The taker runs the task's units back to back when it
+arrives (its own units first when both are ready) and sends their results from there. The
+home passes over tasks taken by others, or that it may not take itself, and runs the rest
+when it reaches them, once they are open.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from collections import defaultdict
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
 from edgeweave.units import Event, Plan, Timeline, footprints, layer_regions
-from edgeweave.units.stealing import Pool, Thief
+from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks
 from edgeweave.units.timing import unit_compute_s, unit_times_s
 
 
@@ -68,10 +69,14 @@ class _Run:
                              if any(layer in graphs[u.graph].outputs for layer in u.layers)}
         self.outputs_left = [len(self.output_units)] * frames
         self.done = [0.0] * frames
-        # work stealing: each home's pool, each device's asking side, units handed over
+        # work stealing: each home's pool, each device's asking side, tasks handed over
+        self.tasks = tasks(plan)
+        self.task_of = {uid: first for first, task in self.tasks.items() for uid in task.units}
+        self.outside = {(f, first): len(outside_needs(plan, task)) for f in range(frames)
+                        for first, task in self.tasks.items()}  # not yet at the home
         self.pools = {d: Pool(plan, d) for d in self.queue}
         self.thieves = {d: Thief(d) for d in self.queue}
-        self.taken: dict[str, list[tuple[int, str]]] = {d: [] for d in self.queue}
+        self.taken: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in self.queue}
         self.runner: dict[tuple[int, str], str] = {}
         self.offered: set[tuple[str, str, float]] = set()
 
@@ -80,10 +85,9 @@ class _Run:
         heapq.heappush(self.heap, (time, self.counter, *action))
 
     def go(self) -> Timeline:
-        for frame in range(self.frames):
-            for uid in self.plan.pool:
-                if not self.waiting[frame, uid]:
-                    self.push(self.arrival[frame], "opened", frame, uid)
+        for (frame, first), left in self.outside.items():
+            if not left:
+                self.push(self.arrival[frame], "opened", frame, first)
         for device in self.queue:
             self.try_start(device, 0.0)
         while self.heap:
@@ -95,38 +99,57 @@ class _Run:
         events = tuple(self.events)
         return Timeline(events, self.arrival, tuple(self.done), "simulated", footprint)
 
-    def arrive(self, time: float, frame: int, unit_id: str) -> None:
+    def arrive(self, time: float, frame: int, unit_id: str, producer: str) -> None:
         self.waiting[frame, unit_id] -= 1
         self.ready[frame, unit_id] = max(self.ready[frame, unit_id], time)
-        if not self.waiting[frame, unit_id] and unit_id in self.plan.pool:
-            self.opened(time, frame, unit_id)
-        else:
-            self.try_start(self.plan.unit(unit_id).device, time)
+        first = self.task_of.get(unit_id)
+        if first is not None and self.task_of.get(producer) != first:
+            self.outside[frame, first] -= 1
+            if not self.outside[frame, first]:
+                self.opened(time, frame, first)
+                return
+        self.try_start(self.plan.unit(unit_id).device, time)
 
     def try_start(self, device: str, now: float) -> None:
         if self.busy[device]:
             return
+        taken = self.taken[device]
+        if taken and taken[0][1][0] not in self.tasks:  # a stolen task under way: go on
+            self.run_taken(device, now)
+            return
         queue, pool = self.queue[device], self.pools[device]
-        while (self.position[device] < len(queue) and queue[self.position[device]][1]
-               in self.plan.pool and pool.skips(*queue[self.position[device]])):
+        while (self.position[device] < len(queue)
+               and queue[self.position[device]][1] in self.task_of
+               and pool.skips(queue[self.position[device]][0],
+                              self.task_of[queue[self.position[device]][1]])):
             self.position[device] += 1
         if self.position[device] < len(queue):
             frame, unit_id = queue[self.position[device]]
+            # a task starts once all it reads from outside is here, as a whole segment does
             if not self.waiting[frame, unit_id] and (
-                    unit_id not in self.plan.pool or pool.claim(frame, unit_id)):
+                    unit_id not in self.tasks or (not self.outside[frame, unit_id]
+                                                  and pool.claim(frame, unit_id))):
                 start = max(now, self.device_free[device], self.ready[frame, unit_id])
                 self.start(device, frame, unit_id, start, self.duration[unit_id])
                 return
-        if self.taken[device]:
-            frame, unit_id = self.taken[device].pop(0)
-            seconds = (unit_compute_s(self.plan, self.cost, unit_id, on=device)
-                       + self.plan.cluster.device(device).segment_overhead_s)
-            self.start(device, frame, unit_id, max(now, self.device_free[device]), seconds)
+        if taken:
+            self.run_taken(device, now)
             return
         home = self.thieves[device].ask()
         if home is not None:
             self.push(now + self.plan.cluster.link(device, home).latency_s, "steal", home,
                       device)
+
+    def run_taken(self, device: str, now: float) -> None:
+        """The next unit of the stolen task ``device`` runs, back to back as one segment."""
+        frame, units = self.taken[device][0]
+        unit_id = units.pop(0)
+        if not units:
+            self.taken[device].pop(0)
+        seconds = unit_compute_s(self.plan, self.cost, unit_id, on=device) + (
+            self.plan.cluster.device(device).segment_overhead_s if unit_id in self.tasks
+            else 0.0)
+        self.start(device, frame, unit_id, max(now, self.device_free[device]), seconds)
 
     def start(self, device: str, frame: int, unit_id: str, start: float, seconds: float
               ) -> None:
@@ -142,10 +165,10 @@ class _Run:
         if runner == unit.device:
             self.position[runner] += 1
         for consumer, need in self.plan.forwarding[unit_id]:
-            target = self.plan.unit(consumer).device
+            target = self.where(frame, consumer)
             arrival = time if target == runner else self.send(
                 time, frame, unit_id, runner, target, need.layer, need.region)
-            self.push(arrival, "arrive", frame, consumer)
+            self.push(arrival, "arrive", frame, consumer, unit_id)
         if unit_id in self.output_units:
             graph = self.plan.graphs[unit.graph]
             back, source = time, self.plan.sources[unit.graph]
@@ -159,6 +182,14 @@ class _Run:
         self.try_start(runner, time)
 
     # -- work stealing --------------------------------------------------------------------
+    def where(self, frame: int, unit_id: str) -> str:
+        """Where a unit runs: its task's taker once taken, else its planned device."""
+        first = self.task_of.get(unit_id)
+        unit = self.plan.unit(unit_id)
+        if first is None:
+            return unit.device
+        return self.pools[self.plan.unit(first).device].owner.get((frame, first), unit.device)
+
     def opened(self, time: float, frame: int, unit_id: str) -> None:
         home = self.plan.unit(unit_id).device
         new = self.pools[home].opened(frame, [unit_id])
@@ -179,16 +210,17 @@ class _Run:
             self.push(time + self.plan.cluster.link(home, taker).latency_s, "empty", taker,
                       home)
             return
-        frame, unit_id = item
-        unit = self.plan.unit(unit_id)
-        graph = self.plan.graphs[unit.graph]
-        n_bytes = sum(n.region.numel * graph[n.layer].itemsize for n in unit.needs)
-        arrival = self.occupy(time, frame, unit_id, home, taker, n_bytes)
-        self.push(arrival, "handed", taker, home, frame, unit_id)
+        frame, first = item
+        task = self.tasks[first]
+        graph = self.plan.graphs[self.plan.unit(first).graph]
+        n_bytes = sum(n.region.numel * graph[n.layer].itemsize
+                      for n in outside_needs(self.plan, task))
+        arrival = self.occupy(time, frame, task.units[-1], home, taker, n_bytes)
+        self.push(arrival, "handed", taker, home, frame, first)
 
-    def handed(self, time: float, taker: str, home: str, frame: int, unit_id: str) -> None:
+    def handed(self, time: float, taker: str, home: str, frame: int, first: str) -> None:
         self.thieves[taker].answered(home, empty=False)
-        self.taken[taker].append((frame, unit_id))
+        self.taken[taker].append((frame, list(self.tasks[first].units)))
         self.try_start(taker, time)
 
     def empty(self, time: float, taker: str, home: str) -> None:

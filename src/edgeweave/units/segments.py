@@ -36,9 +36,10 @@ def segments(plan: Plan) -> tuple[Segment, ...]:
     A unit joins the segment still open on its device when everything it needs comes from
     that device and it belongs to the same model (so one model's outputs never wait for
     another's layers); a model input starts a segment (it arrives from outside); a unit whose
-    results another device needs closes its segment. A stealable unit (``Plan.pool``) is a
-    segment of its own, and the units it reads close theirs, so that it can be handed to
-    whichever device takes it as soon as its inputs are there.
+    results another device needs closes its segment. Stealable units (``Plan.pool``) form
+    segments of their own — a chain of them, each reading the last layer of the one before,
+    is one segment, which travels as one task — and the units they read close theirs, so
+    that a task can be handed to whichever device takes it as soon as its inputs are there.
     """
     groups: list[list[str]] = []
     devices: list[str] = []
@@ -46,17 +47,24 @@ def segments(plan: Plan) -> tuple[Segment, ...]:
     for unit_id in execution_order(plan):
         unit = plan.unit(unit_id)
         current = open_on.get(unit.device)
-        joins = (current is not None and not plan.is_input(unit_id)
-                 and unit_id not in plan.pool
-                 and plan.unit(groups[current][0]).graph == unit.graph
-                 and all(plan.unit(need.unit).device == unit.device for need in unit.needs))
+        stealable = unit_id in plan.pool
+        if current is None or plan.is_input(unit_id):
+            joins = False
+        elif stealable:
+            last = plan.unit(groups[current][-1])
+            joins = last.id in plan.pool and any(
+                need.unit == last.id and need.layer == last.last for need in unit.needs)
+        else:
+            joins = (groups[current][-1] not in plan.pool
+                     and plan.unit(groups[current][0]).graph == unit.graph
+                     and all(plan.unit(need.unit).device == unit.device for need in unit.needs))
         if not joins:
             current = len(groups)
             groups.append([])
             devices.append(unit.device)
         groups[current].append(unit_id)
-        if unit_id in plan.pool or any(plan.unit(c).device != unit.device or c in plan.pool
-                                       for c, _ in plan.forwarding[unit_id]):
+        if not stealable and any(plan.unit(c).device != unit.device or c in plan.pool
+                                 for c, _ in plan.forwarding[unit_id]):
             open_on.pop(unit.device, None)
         else:
             open_on[unit.device] = current

@@ -1,9 +1,10 @@
-"""Work stealing (seed 003): who runs each stealable unit, decided once, at run time.
+"""Work stealing (seed 003): who runs each stealable task, decided once, at run time.
 
-A home's ``Pool`` holds its stealable units (``Plan.pool``) whose inputs are all there —
-*open* — and gives each away once: to a taker that asks (``take``: the first open unit it
-may take, frame by frame, in the home's order) or to the home itself when it reaches the
-unit (``claim``). A ``Thief`` is the asking side: the homes that offered it work, asked in
+A *task* is a segment of stealable units (``Plan.pool``; ``units.segments`` makes a chain
+of them one segment), named by its first unit; its takers are its first unit's. A home's
+``Pool`` holds its tasks whose inputs from outside them are all there — *open* — and gives
+each away once: to a taker that asks (``take``: the first open task it may take, frame by
+frame, in the home's order) or to the home itself when it reaches the task (``claim``). A ``Thief`` is the asking side: the homes that offered it work, asked in
 turn, one request at a time. Nobody polls: a device asks only when it has nothing to run,
 a home with nothing left says so, and the home's next offer (sent when more units open)
 brings the device back. The simulator and the local backend both follow these rules with
@@ -16,13 +17,25 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edgeweave.units.plan import Plan
+from edgeweave.units.plan import Need, Plan
+from edgeweave.units.segments import Segment, segments
 
-Item = tuple[int, str]  # (frame, unit id)
+Item = tuple[int, str]  # (frame, a task's first unit)
+
+
+def tasks(plan: Plan) -> dict[str, Segment]:
+    """Every stealable task of ``plan``, by its first unit, in a dependency order."""
+    return {s.units[0]: s for s in segments(plan) if s.units[0] in plan.pool}
+
+
+def outside_needs(plan: Plan, task: Segment) -> tuple[Need, ...]:
+    """What a task reads from units outside it: what its home hands a taker."""
+    inside = set(task.units)
+    return tuple(n for uid in task.units for n in plan.unit(uid).needs if n.unit not in inside)
 
 
 class Pool:
-    """The stealable units homed on ``device``; safe to use from several threads."""
+    """The stealable tasks homed on ``device``; safe to use from several threads."""
 
     def __init__(self, plan: Plan, device: str) -> None:
         self.device = device
@@ -35,11 +48,13 @@ class Pool:
         """Go on under ``plan`` (re-planned: the device may be home to more units)."""
         with self.lock:
             self.plan = plan
-            self.units = tuple(u for u in plan.order.get(self.device, ()) if u in plan.pool)
+            self.tasks = {first: task for first, task in tasks(plan).items()
+                          if task.device == self.device}
+            self.units = tuple(self.tasks)  # first units, in the home's order
             self._rank = {u: i for i, u in enumerate(self.units)}
 
     def opened(self, frame: int, unit_ids: Iterable[str]) -> bool:
-        """Open these units of ``frame`` (their inputs are here); whether any was new."""
+        """Open these tasks of ``frame`` (their inputs are here); whether any was new."""
         with self.lock:
             new = [(frame, u) for u in unit_ids
                    if (frame, u) not in self.owner and (frame, u) not in self.open]
@@ -50,7 +65,7 @@ class Pool:
         return sorted(items, key=lambda item: (item[0], self._rank[item[1]]))
 
     def take(self, taker: str) -> Item | None:
-        """The first open unit ``taker`` may take, now its own; None if there is none."""
+        """The first open task ``taker`` may take, now its own; None if there is none."""
         with self.lock:
             for item in self.open:
                 if taker in self.plan.pool[item[1]]:
@@ -60,7 +75,7 @@ class Pool:
         return None
 
     def claim(self, frame: int, unit_id: str) -> bool:
-        """Whether the home runs the unit itself: nobody took it and the home may."""
+        """Whether the home runs the task itself: nobody took it and the home may."""
         with self.lock:
             item = (frame, unit_id)
             if self.device not in self.plan.pool[unit_id] and item not in self.owner:
@@ -71,7 +86,7 @@ class Pool:
             return owner == self.device
 
     def skips(self, frame: int, unit_id: str) -> bool:
-        """Whether the home passes over the unit: another device took it, or the home is
+        """Whether the home passes over the task: another device took it, or the home is
         not among its takers (it waits, open, for one that is)."""
         with self.lock:
             owner = self.owner.get((frame, unit_id))
