@@ -72,7 +72,7 @@ class _Loop:
         self.core = DeviceWorker(device, plan, emulation)
         self.pool, self.thief = Pool(plan, device), Thief(device)
         self.tasks = tasks(plan)  # every stealable task, by its first unit
-        self.taken: list[tuple[int, Segment]] = []  # stolen units handed to this device
+        self.taken: list[tuple[int, Segment]] = []  # stolen tasks handed to this device
         self.inbox: queue.Queue = queue.Queue()
         for sender, connection in inbound.items():
             read_into(connection, sender, self.inbox, self.answer)
