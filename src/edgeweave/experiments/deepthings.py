@@ -6,7 +6,7 @@ communication per frame, memory per device and single-frame latency, for tiles f
 devices by the plan (FTP, with and without data reuse) and stolen at run time, with and
 without reuse (FTP-WST-S, FTP-WST).
 Several cameras at once (each its own source, ``plan(..., sources=...)``): latency and
-throughput of FTP and FTP-WST as the cameras grow, simulated. Really run on this
+throughput of FTP, FTP-WST and FTP-WST-S as the cameras grow, simulated. Really run on this
 machine's local workers (one torch thread each): FTP, FTP-WST and FTP-WST-S (stealing with
 reuse) with 1 to 3 edge workers and a gateway, measured beside plain ``module(x)`` and
 beside the prediction of a cluster calibrated for them. Work sharing (WSH) and MoDNN's
@@ -338,6 +338,7 @@ class Result:
             "", *rows, "",
         ]
 
+
 def _monotone(latency: Callable[[int, int], float], grids: Sequence[int],
               counts: Sequence[int]) -> str:
     """Whether latency never rises with the device count, and where it does."""
@@ -367,7 +368,7 @@ def reproduce(progress: Callable[[str], None] | None = None,
               source_counts: Sequence[int] = SOURCE_COUNTS) -> Result:
     """Plan and simulate every grid in every mode on every cluster (one plan per grid and
     mode checked against the model), several cameras at once (``source_counts``), then
-    really run FTP and FTP-WST on ``real_edges`` edge workers of this machine."""
+    really run the ``STOLEN`` modes on ``real_edges`` edge workers of this machine."""
     model = traced(MODEL)
     every = len(model.graph.layers) - len(model.graph.inputs)
     rows = []
@@ -393,7 +394,7 @@ def reproduce(progress: Callable[[str], None] | None = None,
 
 
 def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[SourcesRow, ...]:
-    """FTP and FTP-WST with several cameras on the six-Pi cluster, simulated."""
+    """The ``STOLEN`` modes with several cameras on the six-Pi cluster, simulated."""
     found = []
     for grid in SOURCE_GRIDS if counts else ():
         for count in counts:
@@ -407,13 +408,13 @@ def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[Source
                             m=grid, layers=every, gateway=GATEWAY, gateway_tiles=False,
                             sources=sources, **MODES[mode])
                 busy = simulate(made, frames=SOURCE_FRAMES)
-                found.append(SourcesRow(grid, mode, count, 1e3 * simulate(made).latency_s[0],
+                found.append(SourcesRow(grid, mode, count, made.notes["predicted_ms"],
                                         count * SOURCE_FRAMES / busy.done_s[-1]))
     return tuple(found)
 
 
 def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealRow, ...]:
-    """FTP and FTP-WST on local workers, the cluster calibrated once for the most."""
+    """The ``STOLEN`` modes on local workers, the cluster calibrated once for the most."""
     from edgeweave.runtime import run
     from edgeweave.runtime.calibrate import calibrate
     from edgeweave.runtime.profiling import plain_s

@@ -70,14 +70,14 @@ class _Loop:
         self.device = device
         self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
         self.core = DeviceWorker(device, plan, emulation)
-        self.pool, self.thief = Pool(plan, device), Thief(device)
         self.tasks = tasks(plan)  # every stealable task, by its first unit
+        self.pool, self.thief = Pool(plan, device, self.tasks), Thief(device)
         self.taken: list[tuple[int, Segment]] = []  # stolen tasks handed to this device
         self.inbox: queue.Queue = queue.Queue()
         for sender, connection in inbound.items():
             read_into(connection, sender, self.inbox, self.answer)
         self.finished: set[int] = set()
-        self.seen: set[int] = set()  # frames this device has received data of
+        self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
         self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
         self.frame = 0
@@ -154,9 +154,11 @@ class _Loop:
                 self.thief.lost(sender)
                 continue
             kind = message[0]
-            if kind in ("offer", "empty"):
-                self.thief.offered(sender) if kind == "offer" else self.thief.answered(
-                    sender, empty=True)
+            if kind == "offer":
+                self.thief.offered(sender)
+                continue
+            if kind == "empty":
+                self.thief.answered(sender, empty=True)
                 continue
             if kind == "handed":
                 self.thief.answered(sender, empty=False)
@@ -172,6 +174,7 @@ class _Loop:
                 raise _Restart
             if kind == "done":
                 self.finished.add(message[1])
+                self.seen.discard(message[1])
                 self.core.finish(message[1])
                 self.pool.forget(message[1])
                 self.unreported.pop(message[1], None)
@@ -189,7 +192,7 @@ class _Loop:
 
     def answer(self, taker: str, message) -> bool:
         """On a reader thread, at once even while computing: hand a device that asks the
-        next stealable unit it may take, with what it needs, or say there is none."""
+        next stealable task it may take, with what it reads, or say there is none."""
         if message is None or message[0] != "steal":
             return False
         item = self.pool.take(taker)
@@ -202,12 +205,12 @@ class _Loop:
         return True
 
     def open_pool(self) -> None:
-        """Open the stealable units homed here whose inputs are all in, and offer work to
+        """Open the stealable tasks homed here whose inputs are all in, and offer work to
         their takers when any is new."""
         if not self.pool.units:
             return
         new = False
-        for frame in sorted(self.seen - self.finished):
+        for frame in sorted(self.seen):
             new |= self.pool.opened(frame, [u for u, task in self.pool.tasks.items()
                                             if self.core.has_needs(frame, task)])
         if new:
@@ -225,8 +228,8 @@ class _Loop:
         moved = {unit.id for unit in units if unit.device != before[unit.id]}
         for target, parcel in self.core.resend(moved):
             self.post(target, ("parcel", replace_tensors(parcel, packed)))
-        self.pool.adopt(self.core.plan)
         self.tasks = tasks(self.core.plan)
+        self.pool.adopt(self.core.plan, self.tasks)
         self.pool.release(lost)  # what the lost device took goes back to the pool
         self.thief.lost(lost)
         self.frame = min(self.frame, restart)

@@ -20,8 +20,8 @@ already computed.
 Work stealing (seed 003, ``Plan.pool``) fits this shape: a stealable task is a segment of
 its own, its home hands a taker what it reads (``handover``) and the taker runs it like
 any segment (``run``), because a worker computes any unit whose needs it has been sent and
-returns parcels addressed by consumer, not by a fixed peer. Which unit goes to whom is the
-transport's business (``runtime.stealing``).
+returns parcels addressed by consumer, not by a fixed peer. Which task goes to whom follows
+``units.stealing``, applied by each transport.
 """
 
 from __future__ import annotations
@@ -143,6 +143,7 @@ class DeviceWorker:
         self.segments = tuple(s for s in segments(plan) if s.device == self.device)
         self._steps_of.cache_clear()
         self._outside.cache_clear()
+        self._task_needs.cache_clear()
 
     def resend(self, moved: set[str]) -> list[tuple[str, Parcel]]:
         """Parcels of every result held for units in ``moved`` (they changed device)."""
@@ -178,21 +179,18 @@ class DeviceWorker:
         first = self.plan.unit(segment.units[0])
         if self.plan.is_input(first.id):
             return int((frame, first.graph) not in self.inputs)
-        return sum(1 for need in self._outside(segment)
-                   if (frame, need.unit) not in self.held
-                   and (frame, (need.unit, need.layer, need.region)) not in self.store)
+        return sum(1 for need in self._outside(segment) if not self._here(frame, need))
 
     def has_needs(self, frame: int, task: Segment) -> bool:
         """Whether everything a stealable task reads from outside it is here (computed or
         received) for ``frame``."""
-        return all((frame, n.unit) in self.held or (frame, (n.unit, n.layer, n.region))
-                   in self.store for n in outside_needs(self.plan, task))
+        return all(self._here(frame, need) for need in self._task_needs(task))
 
     def handover(self, frame: int, task: Segment, taker: str) -> Parcel:
         """What device ``taker`` needs to run stealable ``task`` of ``frame``, from what
         this device (its home) holds."""
         tensors = {(n.unit, n.layer, n.region): self._value(frame, n)
-                   for n in outside_needs(self.plan, task)}
+                   for n in self._task_needs(task)}
         size = sum(t.numel() * t.element_size() for t in tensors.values())
         sent, due = self.emulation.transfer(self.plan, self.device, taker, size, self.clock())
         return Parcel(frame, self.device, task.units[-1], tensors, sent, due)
@@ -245,6 +243,10 @@ class DeviceWorker:
             self.held.setdefault((frame, uid), {})
         for (uid, layer), value in zip(step.exports, values, strict=True):
             self.held[frame, uid][layer] = (self.plan.produced(uid)[layer], value)
+
+    def _here(self, frame: int, need: Need) -> bool:
+        return (frame, need.unit) in self.held or (
+            frame, (need.unit, need.layer, need.region)) in self.store
 
     def _value(self, frame: int, need: Need) -> torch.Tensor:
         if (frame, need.unit) in self.held:
@@ -300,6 +302,10 @@ class DeviceWorker:
                      if need.unit not in inside and (need.unit in self.plan.pool
                                                      or self.plan.unit(need.unit).device
                                                      != self.device))
+
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - asked after every message; cleared on adopt
+    def _task_needs(self, task: Segment) -> tuple[Need, ...]:
+        return outside_needs(self.plan, task)
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - one worker per device, cleared on adopt
     def _steps_of(self, segment: Segment) -> tuple[_Step, ...]:

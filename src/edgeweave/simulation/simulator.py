@@ -74,7 +74,7 @@ class _Run:
         self.task_of = {uid: first for first, task in self.tasks.items() for uid in task.units}
         self.outside = {(f, first): len(outside_needs(plan, task)) for f in range(frames)
                         for first, task in self.tasks.items()}  # not yet at the home
-        self.pools = {d: Pool(plan, d) for d in self.queue}
+        self.pools = {d: Pool(plan, d, self.tasks) for d in self.queue}
         self.thieves = {d: Thief(d) for d in self.queue}
         self.taken: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in self.queue}
         self.runner: dict[tuple[int, str], str] = {}
@@ -184,11 +184,10 @@ class _Run:
     # -- work stealing --------------------------------------------------------------------
     def where(self, frame: int, unit_id: str) -> str:
         """Where a unit runs: its task's taker once taken, else its planned device."""
-        first = self.task_of.get(unit_id)
-        unit = self.plan.unit(unit_id)
+        first, planned = self.task_of.get(unit_id), self.plan.unit(unit_id).device
         if first is None:
-            return unit.device
-        return self.pools[self.plan.unit(first).device].owner.get((frame, first), unit.device)
+            return planned
+        return self.pools[self.plan.unit(first).device].owner.get((frame, first), planned)
 
     def opened(self, time: float, frame: int, unit_id: str) -> None:
         home = self.plan.unit(unit_id).device

@@ -80,7 +80,8 @@ class Plan:
     ``pool`` makes some units stealable (seed 003's work stealing): unit id -> the devices
     that may take it at run time. Such a unit stays in its planned device's order (its
     *home*, which runs it if nobody took it first); a device of its takers that runs out
-    of work asks the home for it (``units.segments`` gives each its own segment).
+    of work asks the home for it (``units.stealing``: stealable units travel as tasks,
+    the segments ``units.segments`` gives them).
     """
 
     graphs: Mapping[str, LayerGraph]

@@ -14,7 +14,7 @@ these classes, so their timelines of a stealing run can be laid side by side.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from edgeweave.units.plan import Need, Plan
@@ -25,6 +25,8 @@ Item = tuple[int, str]  # (frame, a task's first unit)
 
 def tasks(plan: Plan) -> dict[str, Segment]:
     """Every stealable task of ``plan``, by its first unit, in a dependency order."""
+    if not plan.pool:  # most plans: no segments to work out
+        return {}
     return {s.units[0]: s for s in segments(plan) if s.units[0] in plan.pool}
 
 
@@ -37,21 +39,28 @@ def outside_needs(plan: Plan, task: Segment) -> tuple[Need, ...]:
 class Pool:
     """The stealable tasks homed on ``device``; safe to use from several threads."""
 
-    def __init__(self, plan: Plan, device: str) -> None:
+    def __init__(self, plan: Plan, device: str,
+                 every: Mapping[str, Segment] | None = None) -> None:
         self.device = device
         self.lock = threading.Lock()
         self.open: list[Item] = []
         self.owner: dict[Item, str] = {}
-        self.adopt(plan)
+        self.adopt(plan, every)
 
-    def adopt(self, plan: Plan) -> None:
-        """Go on under ``plan`` (re-planned: the device may be home to more units)."""
+    def adopt(self, plan: Plan, every: Mapping[str, Segment] | None = None) -> None:
+        """Go on under ``plan`` (re-planned: the device may be home to more units);
+        ``every`` is ``tasks(plan)`` where the caller has it already."""
+        every = tasks(plan) if every is None else every
         with self.lock:
             self.plan = plan
-            self.tasks = {first: task for first, task in tasks(plan).items()
+            self.tasks = {first: task for first, task in every.items()
                           if task.device == self.device}
-            self.units = tuple(self.tasks)  # first units, in the home's order
-            self._rank = {u: i for i, u in enumerate(self.units)}
+            self._rank = {u: i for i, u in enumerate(self.tasks)}
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """The first units of the tasks homed here, in the home's order."""
+        return tuple(self.tasks)
 
     def opened(self, frame: int, unit_ids: Iterable[str]) -> bool:
         """Open these tasks of ``frame`` (their inputs are here); whether any was new."""
