@@ -4,8 +4,8 @@ A chain of 16 ReLUs, each a unit, alternating between two devices, so every unit
 own segment and one hop to the other worker; one frame at a time (frames 0.3 s apart, so
 they never overlap). Per-hop overhead = (frame latency - the frame's compute events) / 16,
 median over frames. Beside it: the one-way time of the same tensor through a pipe between two
-processes, packed as the local backend packs it (by value up to 256 KiB, else in shared
-memory), and through a loopback TCP socket (half a ping-pong round trip).
+processes as raw bytes through a pipe, and through a loopback TCP socket (half a
+ping-pong round trip).
 
 Then whole plans: resnet18 cut into four consecutive quarters on four workers, latency of
 one frame at a time and throughput of frames sent at once, for the local backend and for
@@ -32,7 +32,6 @@ from torch import nn
 
 import edgeweave as ew
 from edgeweave.runtime.calibrate import hop_overhead_s
-from edgeweave.runtime.pipes import packed as _packed
 from edgeweave.runtime.ray_cluster import resource
 from edgeweave.units import build_plan, whole
 from edgeweave.units.segments import segments
@@ -54,8 +53,8 @@ def chain_plan(n_bytes: int):
 
 
 def _echo(inbox, outbox) -> None:
-    while (tensor := inbox.recv()) is not None:
-        outbox.send(tensor)
+    while (data := inbox.recv_bytes()) != b"stop":
+        outbox.send_bytes(data)
 
 
 def pipe_one_way_s(n_bytes: int) -> float:
@@ -63,14 +62,14 @@ def pipe_one_way_s(n_bytes: int) -> float:
     (there, to_echo), (from_echo, back) = context.Pipe(False), context.Pipe(False)
     echo = context.Process(target=_echo, args=(there, back), daemon=True)
     echo.start()
-    tensor = torch.randn(n_bytes // 4)
+    payload = memoryview(torch.randn(n_bytes // 4).numpy()).cast("B")
     times = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
-        to_echo.send(_packed(tensor))  # as the local backend sends it
-        from_echo.recv()
+        to_echo.send_bytes(payload)
+        from_echo.recv_bytes()
         times.append((time.perf_counter() - start) / 2)
-    to_echo.send(None)
+    to_echo.send_bytes(b"stop")
     echo.join()
     return statistics.median(times)
 
@@ -178,7 +177,7 @@ def main() -> None:
                                               mode="compiled")}
         rows.append(row)
         print(row, file=sys.stderr)
-    lines = [machine(), "", "| tensor per hop | raw: pipe, packed as local sends | raw: loopback TCP | local backend | "
+    lines = [machine(), "", "| tensor per hop | raw: bytes through a pipe | raw: loopback TCP | local backend | "
              "ray, plain calls | ray, compiled graph |", "|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['size']} | " + " | ".join(

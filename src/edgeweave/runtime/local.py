@@ -3,17 +3,21 @@
 Each worker holds the plan as its device sees it (``Plan.for_device``: only its own
 layers' weights) and runs its segments in the plan's order, frame after frame, with its
 own torch thread budget (the device's ``threads``, default 1). Tensors go device to device,
-never through the coordinator, over **one pipe per ordered pair of processes**: a process
-killed in the middle of a send can only spoil its own pipes, which its peers then drop, so
-no other channel can wedge. A reader thread per incoming pipe drains it into the worker's
-inbox, so a send never waits on a busy receiver. Small tensors travel by value, large ones
-in shared memory (``bench/queue_packing.py``). Liveness is a heartbeat each worker writes
+never through the coordinator, over **one pipe per ordered pair of processes**, each with
+its own shared-memory ring for tensors (``runtime.pipes``): a process killed in the middle
+of a send can only spoil its own pipes, which its peers then drop, so no other channel can
+wedge. A reader thread per incoming pipe drains it into the worker's inbox, so a send
+never waits on a busy receiver. Liveness is a heartbeat each worker writes
 into shared memory. Workers stamp events with the machine's monotonic clock, shared by all
 processes here; events travel with the segment reports, not one message per unit.
 
-The coordinator stands for every model's source device (``Plan.sources``): it feeds each
-frame's inputs to the input units' devices and receives the model outputs, which an
-emulated link delivers late when they were computed elsewhere, as in the simulator.
+The coordinator feeds each frame's inputs to its models' source devices (``Plan.sources``,
+the input units' devices) and collects the model outputs. As in the simulator, a frame
+arrives when its inputs reach their source device (its worker notes the moment on the
+reader thread, so that a camera attached to a device is not charged the coordinator's
+hand-over) and is done when its outputs are back there: at once when the source computed
+them, else when they reach the coordinator, which stands for the source on the way back
+(later when an emulated link delivers them late).
 
 Each worker is a loop around its device's ``DeviceWorker`` (``runtime.local_worker``), which
 also steals stealable units (``Plan.pool``) from their homes as ``units.stealing`` says.
@@ -41,7 +45,7 @@ from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
 from edgeweave.runtime.local_worker import COORDINATOR, serve
-from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
+from edgeweave.runtime.pipes import Sender, read_into
 from edgeweave.runtime.worker import Emulation, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
 
@@ -108,7 +112,7 @@ class _Coordinator:
                          if layer in plan.graphs[u.graph].outputs}
         self.faults: list[str] = []
         self.lost: set[str] = set()
-        self.packed: dict[int, tuple] = {}
+        self.resent: set[int] = set()  # frames whose inputs were sent again after a fault
 
     def send(self, device: str, message: tuple) -> None:
         self.senders[device].post(message)  # a dead worker is found by check_workers
@@ -145,6 +149,7 @@ class _Coordinator:
         received: list[set] = [set() for _ in frames]
         finals: list[set] = [set() for _ in frames]  # devices whose last report is in
         done = [0.0] * len(frames)
+        noted: dict[int, float] = {}  # frame -> when its inputs reached a source device
         closed: set[int] = set()  # complete frames, whose data the workers were told to drop
         self.sent = 0
         progress = time.monotonic()
@@ -167,19 +172,18 @@ class _Coordinator:
             if message[0] != "report":
                 continue
             report: Report = message[1]
-            report = dataclasses.replace(report, outputs={
-                key: (region, unpacked(t)) for key, (region, t) in report.outputs.items()})
             frame = report.frame
             reports[frame].append(report)
+            if report.arrived_s is not None and frame not in self.resent:
+                noted[frame] = min(noted.get(frame, report.arrived_s), report.arrived_s)
             if report.last:
                 finals[frame].add(report.device)
             new = set(report.outputs) - received[frame]
             received[frame] |= new
-            done[frame] = max(done[frame], report.due_s)  # an emulated way back may end later
-            if new and len(received[frame]) == len(self.expected):
-                done[frame] = max(done[frame], time.perf_counter())
-                if on_frame is not None:
-                    on_frame(frame)
+            if new:
+                done[frame] = max(done[frame], self.at_source(report))
+            if new and len(received[frame]) == len(self.expected) and on_frame is not None:
+                on_frame(frame)
             for f in range(len(frames)):
                 if f not in closed and self._complete(f, received, finals):
                     closed.add(f)
@@ -188,6 +192,7 @@ class _Coordinator:
         outputs = [collect_outputs(self.plan, frame_outputs(self.plan, r)) for r in reports]
         events = tuple(dict.fromkeys(_shift(e, start) for r in reports for report in r
                                      for e in report.events))
+        arrival = [noted.get(f, sent) for f, sent in enumerate(arrival)]
         timeline = Timeline(events, tuple(a - start for a in arrival),
                             tuple(d - start for d in done),
                             f"measured: local backend, {len(self.workers)} processes{label}")
@@ -203,19 +208,19 @@ class _Coordinator:
     def live(self) -> list[str]:
         return [device for device in self.workers if device not in self.lost]
 
+    def at_source(self, report: Report) -> float:
+        """When a report's model outputs are back at their model's source device: as
+        computed when that is where they were computed, else when they reach this process,
+        which stands for the source (or later, by an emulated link)."""
+        graph = self.plan.unit(next(iter(report.outputs))[0]).graph
+        if report.device == self.plan.sources[graph]:
+            return report.due_s
+        return max(report.due_s, time.perf_counter())
+
     def send_inputs(self, frame: int) -> None:
         for unit in self.plan.units:
             if self.plan.is_input(unit.id):
-                tensors = tuple(self.pack(t) for t in self.frames[frame][unit.graph])
-                self.send(unit.device, ("input", frame, unit.graph, tensors))
-
-    def pack(self, tensor: torch.Tensor):
-        """A frame's input packed once: frames that repeat the same tensor share its copy
-        (workers only read their inputs)."""
-        key = id(tensor)
-        if key not in self.packed:
-            self.packed[key] = (tensor, packed(tensor))  # the tensor keeps its id alive
-        return self.packed[key][1]
+                self.send(unit.device, ("input", frame, unit.graph, self.frames[frame][unit.graph]))
 
     def check_workers(self, frame: int) -> None:
         now = time.monotonic()
@@ -243,6 +248,7 @@ class _Coordinator:
         self.plan = plan
         if inputs_moved:
             for again in range(frame, self.sent):
+                self.resent.add(again)  # its latency counts from the first arrival
                 self.send_inputs(again)
         self.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
                            f"unit(s) moved to '{adopter}' and unfinished frames recomputed"

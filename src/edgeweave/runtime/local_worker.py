@@ -20,8 +20,8 @@ import torch
 
 from edgeweave.errors import WorkerError
 from edgeweave.runtime.backend import keep_freed_memory
-from edgeweave.runtime.pipes import Sender, packed, read_into, unpacked
-from edgeweave.runtime.worker import DeviceWorker, Emulation, Report, replace_tensors
+from edgeweave.runtime.pipes import Sender, read_into
+from edgeweave.runtime.worker import DeviceWorker, Emulation, Report
 from edgeweave.units import Plan
 from edgeweave.units.segments import Segment
 from edgeweave.units.stealing import Pool, Thief, tasks
@@ -80,6 +80,7 @@ class _Loop:
         self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
         self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
+        self.arrived: dict[int, float] = {}  # frame -> when its inputs got here, unreported
         self.frame = 0
 
     def serve(self) -> None:
@@ -109,14 +110,14 @@ class _Loop:
                     if segment == last:  # the coordinator waits for a last report
                         self.post(COORDINATOR, ("report", Report(
                             self.device, frame, {}, self.unreported.pop(frame, ()), True,
-                            time.perf_counter())))
+                            time.perf_counter(), self.arrived.pop(frame, None))))
                     continue
             self.run(segment, frame)
 
     def run(self, segment, frame: int, stolen: bool = False) -> None:
         parcels, report = self.core.run(frame, segment)
         for target, parcel in parcels:
-            self.post(target, ("parcel", replace_tensors(parcel, packed)))
+            self.post(target, ("parcel", parcel))
         self.open_pool()
         # the coordinator only needs outputs and the last report: a report per segment
         # woke it at every hop, on the cores the workers compute on; events wait here
@@ -125,9 +126,8 @@ class _Loop:
         if not (report.outputs or report.last or stolen):
             self.unreported[report.frame] = events
             return
-        outputs = {key: (region, packed(t)) for key, (region, t) in report.outputs.items()}
-        self.post(COORDINATOR, ("report", dataclasses.replace(report, outputs=outputs,
-                                                               events=events)))
+        self.post(COORDINATOR, ("report", dataclasses.replace(
+            report, events=events, arrived_s=self.arrived.pop(report.frame, None))))
 
     def post(self, target: str, message: tuple) -> None:
         if target not in self.dead:  # a dead device's units are re-planned elsewhere
@@ -162,7 +162,7 @@ class _Loop:
                 continue
             if kind == "handed":
                 self.thief.answered(sender, empty=False)
-                parcel = replace_tensors(message[2], unpacked)
+                parcel = message[2]
                 if parcel.frame not in self.finished:
                     self.core.receive(parcel)
                     self.taken.append((parcel.frame, self.tasks[message[1]]))
@@ -178,6 +178,7 @@ class _Loop:
                 self.core.finish(message[1])
                 self.pool.forget(message[1])
                 self.unreported.pop(message[1], None)
+                self.arrived.pop(message[1], None)
                 continue
             frame = message[1] if kind == "input" else message[1].frame
             if frame in self.finished:
@@ -185,14 +186,17 @@ class _Loop:
             self.seen.add(frame)
             if kind == "input":
                 _, frame, graph, tensors = message
-                self.core.receive_inputs(frame, graph, tuple(map(unpacked, tensors)))
+                self.core.receive_inputs(frame, graph, tensors)
             else:
-                self.core.receive(replace_tensors(message[1], unpacked))
+                self.core.receive(message[1])
             self.open_pool()
 
     def answer(self, taker: str, message) -> bool:
-        """On a reader thread, at once even while computing: hand a device that asks the
-        next stealable task it may take, with what it reads, or say there is none."""
+        """On a reader thread, at once even while computing: note when a frame's inputs
+        arrive (its arrival at its source device), and hand a device that asks the next
+        stealable task it may take, with what it reads, or say there is none."""
+        if message is not None and message[0] == "input":
+            self.arrived.setdefault(message[1], time.perf_counter())
         if message is None or message[0] != "steal":
             return False
         item = self.pool.take(taker)
@@ -201,7 +205,7 @@ class _Loop:
         else:
             frame, first = item
             parcel = self.core.handover(frame, self.pool.tasks[first], taker)
-            self.post(taker, ("handed", first, replace_tensors(parcel, packed)))
+            self.post(taker, ("handed", first, parcel))
         return True
 
     def open_pool(self) -> None:
@@ -227,7 +231,7 @@ class _Loop:
                                             graphs=graphs or plan.graphs))
         moved = {unit.id for unit in units if unit.device != before[unit.id]}
         for target, parcel in self.core.resend(moved):
-            self.post(target, ("parcel", replace_tensors(parcel, packed)))
+            self.post(target, ("parcel", parcel))
         self.tasks = tasks(self.core.plan)
         self.pool.adopt(self.core.plan, self.tasks)
         self.pool.release(lost)  # what the lost device took goes back to the pool

@@ -1,28 +1,85 @@
 """What carries messages between local processes: one pipe per ordered pair, written by
 a thread of its own and drained by a thread of its own, so that no process waits on a
-slow, frozen or dead peer; tensors packed by value when small, in shared memory when large.
+slow, frozen or dead peer.
+
+Tensors do not travel through the pipe. Each pipe has an *arena*: one block of shared
+memory that its sender creates on first use and passes to its receiver once, used as a
+ring. The sender copies a tensor into the ring and pickles only where it lies; the
+receiver copies it out on its reader thread as the message arrives, and moves the ring's
+tail in the arena's header so that the sender can reuse the space. A tensor costs a copy
+on each side, not a fresh shared-memory segment (whose file descriptor travels through a
+helper thread of the sender, milliseconds on a busy host: ``bench/queue_packing.py``) nor
+the pipe's small buffer. A ring too full grows (a new, larger arena); tiny tensors, and
+tensors past the largest arena, go by value. A process killed in the middle of a send only
+spoils its own pipes and arenas, which its peers then drop.
 """
 
 from __future__ import annotations
 
+import io
+import pickle
 import queue
 import threading
 from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
 
 import torch
+import torch.multiprocessing  # noqa: F401 - registers the reductions that share an arena
 
-# Below this size a tensor is cheaper pickled through a pipe than moved to a fresh
-# shared-memory segment (bench/queue_packing.py measures both).
-BY_VALUE_BYTES = 1 << 18
+BY_VALUE_BYTES = 4096  # below this a tensor is cheaper pickled with the message
+ALIGN = 64
+HEADER = ALIGN  # the ring's tail, an int64, written by the receiver
+FIRST_ARENA_BYTES = 8 << 20
+LARGEST_ARENA_BYTES = 512 << 20
+
+
+class _Ring:
+    """The sender's side of an arena: where the next tensor goes, or that none fits."""
+
+    def __init__(self, capacity: int, generation: int) -> None:
+        capacity = -(-capacity // ALIGN) * ALIGN  # every block starts aligned for any dtype
+        self.block = torch.zeros(HEADER + capacity, dtype=torch.uint8).share_memory_()
+        self.tail = self.block[:8].view(torch.int64)
+        self.capacity, self.generation, self.head = capacity, generation, 0
+        self.announced = False
+
+    def place(self, n_bytes: int) -> tuple[int, int] | None:
+        """(offset, end counter) of ``n_bytes`` in the ring, or None if it has no room."""
+        size = -(-n_bytes // ALIGN) * ALIGN
+        position = self.head % self.capacity
+        skip = self.capacity - position if position + size > self.capacity else 0
+        tail = int(self.tail[0])  # counters: the ring holds [tail, head) unread
+        if size > self.capacity or (tail != self.head
+                                    and self.head + skip + size - tail > self.capacity):
+            return None
+        self.head += skip + size
+        return HEADER + (0 if skip else position), self.head
+
+
+class _Pickler(ForkingPickler):
+    """Plain CPU tensors into the arena; anything else (parameters inside a re-planned
+    model, meta tensors) as ``multiprocessing`` would send it."""
+
+    def __init__(self, file, sender: Sender) -> None:
+        super().__init__(file, pickle.HIGHEST_PROTOCOL)
+        self.sender = sender
+
+    def persistent_id(self, obj):
+        if (type(obj) is torch.Tensor and obj.layout == torch.strided
+                and obj.device.type == "cpu"):
+            return self.sender.place(obj)
+        return None
 
 
 class Sender:
     """One outgoing pipe, written by its own thread, so that whoever posts never waits on
-    a slow, frozen or dead receiver; a pipe that breaks drops what is posted after."""
+    a slow, frozen or dead receiver; a pipe that breaks drops what is posted after.
+    Tensors in a posted message must not change until it is sent."""
 
     def __init__(self, connection) -> None:
         self.connection, self.queue = connection, queue.Queue()
         self.broken = False
+        self.ring: _Ring | None = None
         threading.Thread(target=self._drain, daemon=True).start()
 
     def post(self, message: tuple) -> None:
@@ -33,15 +90,65 @@ class Sender:
         """Wait until everything posted is sent (or dropped)."""
         self.queue.join()
 
+    def place(self, tensor: torch.Tensor) -> tuple:
+        """What the message carries for ``tensor``: its bytes, or where it lies in the
+        arena (announcing a new arena first)."""
+        n_bytes = tensor.numel() * tensor.element_size()
+        if n_bytes <= BY_VALUE_BYTES:
+            return ("value", _flat_bytes(tensor).numpy().tobytes(), tensor.dtype,
+                    tuple(tensor.shape))
+        spot = self.ring.place(n_bytes) if self.ring is not None else None
+        if spot is None:
+            capacity = max(FIRST_ARENA_BYTES, 4 * n_bytes,
+                           2 * self.ring.capacity if self.ring is not None else 0)
+            if capacity > LARGEST_ARENA_BYTES:
+                return ("value", _flat_bytes(tensor).numpy().tobytes(), tensor.dtype,
+                        tuple(tensor.shape))
+            self.ring = _Ring(capacity, self.ring.generation + 1 if self.ring else 0)
+            spot = self.ring.place(n_bytes)
+        offset, end = spot
+        ring = self.ring
+        destination = ring.block[offset:offset + n_bytes].view(tensor.dtype)
+        destination.view(tensor.shape).copy_(tensor.detach())
+        block = None
+        if not ring.announced:  # the receiver maps the arena once, from this message
+            block, ring.announced = bytes(ForkingPickler.dumps(ring.block)), True
+        return ("arena", ring.generation, block, offset, n_bytes, end, tensor.dtype,
+                tuple(tensor.shape))
+
     def _drain(self) -> None:
         while True:
             message = self.queue.get()
             if not self.broken:
                 try:
-                    self.connection.send(message)
+                    buffer = io.BytesIO()
+                    _Pickler(buffer, self).dump(message)
+                    self.connection.send_bytes(buffer.getbuffer())
                 except (OSError, ValueError):  # the receiver is gone
                     self.broken = True
             self.queue.task_done()
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, arenas: dict[int, torch.Tensor]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.arenas = arenas
+
+    def persistent_load(self, pid) -> torch.Tensor:
+        if pid[0] == "value":
+            _, data, dtype, shape = pid
+            if not data:
+                return torch.empty(shape, dtype=dtype)
+            return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(
+                dtype).reshape(shape)
+        _, generation, block, offset, n_bytes, end, dtype, shape = pid
+        if block is not None:
+            self.arenas.clear()  # the sender moved on to a new arena: the old one is done
+            self.arenas[generation] = ForkingPickler.loads(block)
+        arena = self.arenas[generation]
+        tensor = arena[offset:offset + n_bytes].view(dtype).view(shape).clone()
+        arena[:8].view(torch.int64)[0] = end  # its space in the ring is free again
+        return tensor
 
 
 def read_into(connection, sender: str, inbox: queue.Queue,
@@ -50,9 +157,10 @@ def read_into(connection, sender: str, inbox: queue.Queue,
     whose writer died ends with (sender, None). Messages that ``answer`` handles (it
     returns True) are answered on that thread instead, while the receiver is busy."""
     def drain() -> None:
+        arenas: dict[int, torch.Tensor] = {}
         while True:
             try:
-                message = connection.recv()
+                message = _Unpickler(connection.recv_bytes(), arenas).load()
             except Exception:  # EOF, or a message cut off by a killed writer
                 inbox.put((sender, None))
                 return
@@ -63,16 +171,6 @@ def read_into(connection, sender: str, inbox: queue.Queue,
     return thread
 
 
-def packed(tensor: torch.Tensor):
-    """What to send for ``tensor``: a numpy copy (pickled by value) when small; else a
-    private copy in shared memory."""
-    if tensor.numel() * tensor.element_size() <= BY_VALUE_BYTES:
-        try:
-            return tensor.detach().numpy().copy()
-        except TypeError:  # a dtype numpy lacks (bfloat16): shared memory it is
-            pass
-    return tensor.clone(memory_format=torch.contiguous_format).share_memory_()
-
-
-def unpacked(value) -> torch.Tensor:
-    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
+def _flat_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor's bytes as a flat uint8 tensor (any dtype, numpy's or not)."""
+    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)

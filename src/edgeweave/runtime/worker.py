@@ -68,7 +68,8 @@ class Report:
     """What a device tells the driver after a segment of ``frame``: the model outputs it
     computed (by unit and layer), back at the model's source device at ``due_s``; the
     events recorded since its previous report; ``last`` when the device has nothing more to
-    do for the frame."""
+    do for the frame; when the frame's inputs reached this device (``arrived_s``, from a
+    transport that notes it)."""
 
     device: str
     frame: int
@@ -76,6 +77,7 @@ class Report:
     events: tuple[Event, ...]
     last: bool
     due_s: float
+    arrived_s: float | None = None
 
 
 class Emulation:
@@ -313,7 +315,7 @@ class DeviceWorker:
         run: list[Unit] = []
         for uid in segment.units:
             unit = self.plan.unit(uid)
-            if _whole(self.plan, unit):
+            if _whole(self.plan, unit, {u.id for u in run}):
                 run.append(unit)
                 continue
             if run:
@@ -352,9 +354,10 @@ def _sleep_until(moment: float, clock: Callable[[], float]) -> None:
         time.sleep(left)
 
 
-def _whole(plan: Plan, unit: Unit) -> bool:
-    """Whether a unit computes the whole output of each of its layers from whole inputs
-    (then it can run inside a compiled module)."""
+def _whole(plan: Plan, unit: Unit, run: Collection[str] = ()) -> bool:
+    """Whether a unit computes the whole output of each of its layers from whole inputs,
+    those it reads from units of ``run`` (whole units compiled before it) whatever part it
+    reads (then it can run inside a compiled module, which holds their whole outputs)."""
     if plan.is_input(unit.id):
         return False
     graph = plan.graphs[unit.graph]
@@ -364,7 +367,8 @@ def _whole(plan: Plan, unit: Unit) -> bool:
             return False
     needed: dict[str, list[Region]] = {}
     for need in unit.needs:
-        needed.setdefault(need.layer, []).append(need.region)
+        if need.unit not in run:
+            needed.setdefault(need.layer, []).append(need.region)
     for layer, regions in needed.items():
         shape = graph[layer].output_shape
         if shape is None:
