@@ -116,6 +116,20 @@ def test_a_worker_killed_mid_run_loses_no_frame(victim):
     assert not multiprocessing.active_children()
 
 
+def test_a_worker_killed_while_large_tensors_cross_loses_no_frame():
+    # resnet18 in thirds: what crosses devices travels through the pipes' shared rings
+    plan = _spread_plan("resnet18", THREE)
+    crossing = max(n.region.numel for u in plan.units for n in u.needs
+                   if plan.unit(n.unit).device != u.device)
+    assert crossing * 4 > 256 << 10
+    result = ew.run(plan, zoo_model("resnet18")[1], backend="local", frames=4,
+                    interval_s=0.1, on_frame=_killer("rpi4b-1"))
+    assert len(result.outputs) == 4
+    for output in result.outputs:
+        torch.testing.assert_close(output, zoo_output("resnet18")[0], rtol=1e-4, atol=1e-4)
+    assert "device 'rpi4b-1' died" in result.faults[0]
+
+
 def test_a_silent_worker_is_detected_within_the_bound_and_replaced():
     plan = _spread_plan("line", THREE)
     result = ew.run(plan, zoo_model("line")[1], backend="local", frames=3, interval_s=0.4,

@@ -16,9 +16,12 @@ spoils its own pipes and arenas, which its peers then drop.
 
 from __future__ import annotations
 
+import fcntl
 import io
 import pickle
 import queue
+import sys
+import termios
 import threading
 from collections.abc import Callable
 from multiprocessing.reduction import ForkingPickler
@@ -31,6 +34,9 @@ ALIGN = 64
 HEADER = ALIGN  # the ring's tail, an int64, written by the receiver
 FIRST_ARENA_BYTES = 8 << 20
 LARGEST_ARENA_BYTES = 512 << 20
+F_GETPIPE_SZ = 1032  # fcntl: a Linux pipe's capacity
+FRAMING_BYTES = 16  # what a Connection adds to each message's bytes
+PAGE_BYTES = 4096
 
 
 class _Ring:
@@ -72,23 +78,57 @@ class _Pickler(ForkingPickler):
 
 
 class Sender:
-    """One outgoing pipe, written by its own thread, so that whoever posts never waits on
-    a slow, frozen or dead receiver; a pipe that breaks drops what is posted after.
-    Tensors in a posted message must not change until it is sent."""
+    """One outgoing pipe. A message is pickled (its tensors placed in the arena) by whoever
+    posts it, and written at once when nothing is queued before it and the pipe has room
+    for it, so that a write can never block; otherwise it waits for the pipe's own writer
+    thread. Whoever posts never waits on a slow, frozen or dead receiver; a pipe that
+    breaks drops what is posted after. Tensors in a message must not change until it is
+    sent."""
 
     def __init__(self, connection) -> None:
         self.connection, self.queue = connection, queue.Queue()
         self.broken = False
         self.ring: _Ring | None = None
+        self.lock = threading.Lock()  # one message pickled, placed and written at a time
+        self.queued = 0  # messages handed to the writer thread and not yet written
+        try:
+            self.capacity = fcntl.fcntl(connection.fileno(), F_GETPIPE_SZ)
+        except OSError:  # not a Linux pipe: every message goes through the thread
+            self.capacity = 0
         threading.Thread(target=self._drain, daemon=True).start()
 
     def post(self, message: tuple) -> None:
-        if not self.broken:
-            self.queue.put(message)
+        if self.broken:
+            return
+        with self.lock:
+            buffer = io.BytesIO()
+            _Pickler(buffer, self).dump(message)
+            data = buffer.getbuffer()
+            if self.queued == 0 and len(data) + FRAMING_BYTES <= self._room():
+                self._write(data)
+                return
+            self.queued += 1
+            self.queue.put(data)
 
     def flush(self) -> None:
         """Wait until everything posted is sent (or dropped)."""
         self.queue.join()
+
+    def _room(self) -> int:
+        """Bytes the pipe surely takes now without blocking: none unless it is empty (a
+        pipe holding a little may have its buffers full of part-pages), then all but a
+        page."""
+        if not self.capacity:
+            return 0
+        unread = fcntl.ioctl(self.connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return self.capacity - PAGE_BYTES if not int.from_bytes(unread, sys.byteorder) else 0
+
+    def _write(self, data) -> None:
+        if not self.broken:
+            try:
+                self.connection.send_bytes(data)
+            except (OSError, ValueError):  # the receiver is gone
+                self.broken = True
 
     def place(self, tensor: torch.Tensor) -> tuple:
         """What the message carries for ``tensor``: its bytes, or where it lies in the
@@ -118,14 +158,10 @@ class Sender:
 
     def _drain(self) -> None:
         while True:
-            message = self.queue.get()
-            if not self.broken:
-                try:
-                    buffer = io.BytesIO()
-                    _Pickler(buffer, self).dump(message)
-                    self.connection.send_bytes(buffer.getbuffer())
-                except (OSError, ValueError):  # the receiver is gone
-                    self.broken = True
+            data = self.queue.get()
+            self._write(data)  # outside the lock: this may wait on a full pipe
+            with self.lock:
+                self.queued -= 1
             self.queue.task_done()
 
 
