@@ -1,6 +1,7 @@
-"""What carries messages between local processes: one pipe per ordered pair, written by
-a thread of its own and drained by a thread of its own, so that no process waits on a
-slow, frozen or dead peer.
+"""What carries messages between local processes: one pipe per ordered pair, drained by a
+thread of its own and written either by whoever posts (when the pipe is empty, so the
+write cannot block) or by a thread of its own, so that no process waits on a slow, frozen
+or dead peer.
 
 Tensors do not travel through the pipe. Each pipe has an *arena*: one block of shared
 memory that its sender creates on first use and passes to its receiver once, used as a
@@ -120,7 +121,10 @@ class Sender:
         page."""
         if not self.capacity:
             return 0
-        unread = fcntl.ioctl(self.connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        try:
+            unread = fcntl.ioctl(self.connection.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:  # closed: the writer thread finds the pipe broken
+            return 0
         return self.capacity - PAGE_BYTES if not int.from_bytes(unread, sys.byteorder) else 0
 
     def _write(self, data) -> None:
@@ -135,15 +139,13 @@ class Sender:
         arena (announcing a new arena first)."""
         n_bytes = tensor.numel() * tensor.element_size()
         if n_bytes <= BY_VALUE_BYTES:
-            return ("value", _flat_bytes(tensor).numpy().tobytes(), tensor.dtype,
-                    tuple(tensor.shape))
+            return _by_value(tensor)
         spot = self.ring.place(n_bytes) if self.ring is not None else None
         if spot is None:
             capacity = max(FIRST_ARENA_BYTES, 4 * n_bytes,
                            2 * self.ring.capacity if self.ring is not None else 0)
             if capacity > LARGEST_ARENA_BYTES:
-                return ("value", _flat_bytes(tensor).numpy().tobytes(), tensor.dtype,
-                        tuple(tensor.shape))
+                return _by_value(tensor)
             self.ring = _Ring(capacity, self.ring.generation + 1 if self.ring else 0)
             spot = self.ring.place(n_bytes)
         offset, end = spot
@@ -207,6 +209,7 @@ def read_into(connection, sender: str, inbox: queue.Queue,
     return thread
 
 
-def _flat_bytes(tensor: torch.Tensor) -> torch.Tensor:
-    """The tensor's bytes as a flat uint8 tensor (any dtype, numpy's or not)."""
-    return tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+def _by_value(tensor: torch.Tensor) -> tuple:
+    """A tensor's bytes (any dtype, numpy's or not), its dtype and shape."""
+    data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    return ("value", data, tensor.dtype, tuple(tensor.shape))

@@ -395,6 +395,5 @@ def frame_outputs(plan: Plan, reports: Sequence[Report]) -> dict[tuple[str, str]
 
 
 def replace_tensors(parcel: Parcel, change: Callable[[torch.Tensor], object]) -> Parcel:
-    """The parcel with every tensor changed by ``change`` (packed for a transport, or
-    unpacked after it)."""
+    """The parcel with every tensor changed by ``change`` (copied, as a transfer would)."""
     return dataclasses.replace(parcel, tensors={k: change(t) for k, t in parcel.tensors.items()})
