@@ -99,6 +99,7 @@ class Sender:
         threading.Thread(target=self._drain, daemon=True).start()
 
     def post(self, message: tuple) -> None:
+        """Send ``message``: now if the pipe surely takes it, else after what is queued."""
         if self.broken:
             return
         with self.lock:
