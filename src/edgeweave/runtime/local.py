@@ -220,7 +220,8 @@ class _Coordinator:
     def send_inputs(self, frame: int) -> None:
         for unit in self.plan.units:
             if self.plan.is_input(unit.id):
-                self.send(unit.device, ("input", frame, unit.graph, self.frames[frame][unit.graph]))
+                self.send(unit.device,
+                          ("input", frame, unit.graph, self.frames[frame][unit.graph]))
 
     def check_workers(self, frame: int) -> None:
         now = time.monotonic()

@@ -195,7 +195,7 @@ class _Loop:
         """On a reader thread, at once even while computing: note when a frame's inputs
         arrive (its arrival at its source device), and hand a device that asks the next
         stealable task it may take, with what it reads, or say there is none."""
-        if message is not None and message[0] == "input":
+        if message is not None and message[0] == "input" and message[1] not in self.finished:
             self.arrived.setdefault(message[1], time.perf_counter())
         if message is None or message[0] != "steal":
             return False
