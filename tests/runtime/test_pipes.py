@@ -57,7 +57,7 @@ def test_tensors_arrive_equal_and_in_order(sent, kib):
 def test_the_ring_never_overlaps_what_is_unread(steps):
     """Brute force: every placed and unread block lies inside the ring and overlaps no
     other; a block that does not fit is refused, never squeezed in."""
-    ring = _Ring(4096, 0)
+    ring = _Ring(4096)
     unread: list[tuple[int, int, int]] = []  # (offset, size, end counter), in order
     for n_bytes, read_one in steps:
         if read_one and unread:  # the receiver copies the oldest out and frees it
@@ -74,7 +74,7 @@ def test_the_ring_never_overlaps_what_is_unread(steps):
 
 
 def test_an_empty_ring_takes_any_block_that_fits():
-    ring = _Ring(4096, 0)
+    ring = _Ring(4096)
     assert ring.place(4096) is not None
     assert ring.place(1) is None  # full until the receiver reads
     ring.tail[0] = ring.head

@@ -43,11 +43,11 @@ PAGE_BYTES = 4096
 class _Ring:
     """The sender's side of an arena: where the next tensor goes, or that none fits."""
 
-    def __init__(self, capacity: int, generation: int) -> None:
+    def __init__(self, capacity: int) -> None:
         capacity = -(-capacity // ALIGN) * ALIGN  # every block starts aligned for any dtype
         self.block = torch.zeros(HEADER + capacity, dtype=torch.uint8).share_memory_()
         self.tail = self.block[:8].view(torch.int64)
-        self.capacity, self.generation, self.head = capacity, generation, 0
+        self.capacity, self.head = capacity, 0
         self.announced = False
 
     def place(self, n_bytes: int) -> tuple[int, int] | None:
@@ -147,7 +147,7 @@ class Sender:
                            2 * self.ring.capacity if self.ring is not None else 0)
             if capacity > LARGEST_ARENA_BYTES:
                 return _by_value(tensor)
-            self.ring = _Ring(capacity, self.ring.generation + 1 if self.ring else 0)
+            self.ring = _Ring(capacity)
             spot = self.ring.place(n_bytes)
         offset, end = spot
         ring = self.ring
@@ -156,8 +156,7 @@ class Sender:
         block = None
         if not ring.announced:  # the receiver maps the arena once, from this message
             block, ring.announced = bytes(ForkingPickler.dumps(ring.block)), True
-        return ("arena", ring.generation, block, offset, n_bytes, end, tensor.dtype,
-                tuple(tensor.shape))
+        return ("arena", block, offset, n_bytes, end, tensor.dtype, tuple(tensor.shape))
 
     def _drain(self) -> None:
         while True:
@@ -169,9 +168,9 @@ class Sender:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, arenas: dict[int, torch.Tensor]) -> None:
+    def __init__(self, data: bytes, arena: list[torch.Tensor]) -> None:
         super().__init__(io.BytesIO(data))
-        self.arenas = arenas
+        self.arena = arena  # the pipe's current arena, once its sender announced one
 
     def persistent_load(self, pid) -> torch.Tensor:
         if pid[0] == "value":
@@ -180,11 +179,10 @@ class _Unpickler(pickle.Unpickler):
                 return torch.empty(shape, dtype=dtype)
             return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(
                 dtype).reshape(shape)
-        _, generation, block, offset, n_bytes, end, dtype, shape = pid
-        if block is not None:
-            self.arenas.clear()  # the sender moved on to a new arena: the old one is done
-            self.arenas[generation] = ForkingPickler.loads(block)
-        arena = self.arenas[generation]
+        _, block, offset, n_bytes, end, dtype, shape = pid
+        if block is not None:  # messages come in order: the previous arena is done with
+            self.arena[:] = [ForkingPickler.loads(block)]
+        arena = self.arena[0]
         tensor = arena[offset:offset + n_bytes].view(dtype).view(shape).clone()
         arena[:8].view(torch.int64)[0] = end  # its space in the ring is free again
         return tensor
@@ -196,10 +194,10 @@ def read_into(connection, sender: str, inbox: queue.Queue,
     whose writer died ends with (sender, None). Messages that ``answer`` handles (it
     returns True) are answered on that thread instead, while the receiver is busy."""
     def drain() -> None:
-        arenas: dict[int, torch.Tensor] = {}
+        arena: list[torch.Tensor] = []
         while True:
             try:
-                message = _Unpickler(connection.recv_bytes(), arenas).load()
+                message = _Unpickler(connection.recv_bytes(), arena).load()
             except Exception:  # EOF, or a message cut off by a killed writer
                 inbox.put((sender, None))
                 return
