@@ -14,7 +14,7 @@ that ``d`` must receive from the devices before and after its own rows of ``p``
 
     minimise  T + w * (seconds of transfers)
     subject to  sum_d x_d = 1,   0 <= x_d <= 1
-                T   >= s_d + C_d x_d (+ x_d O / W_d0 + L_d0 for an output, sent back)
+                T   >= s_d + o_d + C_d x_d (+ x_d O / W_d0 + L_d0 for an output, sent back)
                 s_d >= R_d,   s_d >= F_pd                 (d free; its own piece of p ready)
                 s_d >= F_pe + t_ed(B_pe)    for each piece of p on e != d, p read whole
                 u_pd >= alpha_pd + h_p - a_d,   v_pd >= b_d + h_p - beta_pd,   u, v >= 0
@@ -22,7 +22,8 @@ that ``d`` must receive from the devices before and after its own rows of ``p``
                 s_d >= F_pe + L_ed + v_pd B_p / W_ed        (e: the piece after d's)
                 T   >= t0_m + sum of the transfers on shared medium m
 
-(``C_d``: time for d to compute the whole layer; ``R_d``: when d is free; ``F``: when a
+(``C_d``: time for d to compute the whole layer; ``o_d``: d's per-segment overhead, which
+a band of a split pays as it reads from its neighbours; ``R_d``: when d is free; ``F``: when a
 piece is ready; ``t_ed(B)``: time to send B bytes; ``L``, ``W``: a link's latency and
 bandwidth; a device that holds none of ``p`` needs ``x_d + 2 h_p`` from its neighbours.)
 The small weight ``w`` on the data moved picks, among splits that finish (nearly) together,
@@ -149,14 +150,15 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
                     if link.medium is not None:
                         spent, start = media.get(link.medium, ({}, _INFINITY))
                         spent[variable] = per_share / link.bandwidth_bps
-                        free = progress.channel_free.get(link.medium, 0.0)
+                        free = progress.channel_free(link.medium)
                         media[link.medium] = (spent, min(start, max(holder.finish_s, free)))
     source = problem.source.name
-    for k, device in enumerate(devices):  # T >= s_k + C_k x_k (+ an output's way back)
-        back, delay = 0.0, 0.0
+    for k, device in enumerate(devices):  # T >= s_k + o_k + C_k x_k (+ the way back)
+        back, delay = 0.0, device.segment_overhead_s  # a band of a split starts a segment
         if layer in graph.outputs and device.name != source:
             link = problem.cluster.link(device.name, source)
-            back, delay = problem.cost.occupancy_s(node.output_bytes, link), link.latency_s
+            back = problem.cost.occupancy_s(node.output_bytes, link)
+            delay += link.latency_s
         rows.append(({n + k: 1.0, k: compute[k] + back, 2 * n: -1.0}, -delay))
     for spent, start in media.values():  # a shared medium carries one transfer at a time
         rows.append(({**spent, 2 * n: -1.0}, -start))

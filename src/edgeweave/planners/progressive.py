@@ -5,10 +5,14 @@ topological order, each decision depending on where and when the layer's inputs 
 available. ``Progress`` keeps that state — for every placed layer the region each device
 computed and when it finished, when each device and each link is free again — and tells
 what placing the next layer as some bands would cost, with the simulator's rules: a device
-runs its pieces in the order placed; a region it needs from another device travels after
-its producer finishes, once per device, on a link (or shared medium) that carries one
-transfer at a time, arriving ``latency`` later. ``partition`` drives the placement with a
-rule for how many rows of a layer each device computes.
+runs its pieces in the order placed, paying its per-segment overhead for a piece that starts
+a segment; a region it needs from another device travels after its producer finishes, once
+per device, on a link (or shared medium) that carries one transfer at a time, arriving
+``latency`` later. The plan's prediction is ``simulate`` itself; this clock decides, layer
+by layer, and differs from it only where a transfer booked late belongs before one booked
+earlier on the same channel, or a later layer's read ends a device's segment behind pieces
+already placed (``earliest_gap``, ``Progress.place``). ``partition`` drives the placement
+with a rule for how many rows of a layer each device computes.
 """
 
 from __future__ import annotations
@@ -41,26 +45,37 @@ class Progress:
     problem: Problem
     pieces: dict[tuple[str, str], list[Piece]] = field(default_factory=dict)
     device_free: MutableMapping[str, float] = field(default_factory=dict)
-    channel_free: MutableMapping[str, float] = field(default_factory=dict)
-    # (graph, layer, device the piece is on, device it went to) -> (region sent, arrival)
-    sent: MutableMapping[tuple[str, str, str, str], tuple[Region, float]] = field(
+    # channel -> the (start, end) of every transfer booked on it, sorted
+    booked: MutableMapping[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    # (graph, layer, device the piece is on, device it went to, region) -> arrival
+    sent: MutableMapping[tuple[str, str, str, str, Region], float] = field(
         default_factory=dict)
+    # device -> the model of its open segment (None: its last piece sent elsewhere)
+    open_on: MutableMapping[str, str | None] = field(default_factory=dict)
+    latest: MutableMapping[str, Piece] = field(default_factory=dict)  # device -> last piece
     weights: dict[str, int] = field(default_factory=dict)
     parts: list[Part] = field(default_factory=list)
     done_s: float = 0.0  # when every placed layer is done (outputs back at the source)
     reserve: dict[str, int] = field(default_factory=dict)  # graph -> its largest activation
 
     def __post_init__(self) -> None:
-        source = self.problem.source.name
+        source = self.problem.source
         for graph in self.problem.graphs.values():
             self.reserve[graph.name] = max(n.input_bytes + n.output_bytes for n in graph)
-            for name in graph.inputs:
-                full = Region.full(graph[name].output_shape)
-                self.pieces[(graph.name, name)] = [Piece(source, full, 0.0)]
+            for name in graph.inputs:  # each input a segment of its own on the source
+                finish = self.device_free.get(source.name, 0.0) + source.segment_overhead_s
+                piece = Piece(source.name, Region.full(graph[name].output_shape), finish)
+                self.pieces[(graph.name, name)] = [piece]
+                self.device_free[source.name] = finish
+                self.open_on[source.name], self.latest[source.name] = graph.name, piece
 
     def held(self, graph: LayerGraph, layer: str) -> list[Piece]:
         """The pieces of a placed layer."""
         return self.pieces[(graph.name, layer)]
+
+    def channel_free(self, channel: str) -> float:
+        """When the last transfer booked on ``channel`` ends."""
+        return self.booked[channel][-1][1] if self.booked.get(channel) else 0.0
 
     def fits(self, graph: LayerGraph, layer: str, device: Device) -> bool:
         """Whether ``device`` has the memory for the layer's weights beside those it holds,
@@ -104,27 +119,48 @@ class Progress:
     def place(self, graph: LayerGraph, layer: str, bands: Sequence[tuple[str, Region]],
               commit: bool = True) -> float:
         """Place ``bands`` (device, region of the layer's output) and return when the last
-        finishes; with ``commit`` false, only say when."""
-        saved = (self.device_free, self.channel_free, self.sent)
+        finishes; with ``commit`` false, only say when.
+
+        A band pays its device's per-segment overhead when it starts a segment
+        (``units.segments``): it reads from another device, or its device's last piece was
+        read by another device — now, by this layer (a read of an older piece, which the
+        simulator would also count, is not charged back)."""
+        tables = ("device_free", "booked", "sent", "open_on", "latest")
+        saved = {name: getattr(self, name) for name in tables}
         if not commit:  # write into overlays, dropped afterwards
-            self.device_free, self.channel_free, self.sent = (
-                ChainMap({}, table) for table in saved)
+            for name, table in saved.items():
+                setattr(self, name, ChainMap({}, table))
+        reads = [self._reads(graph, layer, region) for _, region in bands]
+        closed = {piece.device for (device, _), read in zip(bands, reads) for _, piece, _ in read
+                  if piece.device != device and self.latest.get(piece.device) is piece}
         pieces = []
-        for device, region in bands:
-            ready = self._inputs_ready(graph, layer, device, region)
+        for (device, region), read in zip(bands, reads):
+            ready = max((self._arrival(graph, producer, piece, part, device)
+                         for producer, piece, part in read), default=0.0)
+            joins = (self.open_on.get(device) == graph.name and device not in closed
+                     and all(piece.device == device for _, piece, _ in read))
+            target = self.problem.cluster.device(device)
             start = max(self.device_free.get(device, 0.0), ready)
             share = region.numel / Region.full(graph[layer].output_shape).numel
-            finish = start + self.problem.cost.compute_s(
-                graph, graph[layer], self.problem.cluster.device(device), min(1.0, share))
-            self.device_free[device] = finish
-            pieces.append(Piece(device, region, finish))
+            finish = start + (0.0 if joins else target.segment_overhead_s) + \
+                self.problem.cost.compute_s(graph, graph[layer], target, min(1.0, share))
+            piece = Piece(device, region, finish)
+            self.device_free[device], self.latest[device] = finish, piece
+            self.open_on[device] = graph.name
+            pieces.append(piece)
+        for device in closed - {device for device, _ in bands}:
+            self.open_on[device] = None
         end = max(piece.finish_s for piece in pieces)
         if layer in graph.outputs:  # a frame is done when its outputs are back at the source
             source = self.problem.source.name
             end = max(self._arrival(graph, layer, piece, piece.region, source)
                       for piece in pieces)
+            for piece in pieces:
+                if piece.device != source:
+                    self.open_on[piece.device] = None
         if not commit:
-            self.device_free, self.channel_free, self.sent = saved
+            for name, table in saved.items():
+                setattr(self, name, table)
             return end
         self.pieces[(graph.name, layer)] = pieces
         self.done_s = max(self.done_s, end)
@@ -133,8 +169,10 @@ class Progress:
             self.parts.append(Part(graph.name, (layer,), region, device))
         return end
 
-    def _inputs_ready(self, graph: LayerGraph, layer: str, device: str, region: Region) -> float:
-        ready = 0.0
+    def _reads(self, graph: LayerGraph, layer: str, region: Region
+               ) -> list[tuple[str, Piece, Region]]:
+        """What computing ``region`` of ``layer`` reads: (producer, its piece, the part)."""
+        reads = []
         for producer, need in zip(graph[layer].inputs, input_regions(graph[layer], region),
                                   strict=True):
             shape = graph[producer].output_shape
@@ -143,28 +181,23 @@ class Progress:
                 continue
             for piece in self.held(graph, producer):
                 part = piece.region.intersect(need) if need.bounds else piece.region
-                if part.bounds and part.is_empty:
-                    continue
-                ready = max(ready, self._arrival(graph, producer, piece, part, device))
-        return ready
+                if not (part.bounds and part.is_empty):
+                    reads.append((producer, piece, part))
+        return reads
 
     def _arrival(self, graph: LayerGraph, producer: str, piece: Piece, part: Region,
                  device: str) -> float:
         if piece.device == device:
             return piece.finish_s
-        key = (graph.name, producer, piece.device, device)
-        if key in self.sent and self.sent[key][0].contains(part):
-            return self.sent[key][1]
-        link = self.problem.cluster.link(piece.device, device)
-        n_bytes = part.numel * graph[producer].itemsize
-        channel = link.channel
-        start = max(piece.finish_s, self.channel_free.get(channel, 0.0))
-        busy = self.problem.cost.occupancy_s(n_bytes, link)
-        self.channel_free[channel] = start + busy
-        arrival = start + busy + link.latency_s
-        previous = self.sent.get(key)
-        self.sent[key] = (part if previous is None else previous[0].hull(part), arrival)
-        return arrival
+        key = (graph.name, producer, piece.device, device, part)
+        if key not in self.sent:  # as the simulator: each region once per device
+            link = self.problem.cluster.link(piece.device, device)
+            seconds = self.problem.cost.occupancy_s(part.numel * graph[producer].itemsize, link)
+            booked = self.booked.get(link.channel, ())
+            start = earliest_gap(booked, piece.finish_s, seconds)
+            self.booked[link.channel] = tuple(sorted((*booked, (start, start + seconds))))
+            self.sent[key] = start + seconds + link.latency_s
+        return self.sent[key]
 
     def best_single(self, graph: LayerGraph, layer: str, devices: Sequence[Device]
                     ) -> tuple[float, str]:
@@ -172,6 +205,25 @@ class Progress:
         full = Region.full(graph[layer].output_shape)
         return min((self.place(graph, layer, [(d.name, full)], commit=False), d.name)
                    for d in devices)
+
+
+def earliest_gap(booked: Sequence[tuple[float, float]], ready_s: float, seconds: float
+                 ) -> float:
+    """When a transfer of ``seconds`` ready at ``ready_s`` starts on a channel with the
+    sorted ``booked`` intervals: the first gap that holds it. The simulator books each
+    transfer when it is requested, in time order, so it only ever finds the gap after the
+    last; a planner places layer after layer, and a transfer it books may be requested
+    before some already booked — the gap it finds is where the simulator's would go, as
+    long as it does not push back those booked after it (which the placement clock does not
+    model)."""
+    start = ready_s
+    for begin, end in booked:
+        if end <= start:
+            continue
+        if begin >= start + seconds:
+            break
+        start = end
+    return start
 
 
 def split_dim(graph: LayerGraph, layer: str) -> int | None:
