@@ -40,6 +40,17 @@ def test_four_actors_three_frames_equal_the_model(mode):
     assert all(latency > 0 for latency in timeline.latency_s)
 
 
+def test_frames_held_back_by_the_driver_arrive_at_their_time_as_in_the_simulator():
+    # more frames than the actors hold at once, all due at once: the later ones wait at
+    # their camera, and their latency counts that wait, as the simulator's does
+    plan = _spread_plan("line", THREE)
+    result = ew.run(plan, zoo_model("line")[1], backend="ray", frames=6, mode="plain")
+    arrival, done = result.timeline.arrival_s, result.timeline.done_s
+    assert len(set(arrival)) == 1
+    assert all(a <= b for a, b in zip(done, done[1:]))
+    assert list(result.timeline.latency_s) == sorted(result.timeline.latency_s)
+
+
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
 def test_every_planner_runs_on_the_ray_backend(planner):
     plan = ew.plan([zoo_graph("line"), zoo_graph("two_branch")], "rpi3*2+jetson-tx2@4g",

@@ -20,7 +20,9 @@ Actors stamp events with their wall clock; the driver measures each actor's offs
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
 so workers on different machines share one timeline. A transfer event runs from the time
 a parcel was sent to the start of the call that received it (an upper bound on the
-transfer). A frame is done when its last output is back at the model's source device.
+transfer). A frame arrives at its time (``interval_s`` apart: a frame the driver holds
+back, at most ``in_flight`` being in the actors, waits as it would at its camera) and is
+done when its last output is back at the model's source device, as in the simulator.
 
 A dead actor is survived: actors hold what they computed for the frames the driver has not
 collected, the survivors go on under the re-planned plan (``planners.recover.without``),
@@ -179,7 +181,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     done = [max(r.due_s - offsets[r.device] - start for r in reports if r.outputs)
             for reports in finished]
     timeline = Timeline(tuple(events),
-                        tuple(session.sent_at[f] - start for f in range(len(frames))),
+                        tuple(session.arrival[f] - start for f in range(len(frames))),
                         tuple(done),
                         f"measured: ray backend ({mode}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors"
@@ -197,7 +199,7 @@ class _Session:
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
         self.offsets: dict[str, float] = {}
-        self.sent_at: dict[int, float] = {}  # when each frame was first sent
+        self.arrival: dict[int, float] = {}  # when each frame arrived (kept when re-sent)
         self.recovered: list[Event] = []  # events fetched after a loss
         self.lost: set[str] = set()
         self.start_s = time.time()
@@ -222,7 +224,7 @@ class _Session:
 
     def _runner(self) -> _Plain:
         kind = _Compiled if self.mode == "compiled" else _Plain
-        return kind(self.ray, self.plan, self.actors, self.on_frame, self.sent_at)
+        return kind(self.ray, self.plan, self.actors, self.on_frame, self.arrival)
 
     def feed(self, frames, first: int, interval_s: float) -> None:
         """Send frames ``first``.. and collect their results."""
@@ -289,9 +291,9 @@ class _Session:
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, on_frame, sent_at: dict[int, float]) -> None:
+    def __init__(self, ray, plan: Plan, actors, on_frame, arrival: dict[int, float]) -> None:
         self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
-        self.sent_at = sent_at  # frame -> when first sent, kept across re-plans
+        self.arrival = arrival  # frame -> when it arrived, kept across re-plans
         self.calls = segments(plan)
         call_of = {unit_id: call for call in self.calls for unit_id in call.units}
         # per call: the (producer call, index of its return for this device) it reads, and
@@ -346,8 +348,9 @@ class _Plain:
             for frame in range(first, len(frames)):
                 if len(pending) == self.in_flight:
                     self._collected(self.collect(pending.pop(0), timeout_s))
-                time.sleep(max(0.0, start + (frame - first) * interval_s - time.time()))
-                self.sent_at.setdefault(frame, time.time())
+                due = start + (frame - first) * interval_s
+                time.sleep(max(0.0, due - time.time()))
+                self.arrival.setdefault(frame, due)
                 floor = first + len(self.results)
                 pending.append(self.submit(frame, floor, frames[frame]))
             while pending:
@@ -373,8 +376,8 @@ class _Compiled(_Plain):
 
     in_flight = IN_FLIGHT
 
-    def __init__(self, ray, plan: Plan, actors, on_frame, sent_at: dict[int, float]) -> None:
-        super().__init__(ray, plan, actors, on_frame, sent_at)
+    def __init__(self, ray, plan: Plan, actors, on_frame, arrival: dict[int, float]) -> None:
+        super().__init__(ray, plan, actors, on_frame, arrival)
         from ray.dag import InputNode, MultiOutputNode
 
         nodes: dict[Segment, list] = {}
