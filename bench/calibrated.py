@@ -2,8 +2,8 @@
 
 For each model, the cluster ``x86-core*N`` (N local workers of one torch thread) is
 calibrated for the local backend (``edgeweave.calibrate``: layers in the context of a real
-pass, the backend's cost per segment and per byte), with the links not emulated and with
-emulated gigabit Ethernet. Every registered planner plans on the calibrated cluster; each
+pass, the backend's cost per segment and per byte), N = 2 and 3, with the links not
+emulated, with emulated gigabit Ethernet and with emulated WiFi (one shared medium). Every registered planner plans on the calibrated cluster; each
 plan is simulated (one frame) and really run (frames one after another; median of all but
 the first two). Plain ``module(x)`` at one thread is timed in the same run, before and
 after. Speed-up = plain / measured; the row marked * is the plan ``compare`` ranks first.
@@ -28,8 +28,10 @@ from sections import write_section
 from whole_model import plain_s
 
 MODELS = ("yolov5s", "resnet50", "googlenet", "mobilenet_v2")
-SETTINGS = {"2 workers, no emulation": ("x86-core*2@ethernet", False),
-            "2 workers, emulated Ethernet": ("x86-core*2@ethernet", True)}
+SETTINGS = {f"{n} workers, {label}": (f"x86-core*{n}@{network}", emulated)
+            for n in (2, 3) for label, network, emulated in (
+                ("no emulation", "ethernet", False), ("emulated Ethernet", "ethernet", True),
+                ("emulated WiFi", "wifi", True))}
 FRAMES = 6
 
 

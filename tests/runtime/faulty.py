@@ -18,10 +18,20 @@ def _in_worker() -> bool:
 
 
 class DiesInWorker(nn.Module):
-    """Kills its process when run in a worker."""
+    """Kills its process when run in a worker on a frame (not on the zeros a worker
+    rehearses on before the first)."""
 
     def forward(self, x):
-        if _in_worker():
+        if _in_worker() and bool(x.any()):
+            os._exit(3)
+        return x
+
+
+class DiesInRehearsal(nn.Module):
+    """Kills its process when a worker rehearses it on zeros."""
+
+    def forward(self, x):
+        if _in_worker() and not bool(x.any()):
             os._exit(3)
         return x
 

@@ -76,6 +76,14 @@ def test_a_failing_worker_is_named_with_its_frame():
     assert not multiprocessing.active_children()
 
 
+def test_a_worker_that_dies_before_the_first_frame_is_named_with_its_exit_code():
+    plan, x = _faulty_plan(faulty.DiesInRehearsal)
+    with pytest.raises(WorkerError, match="worker of device 'edge-server' died \\(exit code 3\\) "
+                                          "before the first frame"):
+        ew.run(plan, x, backend="local", timeout_s=20)
+    assert not multiprocessing.active_children()
+
+
 def test_a_unit_that_kills_every_worker_stops_the_run_naming_device_and_frame():
     plan, x = _faulty_plan(faulty.DiesInWorker)
     # edge-server dies, rpi4b adopts its units and dies too: no survivor is left

@@ -46,7 +46,7 @@ from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
 from edgeweave.runtime.local_worker import COORDINATOR, serve
 from edgeweave.runtime.pipes import Sender, read_into
-from edgeweave.runtime.worker import Emulation, Report, frame_outputs
+from edgeweave.runtime.worker import WARM_UP, Emulation, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
 
 
@@ -133,16 +133,22 @@ class _Coordinator:
         while ready != set(self.workers):
             message = self.receive(0.2)
             dead = [d for d, p in self.workers.items() if not p.is_alive()]
-            if dead or time.monotonic() > deadline:
-                who = dead[0] if dead else sorted(set(self.workers) - ready)[0]
-                raise WorkerError(f"The worker of device '{who}' did not start. Worker "
-                                  "processes are spawned: a script that runs the local "
-                                  "backend needs `if __name__ == '__main__':`.")
+            if dead:
+                code = self.workers[dead[0]].exitcode
+                raise WorkerError(f"The worker of device '{dead[0]}' died (exit code {code}) "
+                                  "before the first frame, loading its plan or rehearsing it "
+                                  "on zeros. Worker processes are spawned: a script that "
+                                  "runs the local backend needs `if __name__ == '__main__':`.")
+            if time.monotonic() > deadline:
+                who = sorted(set(self.workers) - ready)[0]
+                raise WorkerError(f"The worker of device '{who}' did not start within "
+                                  f"{self.timeout_s:.0f} s.")
             if message is not None and message[0] == "ready":
                 ready.add(message[1])
 
     def run(self, frames, interval_s: float, label: str, on_frame) -> Measured:
-        self.frames = frames
+        self.frames = {WARM_UP: frames[0], **dict(enumerate(frames))}
+        self.send_inputs(WARM_UP)  # warms the input pipes; the workers drop it
         start = time.perf_counter()
         arrival = [start + f * interval_s for f in range(len(frames))]
         reports: list[list[Report]] = [[] for _ in frames]

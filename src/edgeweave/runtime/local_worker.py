@@ -21,7 +21,7 @@ import torch
 from edgeweave.errors import WorkerError
 from edgeweave.runtime.backend import keep_freed_memory
 from edgeweave.runtime.pipes import Sender, read_into
-from edgeweave.runtime.worker import DeviceWorker, Emulation, Report
+from edgeweave.runtime.worker import WARM_UP, DeviceWorker, Emulation, Report
 from edgeweave.units import Plan
 from edgeweave.units.segments import Segment
 from edgeweave.units.stealing import Pool, Thief, tasks
@@ -76,7 +76,7 @@ class _Loop:
         self.inbox: queue.Queue = queue.Queue()
         for sender, connection in inbound.items():
             read_into(connection, sender, self.inbox, self.answer)
-        self.finished: set[int] = set()
+        self.finished: set[int] = {WARM_UP}  # what arrives of the rehearsal is dropped
         self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
         self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
@@ -84,6 +84,8 @@ class _Loop:
         self.frame = 0
 
     def serve(self) -> None:
+        for target, parcel in self.core.warm_up():  # warms the pipes and their arenas too
+            self.post(target, ("parcel", parcel))
         self.post(COORDINATOR, ("ready", self.device))
         while True:
             try:

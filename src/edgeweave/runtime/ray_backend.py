@@ -79,6 +79,7 @@ class DeviceActor:
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
         keep_freed_memory()
         self.core = DeviceWorker(device, plan, clock=time.time)
+        self.core.warm_up()
         self.floor = 0
         self.log: list[Event] = []  # every event of frames not yet collected
 

@@ -42,6 +42,7 @@ from edgeweave.units.segments import Segment, segments
 from edgeweave.units.stealing import outside_needs
 
 Key = tuple[str, str, Region]  # a need's (producer unit, layer, region)
+WARM_UP = -1  # the frame a worker rehearses on zeros before the first (``warm_up``)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,37 @@ class DeviceWorker:
             for key in [k for k in table if k[0] == frame]:
                 del table[key]
         self.events.pop(frame, None)
+
+    def warm_up(self) -> list[tuple[str, Parcel]]:
+        """Run each of the device's segments once on zeros, before the first frame, and
+        return the parcels of that rehearsal (frame ``WARM_UP``), which a transport may
+        send to warm its channels too. The first call of a compiled segment, or of a kernel
+        at a new shape (allocations, oneDNN's primitives), costs far more than the next: a
+        plan of many differently sized bands would pay seconds in its first frame, against
+        tenths in the next. Nothing is emulated. Best effort: a model that cannot run on
+        zeros starts cold, and its first real frame reports whatever is wrong."""
+        saved = self.emulation, self.cost
+        self.emulation, self.cost = Emulation(), None
+        sent: list[tuple[str, Parcel]] = []
+        try:
+            for segment in self.segments:
+                first = self.plan.unit(segment.units[0])
+                graph = self.plan.graphs[first.graph]
+                if self.plan.is_input(first.id):
+                    self.inputs[WARM_UP, first.graph] = tuple(
+                        _zeros(graph, name, Region.full(graph[name].output_shape))
+                        for name in graph.inputs)
+                for need in self._outside(segment):
+                    if not self._here(WARM_UP, need):
+                        self.store[WARM_UP, (need.unit, need.layer, need.region)] = _zeros(
+                            graph, need.layer, need.region)
+                sent += self.run(WARM_UP, segment)[0]
+        except Exception:  # noqa: BLE001 - zeros are not the model's data; see above
+            pass
+        finally:
+            self.emulation, self.cost = saved
+            self.finish(WARM_UP)
+        return sent
 
     # -- what arrives -------------------------------------------------------------------
     def receive(self, parcel: Parcel) -> None:
@@ -345,6 +377,10 @@ class DeviceWorker:
         return _Step(tuple(unit.id for unit in run), module,
                      tuple((layer, tuple(needs)) for layer, needs in inputs.items()),
                      tuple(exports))
+
+
+def _zeros(graph, layer: str, region: Region) -> torch.Tensor:
+    return torch.zeros(region.shape, dtype=getattr(torch, graph[layer].dtype, torch.float32))
 
 
 def _sleep_until(moment: float, clock: Callable[[], float]) -> None:
