@@ -16,7 +16,7 @@ from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
-                                neurosurgeon)
+                                modnn, neurosurgeon)
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan
 
@@ -38,6 +38,9 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
                                       "gateway_tiles": True, "reuse": False,
                                       "steal": False},
                    "seed 003: the first layers in an N x M grid of fused tile stacks (FTP)"),
+    "bodp": (modnn.plan, {"gateway_rows": True, "layers": None},
+             "seed 003's baseline: rows in proportion to speed, gathered after every layer "
+             "(MoDNN)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),
     "proportional-split": (layerwise.proportional_split, {},
@@ -91,7 +94,7 @@ def _sources(sources: Mapping[str, str], graphs: Mapping[str, LayerGraph], clust
 
 
 # planners that take each model from its own source device (``plan(..., sources=...)``)
-SOURCES = ("local", "remote", "deepthings")
+SOURCES = ("local", "remote", "deepthings", "bodp")
 
 
 def _by_name(graphs) -> dict[str, LayerGraph]:

@@ -394,7 +394,7 @@ def _whole(plan: Plan, unit: Unit, run: Collection[str] = ()) -> bool:
     """Whether a unit computes the whole output of each of its layers from whole inputs,
     those it reads from units of ``run`` (whole units compiled before it) whatever part it
     reads (then it can run inside a compiled module, which holds their whole outputs)."""
-    if plan.is_input(unit.id):
+    if plan.is_input(unit.id) or unit.relay:
         return False
     graph = plan.graphs[unit.graph]
     for layer, region in plan.produced(unit.id).items():

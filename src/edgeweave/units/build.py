@@ -4,11 +4,13 @@ A planner decides *what* each unit computes and *where* — a ``Part``: layers, 
 device — and the order on each device. ``build_plan`` does the rest the same way for
 every planner: it adds a unit for each model input on the device where its inputs arrive,
 derives every unit's needs from the region arithmetic (a unit reads from the producers of
-the regions it needs, preferring one on its own device), and validates the result.
+the regions it needs: a relay of the layer if there is one, else preferring a producer on
+its own device), and validates the result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,20 +18,21 @@ from typing import Any
 from edgeweave.cluster import Cluster
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
-from edgeweave.units.plan import Need, Plan, Unit, layer_regions
-from edgeweave.units.region import Region, covers, required_regions
+from edgeweave.units.plan import Need, Plan, Unit, layer_regions, reads
+from edgeweave.units.region import Region, covers
 from edgeweave.units.validate import validate
 
 
 @dataclass(frozen=True, slots=True)
 class Part:
     """A planner's decision for one unit: ``layers`` of ``graph``, ``region`` of the last
-    layer's output, on ``device``."""
+    layer's output, on ``device``; a ``relay`` gathers that region (``units.plan``)."""
 
     graph: str
     layers: tuple[str, ...]
     region: Region
     device: str
+    relay: bool = False
 
 
 def whole(graph: LayerGraph, layer: str, device: str) -> Part:
@@ -46,12 +49,12 @@ def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequen
     the order of the parts' last layers in their graphs); ``sources`` names, per model,
     the device where its inputs arrive (default: the cluster's first)."""
     first = cluster.devices[0].name
-    given = {(p.graph, p.layers[-1]) for p in parts}
+    given = {(p.graph, p.layers[-1]) for p in parts if not p.relay}
     inputs = [whole(g, name, (sources or {}).get(g.name, first)) for g in graphs.values()
               for name in g.inputs if (g.name, name) not in given]
     all_parts = [*inputs, *parts]
     ids = [f"u{i}" for i in range(len(all_parts))]
-    units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device)
+    units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device, relay=p.relay)
              for uid, p in zip(ids, all_parts)]
     producers: dict[tuple[str, str], list[Unit]] = {}
     for unit in units:
@@ -80,13 +83,13 @@ def _wired(unit: Unit, producers_of: Mapping[tuple[str, str], list[Unit]],
         missing = [name for name in unit.layers if name not in graph]
         raise PlanError(f"Unit {unit.id} names layers {missing} that model '{unit.graph}' "
                         "does not have.")
-    wanted = required_regions(graph, {unit.last: unit.region}, unit.layers)
     needs: list[Need] = []
-    for layer, region in wanted.items():
-        if layer in unit.layers or region.is_empty:
+    for layer, region in reads(unit, graph).items():
+        if region.is_empty:
             continue
-        producers = sorted(producers_of.get((unit.graph, layer), ()),
-                           key=lambda u: u.device != unit.device)  # same device first
+        producers = sorted((u for u in producers_of.get((unit.graph, layer), ())
+                            if not (unit.relay and u.relay)),  # a relay gathers from the makers
+                           key=lambda u: (not u.relay, u.device != unit.device))
         taken: list[Region] = []
         for producer in producers:
             part = layer_regions(producer, graph)[layer].intersect(region)
@@ -96,4 +99,4 @@ def _wired(unit: Unit, producers_of: Mapping[tuple[str, str], list[Unit]],
         if not covers(taken, region):
             raise PlanError(f"Unit {unit.id} ({unit.graph} {unit.last} {unit.region!r}) needs "
                             f"{region!r} of layer '{layer}', which no unit produces in full.")
-    return Unit(unit.id, unit.graph, unit.layers, unit.region, unit.device, tuple(needs))
+    return dataclasses.replace(unit, needs=tuple(needs))

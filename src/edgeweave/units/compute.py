@@ -247,6 +247,8 @@ def compute_unit(graph: LayerGraph, unit: Unit, received: list[tuple[Need, torch
     by_layer: dict[str, list[Piece]] = {}
     for need, tensor in received:
         by_layer.setdefault(need.layer, []).append((need.region, tensor))
+    if unit.relay:  # gathers what others computed
+        return {unit.last: (unit.region, assemble(unit.region, by_layer[unit.last]))}
     available = {layer: merge(pieces) for layer, pieces in by_layer.items()}
     regions = layer_regions(unit, graph)
     freed = freed_after(regions, graph, set(regions) if keep is None else keep)

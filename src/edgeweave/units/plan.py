@@ -5,7 +5,10 @@ stack of layers (DeepThings, seed 003), on one device. Its ``needs`` name, for e
 region of another layer it reads, the unit that produces it. The forwarding table of a
 unit — who receives which region of its outputs — is the other side of those needs and is
 derived (``Plan.forwarding``), not stored. Model inputs are units too: ``input`` layers
-computed, for free, on the device where the input arrives.
+computed, for free, on the device where the input arrives. A *relay* computes nothing: it
+gathers a region of a layer that other units computed, and units that read the layer
+read it from the relay (MoDNN's gather after every layer, seed 003's baseline; a
+gateway handing out a camera's frame).
 
 Text forms: a need is ``u3:layer1_0_conv1_0[0:1,0:64,0:28,0:56]``; a unit is
 ``u7 resnet18 layer1_0_conv1_0..layer1_0_conv1_2 [0:1,0:64,0:28,0:56] @rpi4b <- u3:…``.
@@ -49,7 +52,8 @@ class Need:
 @dataclass(frozen=True, slots=True)
 class Unit:
     """One execution unit: ``layers`` (one, or a fused consecutive stack) of graph ``graph``,
-    computing ``region`` of the last layer's output on ``device``."""
+    computing ``region`` of the last layer's output on ``device`` — or, a ``relay``,
+    gathering that region of its one layer from the units that computed it."""
 
     id: str
     graph: str
@@ -57,6 +61,7 @@ class Unit:
     region: Region
     device: str
     needs: tuple[Need, ...] = ()
+    relay: bool = False
 
     @property
     def last(self) -> str:
@@ -66,7 +71,8 @@ class Unit:
     def __repr__(self) -> str:
         layers = self.layers[0] if len(self.layers) == 1 else f"{self.layers[0]}..{self.last}"
         needs = f" <- {', '.join(map(repr, self.needs))}" if self.needs else ""
-        return f"{self.id} {self.graph} {layers} {self.region!r} @{self.device}{needs}"
+        relay = " relay" if self.relay else ""
+        return f"{self.id} {self.graph}{relay} {layers} {self.region!r} @{self.device}{needs}"
 
 
 @dataclass(frozen=True)
@@ -113,7 +119,7 @@ class Plan:
     def is_input(self, unit_id: str) -> bool:
         """Whether a unit stands for a model input (computed, for free, where it arrives)."""
         unit = self.unit(unit_id)
-        return self.graphs[unit.graph][unit.last].kind == "input"
+        return not unit.relay and self.graphs[unit.graph][unit.last].kind == "input"
 
     @functools.cached_property
     def sources(self) -> dict[str, str]:
@@ -136,7 +142,7 @@ class Plan:
         it may take, compute."""
         layers: dict[str, set[str]] = {}
         for unit in self.units:
-            if unit.device == device or device in self.pool.get(unit.id, ()):
+            if not unit.relay and (unit.device == device or device in self.pool.get(unit.id, ())):
                 layers.setdefault(unit.graph, set()).update(unit.layers)
         graphs = {name: graph.with_weights_of(layers.get(name, ()))
                   for name, graph in self.graphs.items()}
@@ -162,6 +168,15 @@ class Plan:
             for need in unit.needs:
                 table[need.unit].append((unit.id, need))
         return {key: tuple(value) for key, value in table.items()}
+
+
+def reads(unit: Unit, graph: LayerGraph) -> dict[str, Region]:
+    """The region of each layer of other units that a unit reads: what its region needs
+    of the layers before its stack, or, a relay, its region of its own layer."""
+    if unit.relay:
+        return {unit.last: unit.region}
+    wanted = required_regions(graph, {unit.last: unit.region}, unit.layers)
+    return {layer: region for layer, region in wanted.items() if layer not in unit.layers}
 
 
 def layer_regions(unit: Unit, graph: LayerGraph) -> dict[str, Region]:

@@ -36,7 +36,8 @@ def to_json(plan: Plan) -> str:
                    for name, graph in plan.graphs.items()},
         "units": [{"id": u.id, "graph": u.graph, "layers": list(u.layers),
                    "region": repr(u.region), "device": u.device,
-                   "needs": [repr(n) for n in u.needs]} for u in plan.units],
+                   "needs": [repr(n) for n in u.needs]} | ({"relay": True} if u.relay else {})
+                  for u in plan.units],
         "order": {device: list(ids) for device, ids in plan.order.items()},
         "notes": dict(plan.notes),
         "pool": {uid: list(takers) for uid, takers in plan.pool.items()},
@@ -53,7 +54,8 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan
         models = {name: entry.get("spec") for name, entry in data["models"].items()}
         loaded = _graphs(data["models"], graphs or {})
         units = tuple(Unit(u["id"], u["graph"], tuple(u["layers"]), Region.parse(u["region"]),
-                           u["device"], tuple(Need.parse(n) for n in u["needs"]))
+                           u["device"], tuple(Need.parse(n) for n in u["needs"]),
+                           bool(u.get("relay", False)))
                       for u in data["units"])
         order = {device: tuple(ids) for device, ids in data["order"].items()}
         plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],

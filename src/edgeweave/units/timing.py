@@ -16,6 +16,8 @@ def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str, on: str | None = N
     """Predicted seconds for a unit on its device (or on device ``on``, which took it):
     each layer's share of its output."""
     unit = plan.unit(unit_id)
+    if unit.relay:  # computes nothing
+        return 0.0
     graph, device = plan.graphs[unit.graph], plan.cluster.device(on or unit.device)
     total = 0.0
     for name, region in layer_regions(unit, graph).items():

@@ -5,7 +5,8 @@ sits on an unknown device or is missing from (or repeated in) its device's order
 points at a unit that does not produce that region; a unit's needs do not cover what its
 region reads; some output element of a model is computed by no unit; the needs and the
 per-device orders form a cycle (a deadlock); a stealable unit (``Plan.pool``) is a model
-input or names unknown takers; or a device's weights plus
+input or a relay or names unknown takers; a relay has several layers or gathers a model
+output (which goes back to its source anyway); or a device's weights plus
 peak live activations exceed its memory.
 """
 
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
-from edgeweave.units.plan import Plan, Unit, freed_after, layer_regions
-from edgeweave.units.region import Region, covers, required_regions
+from edgeweave.units.plan import Plan, Unit, freed_after, layer_regions, reads
+from edgeweave.units.region import Region, covers
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,9 @@ def _check_placement(plan: Plan) -> None:
 
 def _check_needs(plan: Plan, unit) -> None:
     graph = plan.graphs[unit.graph]
-    wanted = required_regions(graph, {unit.last: unit.region}, unit.layers)
+    if unit.relay and (len(unit.layers) != 1 or unit.last in graph.outputs):
+        raise PlanError(f"Unit {unit.id} is a relay of {list(unit.layers)}: a relay gathers "
+                        "one layer, and not a model output.")
     got: dict[str, list[Region]] = {}
     for need in unit.needs:
         producer = plan.unit(need.unit)
@@ -87,8 +90,8 @@ def _check_needs(plan: Plan, unit) -> None:
             raise PlanError(f"Unit {unit.id} needs {need!r}, which unit {need.unit} does not "
                             "produce.")
         got.setdefault(need.layer, []).append(need.region)
-    for layer, region in wanted.items():
-        if layer not in unit.layers and not covers(got.get(layer, []), region):
+    for layer, region in reads(unit, graph).items():
+        if not covers(got.get(layer, []), region):
             raise PlanError(f"Unit {unit.id} reads {region!r} of layer '{layer}', which its "
                             "needs do not cover.")
 
@@ -97,7 +100,7 @@ def _check_outputs(plan: Plan) -> None:
     for name, graph in plan.graphs.items():
         for output in graph.outputs:
             made = [layer_regions(u, graph)[output] for u in plan.units
-                    if u.graph == name and output in u.layers]
+                    if u.graph == name and output in u.layers and not u.relay]
             if not covers(made, Region.full(graph[output].output_shape)):
                 raise PlanError(f"No unit computes all of output '{output}' of model '{name}'.")
 
@@ -105,9 +108,9 @@ def _check_outputs(plan: Plan) -> None:
 def _check_pool(plan: Plan) -> None:
     devices = set(plan.cluster.names)
     for uid, takers in plan.pool.items():
-        if plan.is_input(uid):
-            raise PlanError(f"Unit {uid} is a model input: it arrives on its device and "
-                            "cannot be taken by another.")
+        if plan.is_input(uid) or plan.unit(uid).relay:
+            raise PlanError(f"Unit {uid} is a model input or a relay: it stays on its "
+                            "device and cannot be taken by another.")
         if not takers or not set(takers) <= devices:
             raise PlanError(f"Unit {uid} may be taken by {list(takers)}: takers must be "
                             f"devices of cluster '{plan.cluster.name}'.")
@@ -171,7 +174,7 @@ def footprints(plan: Plan) -> dict[str, Footprint]:
     outputs = {(name, o) for name, g in plan.graphs.items() for o in g.outputs}
     for device, ids in plan.order.items():
         units = [plan.unit(uid) for uid in ids]
-        params = {(u.graph, p) for u in units for layer in u.layers
+        params = {(u.graph, p) for u in units if not u.relay for layer in u.layers
                   for p in plan.graphs[u.graph][layer].params}
         weights = sum(plan.graphs[g].param_sizes[p] for g, p in params)
         position = {uid: i for i, uid in enumerate(ids)}
