@@ -4,7 +4,9 @@ model, the seed's redundancy figures, the automatic choice and clear errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -214,10 +216,32 @@ def test_a_model_with_nothing_to_tile_is_planned_by_after():
     ({"n": 0}, "'n' option"), ({"m": "x"}, "'m' option"), ({"layers": 9}, "'layers' option"),
     ({"gateway": "nowhere"}, "'gateway' option"), ({"after": "magic"}, "'after' option"),
     ({"max_grid": 0}, "'max_grid' option"), ({"reuse": "yes"}, "'reuse' option"),
-    ({"gateway_tiles": 1}, "'gateway_tiles' option")])
+    ({"gateway_tiles": 1}, "'gateway_tiles' option"), ({"share": 1}, "'share' option")])
 def test_bad_options_are_named(options, named):
     with pytest.raises(PlanError, match=named):
         ew.plan(_awkward_case()[2], CLUSTER, planner="deepthings", **options)
+
+
+def test_work_sharing_collects_every_cameras_tiles_on_the_gateway_and_hands_them_out_equally():
+    _, x, graph, expected = _awkward_case()
+    graphs = {name: dataclasses.replace(graph, name=name) for name in ("cam0", "cam1")}
+    made = ew.plan(graphs, "rpi4b*4@wifi", planner="deepthings", n=3, m=3, layers=8,
+                   share=True, gateway="rpi4b-0",
+                   sources={"cam0": "rpi4b-1", "cam1": "rpi4b-2"})
+    relays = {u.graph: u for u in made.units if u.relay}
+    assert set(relays) == {"cam0", "cam1"} and {u.device for u in relays.values()} == {"rpi4b-0"}
+    stacks = [u for u in made.units if len(u.layers) == 8]
+    assert len(stacks) == 18
+    for unit in stacks:  # tiles read the frame from the gateway, not from the camera
+        assert {made.unit(n.unit).id for n in unit.needs} == {relays[unit.graph].id}
+    per_device = Counter(u.device for u in stacks)
+    assert set(per_device) == set(made.cluster.names)
+    assert max(per_device.values()) - min(per_device.values()) <= 1
+    outputs = run_inline(made, {"cam0": x, "cam1": x})
+    for name in graphs:
+        assert_equals_model(outputs[name], expected)
+    with pytest.raises(PlanError, match="not both"):
+        ew.plan(graph, CLUSTER, planner="deepthings", share=True, steal=True)
 
 
 def test_reusing_tiles_run_equal_to_the_model_on_local_workers():

@@ -45,9 +45,14 @@ Options:
   (``plan(..., sources=...)``); tiles of one camera are list-scheduled without regard to
   the others' when not stolen.
 
-Without stealing a plan fixes the tiles' devices: tiles, dearest first, each go to the
-device that would finish it soonest by the cost model (list scheduling), the data's hop
-from the source included.
+- ``share``: DeepThings' work sharing (WSH), its baseline: each frame's tiles collected on
+  the gateway (a *relay* of the model's input there, when the input arrives elsewhere)
+  and handed out equally, round robin over the devices that compute tiles, whatever
+  their speed (default False; not with ``steal``).
+
+Without stealing or sharing a plan fixes the tiles' devices: tiles, dearest first, each go
+to the device that would finish it soonest by the cost model (list scheduling), the data's
+hop from the source included.
 
 ``notes`` give the grid, L, each tile's FLOPs and input bytes, and ``redundancy``: the
 FLOPs all tiles compute over the fused layers' own — what overlapping receptive fields
@@ -154,11 +159,13 @@ def shrunk(region: Region, computed: Sequence[Region]) -> Region:
 
 
 def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
-              devices: list[Device], reuse: bool = False
+              devices: list[Device], reuse: bool = False, share: bool = False
               ) -> tuple[list[Part], float, list[dict]]:
     """The tiles of the first ``count`` layers, each on the device that would finish it
-    soonest (list scheduling, dearest first), when the last would finish, and each tile's
-    device, FLOPs (with and without reuse), input bytes and reused strips' bytes. With
+    soonest (list scheduling, dearest first) — or, ``share``, round robin over the devices
+    in grid order (the models' rounds one after another) — when the last would finish, and
+    each tile's device, FLOPs (with and without reuse), input bytes and reused strips'
+    bytes. With
     ``reuse``, tiles in a checkerboard: (i + j) even ones run their whole stacks first;
     each odd one runs layer by layer, every layer shrunk by what its even neighbours
     computed, reading their results for the rest (one unit per layer, so that it can read
@@ -184,8 +191,11 @@ def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
                for r in regions}
     busy = {d.name: 0.0 for d in devices}
     device_of = {}
-    for region in sorted(regions, key=lambda r: (r in odd, -min(seconds[r].values()))):
-        device = min(busy, key=lambda d: busy[d] + seconds[region][d])
+    first = list(problem.graphs).index(graph.name) * len(regions)
+    for index, region in enumerate(regions if share else sorted(
+            regions, key=lambda r: (r in odd, -min(seconds[r].values())))):
+        device = devices[(first + index) % len(devices)].name if share else min(
+            busy, key=lambda d: busy[d] + seconds[region][d])
         busy[device] += seconds[region][device]
         device_of[region] = device
     parts = [Part(graph.name, layers, r, device_of[r]) for r in regions if r not in odd]
@@ -266,6 +276,9 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
             tiles_of = [dataclasses.replace(p, device=home) for p in tiles_of]
             stealable.update(tiles_of)
         parts += tiles_of
+        if problem.options["share"] and tiles_of and problem.source_of(graph).name != gateway:
+            parts += [Part(graph.name, (name,), Region.full(graph[name].output_shape),
+                           gateway, relay=True) for name in graph.inputs]  # WSH: collected
         parts += _after(problem, graph, count, tails[graph.name], gateway)
     # by first layer, stacks before single layers: a reusing tile's layers run after the
     # stacks they read inside (the default order, by last layer, would put them first);
@@ -325,10 +338,13 @@ def _checked(problem: Problem) -> None:
     if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
         raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
                         f"number of at least 1. Got {options['max_grid']!r} instead.")
-    for key in ("reuse", "gateway_tiles", "steal"):
+    for key in ("reuse", "gateway_tiles", "steal", "share"):
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner 'deepthings' must be True or "
                             f"False. Got {options[key]!r} instead.")
+    if options["steal"] and options["share"]:
+        raise PlanError("Planner 'deepthings' either shares tiles out (share=True, WSH) or "
+                        "lets devices steal them (steal=True, WST), not both.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "
@@ -359,7 +375,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
             key = (graph.name, candidate, tuple(d.name for d in workers))
             if key not in memo:  # the same for every gateway that computes tiles
                 memo[key] = _tiles_on(problem, graph, *candidate, workers,
-                                      problem.options["reuse"])
+                                      problem.options["reuse"], problem.options["share"])
             return memo[key]
 
         best = {name: options[0] for name, options in candidates.items()}
