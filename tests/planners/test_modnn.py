@@ -9,6 +9,7 @@ import pytest
 import edgeweave as ew
 from edgeweave.errors import PlanError
 from edgeweave.planners import plan
+from edgeweave.planners.progressive import split_dim
 from edgeweave.runtime import run_inline
 from edgeweave.units import Part, Region, build_plan, whole
 from edgeweave.units.serialize import from_json, to_json
@@ -68,3 +69,14 @@ def test_a_relay_of_a_model_output_is_refused_by_name():
 def test_bad_layers_option_is_named():
     with pytest.raises(PlanError, match="'layers' option of planner 'bodp'"):
         plan(zoo_graph("line"), "rpi4b*2@wifi", planner="bodp", layers=0)
+
+
+def test_a_gateway_away_from_the_camera_gets_the_frame_first_and_a_lone_edge_gets_the_rows():
+    graph = zoo_graph("line")
+    made = plan(graph, "rpi3+edge-server@wifi", planner="bodp", gateway="edge-server",
+                gateway_rows=False)
+    first = made.unit(made.order["edge-server"][0])
+    assert first.relay and first.last == graph.inputs[0]
+    assert all(u.device == "rpi3" for u in made.units
+               if not u.relay and not made.is_input(u.id) and split_dim(graph, u.last) is not None)
+    assert_equals_model(run_inline(made, zoo_model("line")[1]), zoo_output("line")[0])

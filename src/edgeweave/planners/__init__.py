@@ -38,7 +38,7 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
                                       "gateway_tiles": True, "reuse": False,
                                       "steal": False, "share": False},
                    "seed 003: the first layers in an N x M grid of fused tile stacks (FTP)"),
-    "bodp": (modnn.plan, {"gateway_rows": True, "layers": None},
+    "bodp": (modnn.plan, {"gateway": None, "gateway_rows": True, "layers": None},
              "seed 003's baseline: rows in proportion to speed, gathered after every layer "
              "(MoDNN)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
