@@ -265,6 +265,8 @@ def test_the_reproduction_page_sets_the_plans_beside_the_seed(tmp_path):
         assert result.find(3, mode, 2).latency_ms < result.find(3, mode, 1).latency_ms
     two = {(r.grid, r.mode): r for r in result.sources if r.sources == 2}
     assert two[3, "FTP-WST"].throughput_fps > two[3, "FTP"].throughput_fps
+    modnn = result.find(3, "MoDNN", 2)  # the seed: layer-based moves more and needs more
+    assert modnn.sent_bytes > plain.sent_bytes and modnn.peak_device_bytes > plain.peak_device_bytes
     page = tmp_path / "deepthings.md"
     result.write(page)
     text = page.read_text()

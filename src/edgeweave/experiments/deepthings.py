@@ -3,14 +3,14 @@ tiles on 1 to 6 Raspberry Pi 3 over WiFi with a gateway, beside the seed's figur
 
 Simulated for the preset devices: the redundant computation of overlapping tiles,
 communication per frame, memory per device and single-frame latency, for tiles fixed to
-devices by the plan (FTP, with and without data reuse) and stolen at run time, with and
-without reuse (FTP-WST-S, FTP-WST).
+devices by the plan (FTP, with and without data reuse), stolen at run time, with and
+without reuse (FTP-WST-S, FTP-WST), shared out by the gateway (FTP-WSH), and for MoDNN's
+layer-based partition (BODP, planner ``bodp``: every layer gathered on the gateway).
 Several cameras at once (each its own source, ``plan(..., sources=...)``): latency and
-throughput of FTP, FTP-WST and FTP-WST-S as the cameras grow, simulated. Really run on this
-machine's local workers (one torch thread each): FTP, FTP-WST and FTP-WST-S (stealing with
-reuse) with 1 to 3 edge workers and a gateway, measured beside plain ``module(x)`` and
-beside the prediction of a cluster calibrated for them. Work sharing (WSH) and MoDNN's
-layer-based partition (BODP) are missing.
+throughput of every mode but the plain reuse one as the cameras grow, simulated. Really
+run on this machine's local workers (one torch thread each): the same modes with 1 to 3
+edge workers and a gateway, measured beside plain ``module(x)`` and beside the prediction
+of a cluster calibrated for them.
 """
 
 from __future__ import annotations
@@ -37,10 +37,17 @@ SEED_REDUNDANCY = {3: 1.53, 5: 2.2}  # issue 12's reading of the authors' code
 SEED_MEMORY_CUT = {3: 0.69, 5: 0.79}  # FTP against layer-based partitioning
 SEED_5X5_OVER_3X3 = 0.43  # latency increase from 3x3 to 5x5 (average)
 SEED_REUSE_CUT = {3: 0.16, 5: 0.33}  # latency reduction by reuse management
-# how tiles are placed: fixed by the plan (with or without reuse), or stolen at run time
-MODES = {"FTP": {}, "FTP + reuse": {"reuse": True}, "FTP-WST": {"steal": True},
-         "FTP-WST-S": {"steal": True, "reuse": True}}
-STOLEN = ("FTP", "FTP-WST", "FTP-WST-S")  # the modes of the cameras and the real runs
+# how the layers are placed — (planner, options): tiles fixed by the plan (with or without
+# reuse), stolen at run time, shared out by the gateway; or MoDNN's bands, every layer
+# gathered on the gateway. In every mode the gateway computes none of the 16 layers.
+MODES = {"FTP": ("deepthings", {}), "FTP + reuse": ("deepthings", {"reuse": True}),
+         "FTP-WST": ("deepthings", {"steal": True}),
+         "FTP-WST-S": ("deepthings", {"steal": True, "reuse": True}),
+         "FTP-WSH": ("deepthings", {"share": True}), "MoDNN": ("bodp", {})}
+RUN_MODES = ("FTP", "FTP-WST", "FTP-WST-S", "FTP-WSH", "MoDNN")  # cameras and real runs
+# the seed: "Max latency increased 6.1x, 6.0x for FTP-WSH and MoDNN, 4.2x and 3.1x for
+# FTP-WST and FTP-WST-S" from one camera to six
+SEED_SOURCE_GROWTH = {"FTP-WSH": 6.1, "MoDNN": 6.0, "FTP-WST": 4.2, "FTP-WST-S": 3.1}
 SOURCE_COUNTS = (1, 2, 3, 4, 5, 6)  # cameras, one per Pi, on the six-Pi cluster
 SOURCE_GRIDS = (3, 5)
 SOURCE_FRAMES = 4  # frames per camera back to back, for throughput
@@ -157,10 +164,11 @@ class Result:
         traffic = ["| grid | " + " | ".join(self.modes) + " |", "|---|" + "---|" * len(self.modes)]
         traffic += [f"| {g}x{g} | " + " | ".join(_mb(self.find(g, m, most).sent_bytes)
                                                  for m in self.modes) + " |" for g in grids]
-        layer_based = self.baseline_bytes["equal-split"]
-        memory = ["| plan | most memory on one Pi | against equal-split | the seed (against "
+        layer_based = self.find(grids[0], "MoDNN", most).peak_device_bytes
+        memory = ["| plan | most memory on one Pi | against MoDNN | the seed (FTP against "
                   "layer-based) |", "|---|---|---|---|"]
-        memory += [f"| `{name}` | {_mb(size)} | | |" for name, size in self.baseline_bytes.items()]
+        memory += [f"| `{name}` | {_mb(size)} | {size / layer_based - 1:+.0%} | |"
+                   for name, size in self.baseline_bytes.items()]
         for g in grids:
             for mode in self.modes:
                 size = self.find(g, mode, most).peak_device_bytes
@@ -198,6 +206,11 @@ class Result:
                 f"{mean_ratio('FTP-WST-S', 'FTP + reuse', g) - 1:+.0%} at {g}x{g}"
                 for g in grids) + " on average (an odd tile waits for its neighbours' "
                 "strips to travel to the camera Pi and out again).",
+            "- MoDNN (every layer gathered on the gateway) against FTP: " + ", ".join(
+                f"{mean_ratio('MoDNN', 'FTP', g) - 1:+.0%} at {g}x{g}" for g in grids)
+            + "; work sharing (FTP-WSH, tiles handed out equally) against FTP: " + ", ".join(
+                f"{mean_ratio('FTP-WSH', 'FTP', g) - 1:+.0%} at {g}x{g}" for g in grids)
+            + " on average.",
             "- Adding a Pi never slows a frame down with stealing: "
             + _monotone(lambda g, e: self.find(g, "FTP-WST", e).latency_ms, grids, counts)
             + "; with tiles fixed by the plan: "
@@ -218,14 +231,18 @@ class Result:
             "follow the same rules); **FTP-WST-S** — stealing with reuse (even tiles "
             "first; an odd tile's layers are one task, opened once its neighbours' strips "
             "are back at the camera Pi; the original runs it unshrunk when they are late, "
-            "here it waits). The simulated tables are the plan's and the "
+            "here it waits); **FTP-WSH** — DeepThings' work sharing: each frame sent to "
+            "the gateway, which hands its tiles out equally, round robin over the Pis "
+            "(`share=True`); **MoDNN** — MoDNN's biased one-dimensional partition (BODP, "
+            "planner `bodp`): every layer cut into bands of rows in proportion to each "
+            "Pi's speed, gathered on the gateway and handed out again for the next layer "
+            "(relay units). The simulated tables are the plan's and the "
             "simulator's; one plan per grid and mode was checked equal to the model's "
             "output. The real runs at the end were measured on this machine.",
             "",
-            "**Not reproduced yet** (issue 12): work sharing (FTP-WSH), MoDNN's "
-            "layer-based partition (BODP, a gather after every layer), stealing on the Ray "
-            "backend, real runs with several cameras, and the comparison with the "
-            "original's C build.",
+            "**Not reproduced yet** (issue 12): stealing on the Ray backend, real runs "
+            "with several cameras, and the comparison with the original's C build on a "
+            "16-core machine (the 2-core one is in `docs/benchmarks.md`).",
             "",
             "## Redundant computation",
             "",
@@ -247,9 +264,10 @@ class Result:
             "workers do). With stealing the plan budgets the camera Pi for every tile, "
             "the worst case of nobody stealing. The seed reports FTP cutting memory by 69% "
             "(3x3) and 79% (5x5) against layer-based partitioning that gathers every "
-            "layer; edgeweave's layer-based plans exchange only halos (`equal-split`), a "
-            "leaner baseline than the seed's, and `proportional-split` leaves the Pis "
-            "little to hold because it gives most rows to the gateway.",
+            "layer (MoDNN's, which every other row is set against); edgeweave's own "
+            "layer-based plans exchange only halos (`equal-split`), and "
+            "`proportional-split` leaves the Pis little to hold because it gives most "
+            "rows to the gateway.",
             "", *memory, "",
             "## Single-frame latency (ms, simulated)",
             "", *latency, "",
@@ -266,7 +284,7 @@ class Result:
         rows = ["| grid | mode | " + " | ".join(f"{k} camera{'s' * (k > 1)}" for k in counts)
                 + " |", "|---|---|" + "---|" * len(counts)]
         for grid in sorted({r.grid for r in self.sources}):
-            for mode in STOLEN:
+            for mode in RUN_MODES:
                 mine = {r.sources: r for r in self.sources if (r.grid, r.mode) == (grid, mode)}
                 rows.append(f"| {grid}x{grid} | {mode} | " + " | ".join(
                     f"{mine[k].latency_ms / 1e3:.1f} s, {mine[k].throughput_fps:.3f}/s"
@@ -285,6 +303,11 @@ class Result:
                                  f" (the seed: {-seed[0]:+.0%}, {seed[1]:+.0%})" if seed else ""))
             return found
 
+        def growth(grid: int, mode: str) -> float:
+            mine = {r.sources: r.latency_ms for r in self.sources
+                    if (r.grid, r.mode) == (grid, mode)}
+            return mine[max(counts)] / mine[min(counts)]
+
         most = max(counts)
         return [
             f"## Several cameras ({max(DEVICE_COUNTS)} Pi, simulated)",
@@ -297,8 +320,18 @@ class Result:
             "it were alone; with FTP-WST they are queued at their camera and any idle Pi "
             "steals from any camera (round robin over the cameras that offered work); "
             "FTP-WST-S steals with reuse (even tiles first, each odd tile's layers one "
-            "task once its neighbours' strips are back at its camera).",
+            "task once its neighbours' strips are back at its camera); with FTP-WSH "
+            "every camera's frame goes to the gateway, which hands the tiles out equally; "
+            "with MoDNN every camera's layers are gathered and handed out by the gateway.",
             "", *rows, "",
+            f"Latency growth from 1 to {most} cameras (max over the frames): " + "; ".join(
+                f"{grid}x{grid}: " + ", ".join(
+                    f"{mode} {growth(grid, mode):.1f}x" + (
+                        f" (the seed: {SEED_SOURCE_GROWTH[mode]}x)"
+                        if mode in SEED_SOURCE_GROWTH else "")
+                    for mode in RUN_MODES)
+                for grid in sorted({r.grid for r in self.sources})) + ".",
+            "",
             f"Averaged over 1 to {most} cameras, stealing against fixed tiles: "
             + "; ".join(gains("FTP-WST", "FTP")) + ". Reuse-aware stealing against "
             "stealing: " + "; ".join(gains("FTP-WST-S", "FTP-WST")) + f". The seed: "
@@ -314,7 +347,8 @@ class Result:
                 "speed-up over plain | tiles stolen |", "|---|---|---|---|---|---|---|---|"]
         rows += [f"| {r.edges} | {r.mode} | {r.predicted_ms:.0f} ms | {r.measured_ms:.0f} ms | "
                  f"{r.predicted_ms / r.measured_ms - 1:+.0%} | {r.plain_ms:.0f} ms | "
-                 f"{r.plain_ms / r.measured_ms:.2f}x | {r.stolen} of {r.tiles} |"
+                 f"{r.plain_ms / r.measured_ms:.2f}x | "
+                 + (f"{r.stolen} of {r.tiles} |" if MODES[r.mode][0] == "deepthings" else "— |")
                  for r in self.real]
         return [
             "## Really run on this machine",
@@ -368,22 +402,21 @@ def reproduce(progress: Callable[[str], None] | None = None,
               source_counts: Sequence[int] = SOURCE_COUNTS) -> Result:
     """Plan and simulate every grid in every mode on every cluster (one plan per grid and
     mode checked against the model), several cameras at once (``source_counts``), then
-    really run the ``STOLEN`` modes on ``real_edges`` edge workers of this machine."""
+    really run the ``RUN_MODES`` modes on ``real_edges`` edge workers of this machine."""
     model = traced(MODEL)
     every = len(model.graph.layers) - len(model.graph.inputs)
     rows = []
     for grid in grids:
-        for mode, options in MODES.items():
+        for mode in MODES:
             for count in device_counts:
                 if progress:
                     progress(f"{grid}x{grid} {mode} on {count} Pi")
-                made = plan(model.graph, cluster(count), planner="deepthings", n=grid, m=grid,
-                            layers=every, gateway=GATEWAY, gateway_tiles=False, **options)
-                if count == device_counts[-1]:
-                    model.check(made)
+                made = plan_mode(model.graph, cluster(count), mode, every, grid)
+                if count == device_counts[-1] and (MODES[mode][0] != "bodp" or grid == grids[0]):
+                    model.check(made)  # MoDNN's bands do not depend on the grid
                 timeline = simulate(made)
                 rows.append(Row(grid, mode, count, 1e3 * timeline.latency_s[0],
-                                made.notes["redundancy"][MODEL],
+                                made.notes.get("redundancy", {}).get(MODEL, 1.0),
                                 sum(timeline.bytes_moved().values()), _peak_pi_bytes(made)))
     largest = cluster(max(device_counts))
     baselines = {name: _peak_pi_bytes(plan(model.graph, largest, planner=name))
@@ -393,20 +426,31 @@ def reproduce(progress: Callable[[str], None] | None = None,
     return Result(tuple(rows), baselines, real, _machine() if real_edges else "", cameras)
 
 
+def plan_mode(graphs, where: str | Cluster, mode: str, every: int, grid: int,
+              gateway: str = GATEWAY, sources: dict[str, str] | None = None) -> Plan:
+    """The plan of one of ``MODES``: the first ``every`` layers tiled in a grid x grid, or
+    (MoDNN) in bands, the gateway computing none of them."""
+    planner, options = MODES[mode]
+    if planner == "bodp":
+        return plan(graphs, where, planner="bodp", gateway=gateway, gateway_rows=False,
+                    layers=every, sources=sources)
+    return plan(graphs, where, planner="deepthings", n=grid, m=grid, layers=every,
+                gateway=gateway, gateway_tiles=False, sources=sources, **options)
+
+
 def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[SourcesRow, ...]:
-    """The ``STOLEN`` modes with several cameras on the six-Pi cluster, simulated."""
+    """The ``RUN_MODES`` modes with several cameras on the six-Pi cluster, simulated."""
     found = []
     for grid in SOURCE_GRIDS if counts else ():
         for count in counts:
             graphs = {f"cam{k}": dataclasses.replace(model.graph, name=f"cam{k}")
                       for k in range(count)}
             sources = {f"cam{k}": f"rpi3-{k}" for k in range(count)}
-            for mode in STOLEN:
+            for mode in RUN_MODES:
                 if progress:
                     progress(f"{grid}x{grid} {mode} with {count} camera(s)")
-                made = plan(graphs, cluster(max(DEVICE_COUNTS)), planner="deepthings", n=grid,
-                            m=grid, layers=every, gateway=GATEWAY, gateway_tiles=False,
-                            sources=sources, **MODES[mode])
+                made = plan_mode(graphs, cluster(max(DEVICE_COUNTS)), mode, every, grid,
+                                 sources=sources)
                 busy = simulate(made, frames=SOURCE_FRAMES)
                 found.append(SourcesRow(grid, mode, count, made.notes["predicted_ms"],
                                         count * SOURCE_FRAMES / busy.done_s[-1]))
@@ -414,7 +458,7 @@ def _cameras(model, every: int, counts: Sequence[int], progress) -> tuple[Source
 
 
 def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealRow, ...]:
-    """The ``STOLEN`` modes on local workers, the cluster calibrated once for the most."""
+    """The ``RUN_MODES`` modes on local workers, the cluster calibrated once for the most."""
     from edgeweave.runtime import run
     from edgeweave.runtime.calibrate import calibrate
     from edgeweave.runtime.profiling import plain_s
@@ -430,12 +474,10 @@ def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealR
         for count in edges:
             here = _first(calibrated, count + 1)
             gateway = here.names[-1]
-            for mode in STOLEN:
+            for mode in RUN_MODES:
                 if progress:
                     progress(f"{mode} on {count} edge worker(s), really")
-                made = plan(model.graph, here, planner="deepthings", n=REAL_GRID, m=REAL_GRID,
-                            layers=every, gateway=gateway, gateway_tiles=False,
-                            **MODES[mode])
+                made = plan_mode(model.graph, here, mode, every, REAL_GRID, gateway)
                 plain = plain_s(module, model.inputs)
                 measured = run(made, model.inputs[0] if len(model.inputs) == 1
                                else model.inputs, backend="local", frames=REAL_FRAMES,
