@@ -86,9 +86,10 @@ class RealRow:
     edges: int
     predicted_ms: float
     measured_ms: float  # median over the frames after the first
-    plain_ms: float
-    stolen: int  # tiles of the measured frames run away from the source
+    plain_ms: float  # plain module(x) once per camera, one after the other
+    stolen: int  # tiles of the measured frames run away from their camera
     tiles: int
+    cameras: int = 1
 
 
 @dataclass(frozen=True)
@@ -343,9 +344,11 @@ class Result:
     def _real_markdown(self) -> list[str]:
         if not self.real:
             return []
-        rows = ["| edge workers | mode | predicted | measured | error | plain `module(x)` | "
-                "speed-up over plain | tiles stolen |", "|---|---|---|---|---|---|---|---|"]
-        rows += [f"| {r.edges} | {r.mode} | {r.predicted_ms:.0f} ms | {r.measured_ms:.0f} ms | "
+        rows = ["| edge workers | cameras | mode | predicted | measured | error | plain "
+                "`module(x)` | speed-up over plain | tiles stolen |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        rows += [f"| {r.edges} | {r.cameras} | {r.mode} | {r.predicted_ms:.0f} ms | "
+                 f"{r.measured_ms:.0f} ms | "
                  f"{r.predicted_ms / r.measured_ms - 1:+.0%} | {r.plain_ms:.0f} ms | "
                  f"{r.plain_ms / r.measured_ms:.2f}x | "
                  + (f"{r.stolen} of {r.tiles} |" if MODES[r.mode][0] == "deepthings" else "— |")
@@ -358,7 +361,11 @@ class Result:
             "(`x86-core-0` receives the frames) and one gateway worker that merges, "
             "E + 1 processes in all, the cluster calibrated for them first (`edgeweave "
             f"calibrate`); {REAL_FRAMES} frames {REAL_SPACING} times plain `module(x)`'s time "
-            "apart, so that none waits for the previous one, the first left out. Plain `module(x)` at one thread is timed in the same run. "
+            "apart, so that none waits for the previous one, the first left out. Plain "
+            "`module(x)` at one thread is timed in the same run. With two cameras (the "
+            "first two edge workers, each with its own copy of the model), a frame from "
+            "each arrives at once: latency is until both are done, and plain `module(x)` "
+            "runs twice, one after the other. "
             "\"Tiles stolen\": tiles of the measured frames computed away from the camera "
             "worker. On a machine with fewer cores than processes the workers share "
             "cores, so more edges cannot mean more speed here (the seed's 2-core figure "
@@ -491,7 +498,40 @@ def _real_runs(model, every: int, edges: Sequence[int], progress) -> tuple[RealR
                     1e3 * statistics.median(measured.timeline.latency_s[1:]),
                     1e3 * (plain + plain_s(module, model.inputs)) / 2,
                     sum(e.resource != here.names[0] for e in tiles), len(tiles)))
+        found += _real_cameras(model, every, _first(calibrated, max(edges) + 1), progress)
     return tuple(found)
+
+
+def _real_cameras(model, every: int, here: Cluster, progress) -> list[RealRow]:
+    """The ``RUN_MODES`` with a camera on each of the first two edge workers, really."""
+    from edgeweave.runtime import run
+    from edgeweave.runtime.profiling import plain_s
+
+    if len(here.devices) < 3:
+        return []
+    names = ("cam0", "cam1")
+    graphs = {name: dataclasses.replace(model.graph, name=name) for name in names}
+    sources = dict(zip(names, here.names))
+    inputs = {name: model.inputs[0] for name in names}
+    found = []
+    for mode in RUN_MODES:
+        if progress:
+            progress(f"{mode} with two cameras, really")
+        made = plan_mode(graphs, here, mode, every, REAL_GRID, here.names[-1], sources)
+        plain = sum(plain_s(model.module, model.inputs) for _ in names)
+        measured = run(made, inputs, backend="local", frames=REAL_FRAMES,
+                       interval_s=REAL_SPACING * plain)
+        for output in measured.outputs:
+            for name in names:
+                model.check_output(output[name])
+        tiles = [(e, made.unit(e.unit.partition("..")[0])) for e in measured.timeline.events
+                 if e.kind == "compute" and e.frame > 0]
+        tiles = [(e, u) for e, u in tiles if u.layers[0] == model.graph.layers[1].name]
+        found.append(RealRow(mode, len(here.devices) - 1, made.notes["predicted_ms"],
+                             1e3 * statistics.median(measured.timeline.latency_s[1:]),
+                             1e3 * plain, sum(e.resource != sources[u.graph] for e, u in tiles),
+                             len(tiles), cameras=len(names)))
+    return found
 
 
 def _tile_step(made: Plan, label: str) -> bool:
