@@ -46,7 +46,8 @@ from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import LocalOptions, Measured, collect_outputs
 from edgeweave.runtime.local_worker import COORDINATOR, serve
 from edgeweave.runtime.pipes import Sender, read_into
-from edgeweave.runtime.worker import WARM_UP, Emulation, Report, frame_outputs
+from edgeweave.runtime.emulation import Emulation
+from edgeweave.runtime.worker import WARM_UP, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
 
 

@@ -21,7 +21,8 @@ import torch
 from edgeweave.errors import WorkerError
 from edgeweave.runtime.backend import keep_freed_memory
 from edgeweave.runtime.pipes import Sender, read_into
-from edgeweave.runtime.worker import WARM_UP, DeviceWorker, Emulation, Report
+from edgeweave.runtime.emulation import Emulation
+from edgeweave.runtime.worker import WARM_UP, DeviceWorker, Report
 from edgeweave.units import Plan
 from edgeweave.units.segments import Segment
 from edgeweave.units.stealing import Pool, Thief, tasks

@@ -39,6 +39,7 @@ from edgeweave.errors import WorkerError
 from edgeweave.units import Event, Need, Plan, Region, Unit, unit_compute_s
 from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge
 from edgeweave.units.segments import Segment, segments
+from edgeweave.runtime.emulation import Emulation
 from edgeweave.units.stealing import outside_needs
 
 Key = tuple[str, str, Region]  # a need's (producer unit, layer, region)
@@ -79,34 +80,6 @@ class Report:
     last: bool
     due_s: float
     arrived_s: float | None = None
-
-
-class Emulation:
-    """What a worker emulates: each link's (or shared medium's) clock, given as
-    ``channel -> (free_at value, lock)`` that all workers share, and the cost model's compute
-    time as a lower bound on each step (``compute``)."""
-
-    def __init__(self, media: Mapping | None = None, compute: bool = False) -> None:
-        self.media, self.compute = media or {}, compute
-
-    def label(self) -> str:
-        """How the timeline's source names what was emulated."""
-        parts = (["emulated links"] if self.media else []) + (
-            ["emulated compute"] if self.compute else [])
-        return f", {' and '.join(parts)}" if parts else ""
-
-    def transfer(self, plan: Plan, src: str, dst: str, n_bytes: int, now: float
-                 ) -> tuple[float, float]:
-        """Occupy the link from ``src`` to ``dst``: (start, delivery time)."""
-        if not self.media or src == dst:
-            return now, now
-        link = plan.cluster.link(src, dst)
-        free_at, lock = self.media[link.channel]
-        with lock:  # the clock is shared with other processes: read and move it together
-            start = max(now, free_at.value)
-            end = start + CostModel.occupancy_s(n_bytes, link)
-            free_at.value = end
-        return start, end + link.latency_s
 
 
 @dataclass(frozen=True)
