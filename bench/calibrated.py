@@ -5,8 +5,9 @@ calibrated for the local backend (``edgeweave.calibrate``: layers in the context
 pass, the backend's cost per segment and per byte), N = 2 and 3, with the links not
 emulated, with emulated gigabit Ethernet and with emulated WiFi (one shared medium). Every registered planner plans on the calibrated cluster; each
 plan is simulated (one frame) and really run (frames one after another; median of all but
-the first two). Plain ``module(x)`` at one thread is timed in the same run, before and
-after. Speed-up = plain / measured; the row marked * is the plan ``compare`` ranks first.
+the first two). Plain ``module(x)`` at one thread is timed just before and just after each
+plan's run (the VM's speed drifts by tens of percent over minutes). Speed-up = plain /
+measured; the row marked * is the plan ``compare`` ranks first.
 
 Writes the "calibrated" section of docs/benchmarks.md.
 Run: .venv/bin/python bench/calibrated.py [model ...]
@@ -33,6 +34,7 @@ SETTINGS = {f"{n} workers, {label}": (f"x86-core*{n}@{network}", emulated)
                 ("no emulation", "ethernet", False), ("emulated Ethernet", "ethernet", True),
                 ("emulated WiFi", "wifi", True))}
 FRAMES = 6
+PLAIN_ROUNDS = 4  # plain passes timed just before and just after each planner's run
 
 
 def rows_for(name: str, label: str, expression: str, emulated: bool) -> list[str]:
@@ -41,25 +43,24 @@ def rows_for(name: str, label: str, expression: str, emulated: bool) -> list[str
     cluster = ew.Cluster.load(expression)
     with tempfile.TemporaryDirectory() as directory:
         calibrated = ew.calibrate(graph, (x,), cluster, "local", emulated, 3, directory)
-        before = plain_s(module, x)
         results = []
         for planner in PLANNERS:
             plan = ew.plan(graph, calibrated, planner=planner)
             predicted = ew.simulate(plan).latency_s[0]
             interval = 2.0 * predicted + 0.05
+            before = plain_s(module, x, PLAIN_ROUNDS)
             run = ew.run(plan, x, backend="local", frames=FRAMES, interval_s=interval,
                          emulate_links=emulated, timeout_s=300.0)
+            plain = statistics.median(before + plain_s(module, x, PLAIN_ROUNDS))
             measured = statistics.median(run.timeline.latency_s[2:])
-            results.append((planner, len(plan.units), predicted, measured))
+            results.append((planner, len(plan.units), predicted, measured, plain))
             print(name, label, results[-1], file=sys.stderr)
-        after = plain_s(module, x)
-    plain = statistics.median(before + after)
     best = min(results, key=lambda r: r[2])[0]
     return [f"| {name} | {label} | {planner}{' *' if planner == best else ''} | {units} | "
             f"{predicted * 1e3:.1f} ms | {measured * 1e3:.1f} ms | "
             f"{(predicted / measured - 1) * 100:+.0f}% | {plain * 1e3:.1f} ms | "
             f"{plain / measured:.2f}x |"
-            for planner, units, predicted, measured in results]
+            for planner, units, predicted, measured, plain in results]
 
 
 def main(models: list[str]) -> None:

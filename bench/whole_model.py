@@ -27,12 +27,12 @@ MODELS = ("yolov5s", "resnet50", "mobilenet_v2", "googlenet")
 ROUNDS = 16
 
 
-def plain_s(module, x) -> list[float]:
-    """Times of plain ``module(x)`` at one thread, after a warm-up."""
+def plain_s(module, x, rounds: int = ROUNDS // 2) -> list[float]:
+    """Times of ``rounds`` plain ``module(x)`` at one thread, after a warm-up of two."""
     torch.set_num_threads(1)
     times = []
     with torch.no_grad():
-        for round_ in range(ROUNDS // 2 + 2):
+        for round_ in range(rounds + 2):
             start = time.perf_counter()
             module(x)
             if round_ >= 2:
