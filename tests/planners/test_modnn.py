@@ -11,7 +11,7 @@ from edgeweave.errors import PlanError
 from edgeweave.planners import plan
 from edgeweave.planners.progressive import split_dim
 from edgeweave.runtime import run_inline
-from edgeweave.units import Part, Region, build_plan, whole
+from edgeweave.units import build_plan, relay, whole
 from edgeweave.units.serialize import from_json, to_json
 from tests.conftest import assert_equals_model, zoo_graph, zoo_model, zoo_output
 
@@ -59,9 +59,7 @@ def test_relays_survive_the_plan_file():
 def test_a_relay_of_a_model_output_is_refused_by_name():
     graph = zoo_graph("line")
     parts = [whole(graph, n.name, "rpi4b") for n in graph if n.kind != "input"]
-    output = graph.outputs[0]
-    parts.append(Part("line", (output,), Region.full(graph[output].output_shape), "rpi4b",
-                      relay=True))
+    parts.append(relay(graph, graph.outputs[0], "rpi4b"))
     with pytest.raises(PlanError, match="is a relay of .*not a model output"):
         build_plan({"line": graph}, ew.Cluster.load("rpi4b@ethernet"), parts)
 

@@ -77,8 +77,8 @@ from edgeweave.cluster import Device
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.problem import Problem
-from edgeweave.units import (Part, Plan, Region, build_plan, footprints, required_regions,
-                             validate)
+from edgeweave.units import (Part, Plan, Region, build_plan, footprints, relay,
+                             required_regions, validate)
 
 SIMULATED = 3  # candidates simulated in full, the best of a quick estimate
 MAX_CUTS = 12  # depths tried when L is chosen, evenly spread over the valid ones
@@ -277,8 +277,7 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
             stealable.update(tiles_of)
         parts += tiles_of
         if problem.options["share"] and tiles_of and problem.source_of(graph).name != gateway:
-            parts += [Part(graph.name, (name,), Region.full(graph[name].output_shape),
-                           gateway, relay=True) for name in graph.inputs]  # WSH: collected
+            parts += [relay(graph, name, gateway) for name in graph.inputs]  # WSH: collected
         parts += _after(problem, graph, count, tails[graph.name], gateway)
     # by first layer, stacks before single layers: a reusing tile's layers run after the
     # stacks they read inside (the default order, by last layer, would put them first);

@@ -29,7 +29,7 @@ from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
 from edgeweave.planners.problem import Problem
 from edgeweave.planners.progressive import bands, round_shares, split_dim
-from edgeweave.units import Part, Plan, Region, build_plan, footprints, whole
+from edgeweave.units import Part, Plan, build_plan, footprints, relay, whole
 
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
@@ -46,8 +46,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     for graph in problem.graphs.values():
         gateway = named or problem.source_of(graph).name
         if gateway != problem.source_of(graph).name:  # the frame goes to the gateway first
-            parts += [Part(graph.name, (name,), Region.full(graph[name].output_shape),
-                           gateway, relay=True) for name in graph.inputs]
+            parts += [relay(graph, name, gateway) for name in graph.inputs]
         workers = [d for d in problem.cluster.devices
                    if problem.options["gateway_rows"] or d.name != gateway]
         if not workers:
@@ -65,8 +64,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
                 continue
             parts += [Part(graph.name, (layer,), region, device) for device, region in split]
             if layer not in graph.outputs:  # outputs go back to the source anyway
-                full = Region.full(graph[layer].output_shape)
-                parts.append(Part(graph.name, (layer,), full, gateway, relay=True))
+                parts.append(relay(graph, layer, gateway))
     made = build_plan(problem.graphs, problem.cluster, parts, planner="bodp",
                       options=problem.options, models=problem.models, sources=problem.sources)
     from edgeweave.simulation import simulate

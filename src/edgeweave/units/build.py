@@ -40,6 +40,11 @@ def whole(graph: LayerGraph, layer: str, device: str) -> Part:
     return Part(graph.name, (layer,), Region.full(graph[layer].output_shape), device)
 
 
+def relay(graph: LayerGraph, layer: str, device: str) -> Part:
+    """A part gathering all of one layer, which others compute, on one device."""
+    return Part(graph.name, (layer,), Region.full(graph[layer].output_shape), device, True)
+
+
 def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequence[Part],
                order: Mapping[str, Sequence[int]] | None = None, planner: str = "manual",
                options: Mapping[str, Any] | None = None,
