@@ -64,9 +64,12 @@ def test_a_relay_of_a_model_output_is_refused_by_name():
         build_plan({"line": graph}, ew.Cluster.load("rpi4b@ethernet"), parts)
 
 
-def test_bad_layers_option_is_named():
-    with pytest.raises(PlanError, match="'layers' option of planner 'bodp'"):
-        plan(zoo_graph("line"), "rpi4b*2@wifi", planner="bodp", layers=0)
+@pytest.mark.parametrize("options, named", [({"layers": 0}, "layers"),
+                                            ({"gateway": "moon"}, "gateway"),
+                                            ({"gateway_rows": "no"}, "gateway_rows")])
+def test_bad_options_are_named(options, named):
+    with pytest.raises(PlanError, match=f"'{named}' option of planner 'bodp'"):
+        plan(zoo_graph("line"), "rpi4b*2@wifi", planner="bodp", **options)
 
 
 def test_a_gateway_away_from_the_camera_gets_the_frame_first_and_a_lone_edge_gets_the_rows():

@@ -38,6 +38,9 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     if not (count is None or (isinstance(count, int) and count >= 1)):
         raise PlanError(f"The 'layers' option of planner 'bodp' must be a number of layers "
                         f"from the input (1 or more) or None. Got {count!r} instead.")
+    if not isinstance(problem.options["gateway_rows"], bool):
+        raise PlanError("The 'gateway_rows' option of planner 'bodp' must be True or False. "
+                        f"Got {problem.options['gateway_rows']!r} instead.")
     named = problem.options["gateway"]
     if named is not None and named not in problem.cluster.names:
         raise PlanError(f"The 'gateway' option of planner 'bodp' names no device of cluster "
