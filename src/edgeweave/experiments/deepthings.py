@@ -268,7 +268,11 @@ class Result:
             "layer (MoDNN's, which every other row is set against); edgeweave's own "
             "layer-based plans exchange only halos (`equal-split`), and "
             "`proportional-split` leaves the Pis little to hold because it gives most "
-            "rows to the gateway.",
+            "rows to the gateway. Here MoDNN needs less per Pi than FTP, not more: a Pi "
+            "holds one band of one layer at a time (its input rows and its output rows), "
+            "freed once the gateway gathered it, where a tile's stack holds its receptive "
+            "field through the fused layers and its output until the frame is complete; "
+            "the seed's 69–79% must count a layer-based device holding whole maps.",
             "", *memory, "",
             "## Single-frame latency (ms, simulated)",
             "", *latency, "",
