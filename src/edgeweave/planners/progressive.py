@@ -17,6 +17,7 @@ with a rule for how many rows of a layer each device computes.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections import ChainMap
 from collections.abc import Callable, MutableMapping, Sequence
@@ -195,7 +196,8 @@ class Progress:
             seconds = self.problem.cost.occupancy_s(part.numel * graph[producer].itemsize, link)
             booked = self.booked.get(link.channel, ())
             start = earliest_gap(booked, piece.finish_s, seconds)
-            self.booked[link.channel] = tuple(sorted((*booked, (start, start + seconds))))
+            at = bisect.bisect(booked, (start, start + seconds))
+            self.booked[link.channel] = (*booked[:at], (start, start + seconds), *booked[at:])
             self.sent[key] = start + seconds + link.latency_s
         return self.sent[key]
 
@@ -217,7 +219,7 @@ def earliest_gap(booked: Sequence[tuple[float, float]], ready_s: float, seconds:
     long as it does not push back those booked after it (which the placement clock does not
     model)."""
     start = ready_s
-    for begin, end in booked:
+    for begin, end in booked[max(0, bisect.bisect_left(booked, (ready_s,)) - 1):]:
         if end <= start:
             continue
         if begin >= start + seconds:
