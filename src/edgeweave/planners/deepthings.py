@@ -165,8 +165,7 @@ def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
     soonest (list scheduling, dearest first) — or, ``share``, round robin over the devices
     in grid order (the models' rounds one after another) — when the last would finish, and
     each tile's device, FLOPs (with and without reuse), input bytes and reused strips'
-    bytes. With
-    ``reuse``, tiles in a checkerboard: (i + j) even ones run their whole stacks first;
+    bytes. With ``reuse``, tiles in a checkerboard: (i + j) even ones run their whole stacks first;
     each odd one runs layer by layer, every layer shrunk by what its even neighbours
     computed, reading their results for the rest (one unit per layer, so that it can read
     the layers inside their stacks)."""
