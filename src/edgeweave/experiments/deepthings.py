@@ -529,8 +529,7 @@ def _real_cameras(model, every: int, here: Cluster, progress) -> list[RealRow]:
             for name in names:
                 model.check_output(output[name])
         tiles = [(e, made.unit(e.unit.partition("..")[0])) for e in measured.timeline.events
-                 if e.kind == "compute" and e.frame > 0]
-        tiles = [(e, u) for e, u in tiles if u.layers[0] == model.graph.layers[1].name]
+                 if e.kind == "compute" and e.frame > 0 and _tile_step(made, e.unit)]
         found.append(RealRow(mode, len(here.devices) - 1, made.notes["predicted_ms"],
                              1e3 * statistics.median(measured.timeline.latency_s[1:]),
                              1e3 * plain, sum(e.resource != sources[u.graph] for e, u in tiles),
@@ -542,7 +541,7 @@ def _tile_step(made: Plan, label: str) -> bool:
     """Whether a compute event's step is a tile's stack, or the first layer of a tile's
     chain (one per tile, whichever mode)."""
     unit = made.unit(label.partition("..")[0])
-    return unit.graph == MODEL and unit.layers[0] == made.graphs[MODEL].layers[1].name
+    return unit.layers[0] == made.graphs[unit.graph].layers[1].name
 
 
 def _first(whole: Cluster, count: int) -> Cluster:
