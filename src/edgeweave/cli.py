@@ -441,11 +441,14 @@ def run(
     backend: BackendOption = "local", frames: FramesOption = 1,
     interval: IntervalOption = 0.0,
     emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
-                                          "and its devices' predicted compute times.")] = False,
+                                          "and its devices' predicted compute times; ray: "
+                                          "the compute times.")] = False,
     check: Annotated[bool, typer.Option(help="Compare outputs with the original model.")] = False,
     address: AddressOption = None,
-    ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph) or "
-                                          "plain (actor calls).")] = "compiled",
+    ray_mode: Annotated[str, typer.Option(help="ray: compiled (a Ray Compiled Graph), plain "
+                                          "(actor calls), messages (actors message each "
+                                          "other; steals) or auto (messages for a plan "
+                                          "with stealable units, else compiled).")] = "auto",
     detect: Annotated[float, typer.Option(help="local: seconds of silence after which a "
                                           "worker counts as dead and is re-planned.")] = 3.0,
     timeout: Annotated[float, typer.Option(help="Seconds without progress before the run "
@@ -464,7 +467,8 @@ def run(
                                 total=frames)
             options = {"local": {"detect_s": detect, "emulate_links": emulate,
                                  "emulate_compute": emulate},
-                       "ray": {"detect_s": detect, "address": address, "mode": ray_mode}}
+                       "ray": {"detect_s": detect, "address": address, "mode": ray_mode,
+                               "emulate_compute": emulate}}
             result = run_plan(made, inputs, backend, frames, interval, timeout,
                               lambda _: bar.advance(task), **options.get(backend, {}))
         error = max(max_error(module, inputs, o) for o in result.outputs) if check else None

@@ -212,7 +212,7 @@ def test_bad_backend_options_are_named():
                                                 "be a positive number of seconds. Got -1"):
         ew.run(plan, x, backend="local", detect_s=-1)
     with pytest.raises(ew.EdgeweaveError, match="The 'mode' option of backend 'ray' must be one "
-                                                "of compiled, plain. Got 'fast' instead."):
+                                                "of auto, compiled, plain, messages. Got 'fast' instead."):
         ew.run(plan, x, backend="ray", mode="fast")
     with pytest.raises(ew.EdgeweaveError, match="Backend 'inline' has no option 'detect_s'"):
         ew.run(plan, x, detect_s=1.0)

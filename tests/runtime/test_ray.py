@@ -14,13 +14,13 @@ import edgeweave as ew
 from edgeweave.errors import ClusterConfigError
 from edgeweave.planners import PLANNERS
 from edgeweave.errors import WorkerError
-from edgeweave.runtime.backend import RAY_MODES as MODES
 from edgeweave.runtime.ray_cluster import worker_command
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
 from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan, ran
 
 FOUR = "rpi4b*3+edge-server@wifi"
+MODES = ("compiled", "plain", "messages")  # "auto" is one of them
 pytestmark = pytest.mark.usefixtures("ray_instance")
 
 

@@ -1,6 +1,7 @@
 """Work stealing (seed 003): a stealable unit is run exactly once, by its home or by one
-taker; stealing plans equal the model on every backend; the simulator's stealing beats
-the home alone on the seed's own setting; a taker killed mid-run loses no tile."""
+taker; stealing plans equal the model on every backend (local processes and Ray actors
+steal); the simulator's stealing beats the home alone on the seed's own setting; a taker
+killed mid-run loses no tile."""
 
 from __future__ import annotations
 
@@ -147,6 +148,39 @@ def test_local_workers_steal_tiles_and_equal_the_model(reuse):
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.parametrize("reuse", [False, True])
+def test_ray_actors_steal_tiles_and_equal_the_model(reuse, ray_instance):
+    made, x, expected = _stealing_plan(reuse=reuse)
+    result = ew.run(made, x, backend="ray", frames=3, emulate_compute=True)
+    assert result.timeline.source.startswith("measured: ray backend (messages)")  # auto
+    for output in result.outputs:
+        assert_equals_model(output, expected)
+    runners = _runners(made, result.timeline)
+    assert set(runners.values()) == {1} and len(runners) == 3 * len(made.pool)
+    devices = {e.resource for e in result.timeline.events
+               if e.kind == "compute" and e.unit in made.pool}
+    assert len(devices) > 1
+
+
+def test_a_ray_taker_killed_mid_run_loses_no_tile(ray_instance):
+    made, x, expected = _stealing_plan()
+
+    def kill_rpi4b_2(frame):
+        if frame == 0:
+            name = next(n for n in ray_instance.util.list_named_actors()
+                        if n.startswith("edgeweave-rpi4b-2-"))
+            ray_instance.kill(ray_instance.get_actor(name))
+
+    result = ew.run(made, x, backend="ray", frames=4, interval_s=0.4, emulate_compute=True,
+                    on_frame=kill_rpi4b_2)
+    assert len(result.outputs) == 4
+    for output in result.outputs:
+        assert_equals_model(output, expected)
+    assert len(result.faults) == 1 and "device 'rpi4b-2' died" in result.faults[0]
+    assert not any(e.resource == "rpi4b-2" for e in result.timeline.events
+                   if e.kind == "compute" and e.frame == 3)
+
+
 def test_a_taker_killed_mid_run_loses_no_tile():
     made, x, expected = _stealing_plan()
     result = ew.run(made, x, backend="local", frames=4, interval_s=0.4, emulate_compute=True,
@@ -180,10 +214,12 @@ def test_each_camera_is_the_source_of_its_model():
     assert set(_runners(made, timeline).values()) == {1}
 
 
-@pytest.mark.parametrize("backend", ["inline", "local"])
-def test_two_cameras_steal_from_each_other_and_equal_the_model(backend):
+@pytest.mark.parametrize("backend", ["inline", "local", "ray"])
+def test_two_cameras_steal_from_each_other_and_equal_the_model(backend, request):
+    if backend == "ray":
+        request.getfixturevalue("ray_instance")
     made, inputs, expected = _two_cameras(steal=True)
-    options = {"emulate_compute": True} if backend == "local" else {}
+    options = {"emulate_compute": True} if backend != "inline" else {}
     result = ew.run(made, inputs, backend=backend, frames=2, **options)
     for outputs in result.outputs:
         assert_equals_model(outputs["cam0"], expected)

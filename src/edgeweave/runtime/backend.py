@@ -43,15 +43,19 @@ class LocalOptions:
 @dataclass(frozen=True)
 class RayOptions:
     """The ray backend: the Ray cluster to join (``address``; default, one started here),
-    the plan as a compiled graph or plain actor calls (``mode``), and how long a ping may
-    go unanswered before an actor counts as dead (``detect_s``)."""
+    the plan as a compiled graph, plain actor calls or messages between actors (``mode``;
+    ``auto``: messages for a plan with stealable units, which only they can steal, else a
+    compiled graph), how long an actor may stay silent before it counts as dead
+    (``detect_s``), and whether the devices' predicted compute times are emulated
+    (``emulate_compute``)."""
 
     address: str | None = None
-    mode: str = "compiled"
+    mode: str = "auto"
     detect_s: float = 3.0
+    emulate_compute: bool = False
 
 
-RAY_MODES = ("compiled", "plain")
+RAY_MODES = ("auto", "compiled", "plain", "messages")
 
 
 def check(backend: str, options: Any) -> None:

@@ -14,7 +14,8 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import torch
 
@@ -51,38 +52,58 @@ def serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, beat
             time.sleep(HEARTBEAT_S)
 
     threading.Thread(target=beat, daemon=True).start()
-    loop = _Loop(device, plan, inbound, outbound, emulation)
-    try:
-        loop.serve()
-    except _Stop:
-        return
-    except Exception as error:  # reported to the coordinator, which names the device
-        text = str(error) if isinstance(error, WorkerError) else (
-            f"Device '{device}' failed on frame {loop.frame}: {type(error).__name__}: {error}")
-        loop.post(COORDINATOR, ("error", text))
-        loop.outbound[COORDINATOR].flush()
+    inbox: queue.Queue = queue.Queue()
+    loop = Loop(device, plan, {target: Sender(connection)
+                               for target, connection in outbound.items()}, inbox, emulation)
+    for sender, connection in inbound.items():
+        read_into(connection, sender, inbox, loop.answer)
+    loop.serve_until_stopped()
 
 
-class _Loop:
-    """A worker process's loop around its ``DeviceWorker``: what arrives goes in, what a
-    segment produces goes out on the pipe of its receiver."""
+class Poster(Protocol):
+    """One peer's end of a transport: ``post`` never waits on the peer."""
 
-    def __init__(self, device: str, plan: Plan, inbound, outbound, emulation: Emulation) -> None:
-        self.device = device
-        self.outbound = {target: Sender(connection) for target, connection in outbound.items()}
-        self.core = DeviceWorker(device, plan, emulation)
+    def post(self, message: tuple) -> None: ...
+
+    def flush(self) -> None:
+        """Wait until what was posted has left."""
+        ...
+
+
+class Loop:
+    """A worker's loop around its ``DeviceWorker``: what arrives in ``inbox`` (as
+    ``(sender, message)``, messages of type ``steal`` answered at once by ``answer``, which
+    the transport calls as a message arrives) goes in, what a segment produces goes out to
+    its receiver's ``outbound`` poster."""
+
+    def __init__(self, device: str, plan: Plan, outbound: Mapping[str, Poster],
+                 inbox: queue.Queue, emulation: Emulation,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.device, self.outbound, self.inbox, self.clock = device, outbound, inbox, clock
+        self.core = DeviceWorker(device, plan, emulation, clock)
         self.tasks = tasks(plan)  # every stealable task, by its first unit
         self.pool, self.thief = Pool(plan, device, self.tasks), Thief(device)
         self.taken: list[tuple[int, Segment]] = []  # stolen tasks handed to this device
-        self.inbox: queue.Queue = queue.Queue()
-        for sender, connection in inbound.items():
-            read_into(connection, sender, self.inbox, self.answer)
         self.finished: set[int] = {WARM_UP}  # what arrives of the rehearsal is dropped
         self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
         self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
         self.arrived: dict[int, float] = {}  # frame -> when its inputs got here, unreported
         self.frame = 0
+
+    def serve_until_stopped(self) -> None:
+        """Serve until told to stop; an error is reported to the coordinator, which
+        names the device."""
+        try:
+            self.serve()
+        except _Stop:
+            return
+        except Exception as error:
+            text = str(error) if isinstance(error, WorkerError) else (
+                f"Device '{self.device}' failed on frame {self.frame}: "
+                f"{type(error).__name__}: {error}")
+            self.post(COORDINATOR, ("error", text))
+            self.outbound[COORDINATOR].flush()
 
     def serve(self) -> None:
         for target, parcel in self.core.warm_up():  # warms the pipes and their arenas too
@@ -113,21 +134,27 @@ class _Loop:
                     if segment == last:  # the coordinator waits for a last report
                         self.post(COORDINATOR, ("report", Report(
                             self.device, frame, {}, self.unreported.pop(frame, ()), True,
-                            time.perf_counter(), self.arrived.pop(frame, None))))
+                            self.clock(), self.arrived.pop(frame, None))))
                     continue
             self.run(segment, frame)
 
     def run(self, segment, frame: int, stolen: bool = False) -> None:
         parcels, report = self.core.run(frame, segment)
+        # the coordinator only needs outputs and the last report: a report per segment
+        # woke it at every hop, on the cores the workers compute on; events wait here.
+        # A stolen task's events may be of a frame this device has reported: they travel
+        # with its results, and their consumer reports them
+        events = self.unreported.pop(report.frame, ()) + report.events
+        if stolen and parcels and not report.outputs:
+            target, parcel = parcels[0]
+            parcels[0] = (target, dataclasses.replace(parcel, events=events))
+            events, stolen = (), False
         for target, parcel in parcels:
             self.post(target, ("parcel", parcel))
         self.open_pool()
-        # the coordinator only needs outputs and the last report: a report per segment
-        # woke it at every hop, on the cores the workers compute on; events wait here
-        # (a stolen unit reports at once: it may be of a frame this device has reported)
-        events = self.unreported.pop(report.frame, ()) + report.events
         if not (report.outputs or report.last or stolen):
-            self.unreported[report.frame] = events
+            if events:
+                self.unreported[report.frame] = events
             return
         self.post(COORDINATOR, ("report", dataclasses.replace(
             report, events=events, arrived_s=self.arrived.pop(report.frame, None))))
@@ -192,6 +219,8 @@ class _Loop:
                 self.core.receive_inputs(frame, graph, tensors)
             else:
                 self.core.receive(message[1])
+                if message[1].events:  # a stolen task's, reported from here
+                    self.unreported[frame] = self.unreported.get(frame, ()) + message[1].events
             self.open_pool()
 
     def answer(self, taker: str, message) -> bool:
@@ -199,7 +228,7 @@ class _Loop:
         arrive (its arrival at its source device), and hand a device that asks the next
         stealable task it may take, with what it reads, or say there is none."""
         if message is not None and message[0] == "input" and message[1] not in self.finished:
-            self.arrived.setdefault(message[1], time.perf_counter())
+            self.arrived.setdefault(message[1], self.clock())
         if message is None or message[0] != "steal":
             return False
         item = self.pool.take(taker)

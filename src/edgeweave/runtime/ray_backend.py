@@ -30,8 +30,10 @@ and the frames not collected are sent again — held units return their held res
 the lost units are computed again. Other failures are named (the device and the frame);
 every actor is killed and a Ray instance started for the run is shut down.
 
-Stealable units (``Plan.pool``) run at their homes: the calls form a static graph, and
-stealing on Ray is not done yet (the timeline's source says so).
+The calls of these two modes form a static graph: stealable units (``Plan.pool``) run at
+their homes (the timeline's source says so). The third mode, ``messages``
+(``runtime.ray_messages``, the default for a plan with stealable units), carries the local
+backend's message protocol over actor calls instead, and steals.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ import torch
 
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
+from edgeweave.runtime import ray_messages
 from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs, keep_freed_memory
 from edgeweave.runtime.ray_cluster import (connect, first_line, import_ray, offsets_of,
                                            on_driver_clock, resource)
+from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline
 from edgeweave.units.segments import Segment, receivers, segments
@@ -75,10 +79,11 @@ class DeviceActor:
     *floor* that inputs carry and parcels pass on): after a re-plan, a call for a unit it
     holds returns the held results instead of computing them again."""
 
-    def __init__(self, device: str, plan: Plan) -> None:
+    def __init__(self, device: str, plan: Plan, emulate_compute: bool = False) -> None:
         torch.set_num_threads(plan.cluster.device(device).threads or 1)
         keep_freed_memory()
-        self.core = DeviceWorker(device, plan, clock=time.time)
+        self.core = DeviceWorker(device, plan, Emulation(compute=emulate_compute),
+                                 clock=time.time)
         self.core.warm_up()
         self.floor = 0
         self.log: list[Event] = []  # every event of frames not yet collected
@@ -144,9 +149,18 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     with what they hold, and the frames not yet collected are sent again.
     """
     mode, detect_s = options.mode, options.detect_s
+    if mode == "auto":
+        mode = "messages" if plan.pool else "compiled"
     ray = import_ray()
     started = connect(ray, list(plan.order), options.address)
-    session = _Session(ray, plan, mode, on_frame, timeout_s)
+    if mode == "messages":
+        try:
+            return ray_messages.execute(ray, plan, frames, interval_s, timeout_s, on_frame,
+                                        options)
+        finally:
+            if started:
+                ray.shutdown()
+    session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute)
     finished: list[list[tuple]] = []
     faults: list[str] = []
     try:
@@ -186,7 +200,8 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                         tuple(done),
                         f"measured: ray backend ({mode}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors"
-                        + (", stealable units run at their homes" if plan.pool else ""))
+                        + (", stealable units run at their homes" if plan.pool else "")
+                        + ray_messages.options_label(options))
     return Measured(outputs, timeline, tuple(faults))
 
 
@@ -194,8 +209,9 @@ class _Session:
     """The actors of a run and the runner that feeds them frames; after a device is lost,
     the survivors' actors go on — with what they hold — under the re-planned plan."""
 
-    def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float) -> None:
-        self.ray, self.plan, self.mode = ray, plan, mode
+    def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float,
+                 emulate_compute: bool) -> None:
+        self.ray, self.plan, self.mode, self.emulate = ray, plan, mode, emulate_compute
         self.on_frame, self.timeout_s = on_frame, timeout_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
@@ -218,7 +234,7 @@ class _Session:
                 self.actors[device] = remote.options(
                     resources={resource(device): 0.001}, max_restarts=0,
                     name=f"edgeweave-{device}-{os.getpid()}-{id(self):x}").remote(
-                        device, self.plan.for_device(device))
+                        device, self.plan.for_device(device), self.emulate)
         self.offsets = offsets_of(self.ray, self.actors, self.timeout_s)
         self.runner = self._runner()
         self.start_s = time.time()

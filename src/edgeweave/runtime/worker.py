@@ -58,6 +58,9 @@ class Parcel:
     sent_s: float
     due_s: float
     floor: int = 0  # frames below it are complete (the ray backend passes it on)
+    # a stolen task's events, which its consumer reports: they reach the driver before the
+    # frame can be complete, which the taker's own report might not
+    events: tuple[Event, ...] = ()
 
     @property
     def n_bytes(self) -> int:
