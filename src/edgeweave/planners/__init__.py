@@ -16,7 +16,7 @@ from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
-                                modnn, neurosurgeon)
+                                memetic, modnn, neurosurgeon)
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan
 
@@ -41,6 +41,12 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
     "bodp": (modnn.plan, {"gateway": None, "gateway_rows": True, "layers": None},
              "seed 003's baseline: rows in proportion to speed, gathered after every layer "
              "(MoDNN)"),
+    "lo": (memetic.layer_offloading, {**memetic.DEFAULTS, "pieces": 1},
+           "seed 000's LO: whole layers in blocks, placed by PSO-GA (several models at once)"),
+    "po": (memetic.piece_offloading, memetic.DEFAULTS,
+           "seed 000's PO: layers cut in pieces, grouped in blocks, placed by PSO-GA"),
+    "mo": (memetic.memetic_offloading, {**memetic.DEFAULTS, "loops": 300},
+           "seed 000's MO: pieces in blocks placed by a memetic search (PSO-GA + local)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),
     "proportional-split": (layerwise.proportional_split, {},
@@ -94,7 +100,7 @@ def _sources(sources: Mapping[str, str], graphs: Mapping[str, LayerGraph], clust
 
 
 # planners that take each model from its own source device (``plan(..., sources=...)``)
-SOURCES = ("local", "remote", "deepthings", "bodp")
+SOURCES = ("local", "remote", "deepthings", "bodp", "lo", "po", "mo")
 
 
 def _by_name(graphs) -> dict[str, LayerGraph]:

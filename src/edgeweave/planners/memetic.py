@@ -1,0 +1,336 @@
+"""Block offloading for several models at once by PSO-GA and a memetic search (seed 000).
+
+Jin, Park and Lee (MobiHoc 2022) cut every layer into pieces (``planners.pieces``), group
+the pieces into blocks (``planners.multilevel``) and search which device runs each block,
+to minimise the completion time of all the models; each device runs its pieces in
+descending upward rank. The search is particle swarm optimisation with genetic operators
+(PSO-GA), as in the authors' code: one gene per block (its device); the "velocity" is a
+mutation of one gene with probability ``w = w_max - (w_max - w_min) * exp(ps / (ps - 1.01))``
+(``ps`` the share of genes equal to the global best's); then a two-point crossover with the
+particle's best (probability 0.9 falling to 0.2 over the loops) and with the global best
+(0.4 rising to 0.9); blocks moved off devices whose memory they overflow. Unlike the
+authors' all-random swarm, the first particles put every block on one device (one particle
+per device), so that no plan found is slower than one device alone. It stops after
+``loops`` loops or ``patience`` loops without improvement. The memetic variant adds a local
+step: each particle, with probability 0.5, takes two random blocks in turn and tries each
+on every device, keeping the best.
+
+Three planners, the seed's three variants: ``lo`` (layers whole, PSO-GA), ``po`` (pieces,
+PSO-GA) and ``mo`` (pieces, memetic). Their options: ``pieces`` (per layer; ``lo``: 1),
+``blocks`` (k per model), ``refine`` (boundary FM while uncoarsening), ``particles``,
+``loops``, ``patience``, ``w_max``, ``w_min``.
+
+The fitness is a list schedule of the pieces on the cost model — each piece, in descending
+rank, starts when its device is free and what it reads has arrived, each transfer booked
+on its link (or shared medium, as the simulator does; the authors' model has no
+contention, which a cluster of point-to-point links reproduces) — evaluated for a whole
+swarm at once with numpy, so that the search takes seconds. The plan's
+``notes["predicted_ms"]`` is ``simulate(plan)``, which also counts shared media.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeweave.errors import PlanError
+from edgeweave.planners.multilevel import Blocks, cut_bytes, partition
+from edgeweave.planners.pieces import PieceGraph, piece_graph, piece_seconds, upward_ranks
+from edgeweave.planners.problem import Problem
+from edgeweave.simulation import simulate
+from edgeweave.units import Part, Plan, Region, build_plan
+
+DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
+            "patience": 50, "w_max": 0.8, "w_min": 0.2}
+
+
+class Fitness:
+    """The workload's completion time under many block -> device assignments at once."""
+
+    def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
+                 order: list[int], seconds: list[dict[str, float]]) -> None:
+        names = problem.cluster.names
+        self.devices = len(names)
+        self.compute = np.array([[s[d] for d in names] for s in seconds])
+        self.per_byte = np.zeros((self.devices, self.devices))
+        self.latency = np.zeros((self.devices, self.devices))
+        channels: dict[str, int] = {}
+        # a device's own "channel" is the last column: never waited on (see __call__)
+        self.channel = np.full((self.devices, self.devices), -1, dtype=int)
+        for i, a in enumerate(names):
+            for j, b in enumerate(names):
+                if i != j:
+                    link = problem.cluster.link(a, b)
+                    self.per_byte[i, j] = 8.0 / link.bandwidth_bps
+                    self.latency[i, j] = link.latency_s
+                    self.channel[i, j] = channels.setdefault(link.channel, len(channels))
+        self.channels = len(channels) + 1
+        self.channel[self.channel < 0] = len(channels)
+        self.order = order
+        # what each piece reads: (producer, bytes, key), the key naming the region read,
+        # which a device receives once however many of its pieces read it (the simulator's rule)
+        keys: dict[tuple[int, Region], int] = {}
+        self.reads = [[(producer, float(size), keys.setdefault((producer, region), len(keys)))
+                       for producer, size, region in before]
+                      for before in _reads(pieces)]
+        self.keys = len(keys)
+        self.block_of = np.array(blocks.block_of)
+        source = {g.name: names.index(problem.source_of(g).name)
+                  for g in problem.graphs.values()}
+        self.fixed = [(p, source[piece.graph]) for p, piece in enumerate(pieces.pieces)
+                      if piece.is_input]
+        self.back = []  # (piece, its model's source, bytes of outputs it sends back)
+        for p, piece in enumerate(pieces.pieces):
+            graph = problem.graphs[piece.graph]
+            if piece.layers[-1] in graph.outputs and not piece.is_input:
+                self.back.append((p, source[piece.graph],
+                                  piece.region.numel * graph[piece.layers[-1]].itemsize))
+        self.evaluations = 0
+
+    def __call__(self, genomes: np.ndarray) -> np.ndarray:
+        """Completion time of each row of ``genomes`` (a device index per block)."""
+        count = len(genomes)
+        self.evaluations += count
+        rows = np.arange(count)
+        device = genomes[:, np.maximum(self.block_of, 0)]
+        for piece, source in self.fixed:
+            device[:, piece] = source
+        finish = np.zeros(device.shape)
+        free = np.zeros((count, self.devices))
+        busy = np.zeros((count, self.channels))  # when each link or shared medium is free
+        got = np.full((count, self.keys, self.devices), np.inf)  # when a region reached a device
+        for piece in self.order:
+            here = device[:, piece]
+            ready = np.zeros(count)
+            for producer, size, key in self.reads[piece]:
+                there = device[:, producer]
+                done = finish[:, producer]
+                known = got[rows, key, here]
+                fresh = (there != here) & np.isinf(known)
+                channel = self.channel[there, here]
+                sent = np.maximum(done, busy[rows, channel]) + size * self.per_byte[there, here]
+                busy[rows, channel] = np.where(fresh, sent, busy[rows, channel])
+                arrive = np.where(fresh, sent + self.latency[there, here],
+                                  np.where(there != here, known, done))
+                got[rows, key, here] = arrive
+                ready = np.maximum(ready, arrive)
+            start = np.maximum(ready, free[rows, here])
+            finish[:, piece] = start + self.compute[piece, here]
+            free[rows, here] = finish[:, piece]
+        done = np.zeros(count)
+        for piece, source, size in self.back:
+            there = device[:, piece]
+            done = np.maximum(done, finish[:, piece] + (there != source) * (
+                size * self.per_byte[there, source] + self.latency[there, source]))
+        return done
+
+
+def _reads(pieces: PieceGraph) -> list[list[tuple[int, int, Region]]]:
+    """Per piece: (producer, bytes, the region of the producer's layer it reads)."""
+    result: list[list[tuple[int, int, Region]]] = [[] for _ in pieces.pieces]
+    for producer, consumer, size in pieces.edges:
+        result[consumer].append((producer, size, pieces.regions[producer, consumer]))
+    return result
+
+
+@dataclass
+class Search:
+    """What a search found: the best assignment, its fitness, the best fitness after each
+    loop, and how many assignments were evaluated."""
+
+    best: np.ndarray
+    fitness: float
+    history: list[float]
+    evaluations: int
+
+
+def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndarray],
+           rng: np.random.Generator, particles: int, loops: int, patience: int,
+           w_max: float, w_min: float, memetic: bool) -> Search:
+    """PSO-GA over assignments of ``blocks`` genes (memetic: with the local step)."""
+    devices = fitness.devices
+    # every block on one device, for each device, among the first particles: the search
+    # starts from what a single device does (the authors' swarm is all random)
+    swarm = np.array([repair(np.full(blocks, i) if i < devices else
+                             rng.integers(0, devices, blocks)) for i in range(particles)])
+    value = fitness(swarm)
+    own_best, own_value = swarm.copy(), value.copy()
+    top = int(np.argmin(value))
+    best, best_value = swarm[top].copy(), float(value[top])
+    history, stale = [best_value], 0
+    for loop in range(loops):
+        progress = loop / max(1, loops - 1)
+        with_own, with_best = 0.9 - 0.7 * progress, 0.4 + 0.5 * progress
+        for i in range(particles):
+            same = float(np.mean(swarm[i] == best))
+            w = w_max - (w_max - w_min) * math.exp(same / (same - 1.01))
+            genes = swarm[i].copy()
+            if rng.random() < w:
+                genes[rng.integers(blocks)] = rng.integers(devices)
+            if rng.random() < with_own:
+                genes = _two_point(genes, own_best[i], rng)
+            if rng.random() < with_best:
+                genes = _two_point(genes, best, rng)
+            swarm[i] = repair(genes)
+        value = fitness(swarm)
+        if memetic:
+            value = _local_step(fitness, swarm, value, repair, rng)
+        improved = value < own_value
+        own_best[improved], own_value[improved] = swarm[improved], value[improved]
+        top = int(np.argmin(own_value))
+        if own_value[top] < best_value - 1e-12:
+            best, best_value, stale = own_best[top].copy(), float(own_value[top]), 0
+        else:
+            stale += 1
+        history.append(best_value)
+        if stale >= patience:
+            break
+    return Search(best, best_value, history, fitness.evaluations)
+
+
+def _two_point(genes: np.ndarray, other: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    a, b = sorted(rng.choice(len(genes) + 1, 2, replace=False))
+    crossed = genes.copy()
+    crossed[a:b] = other[a:b]
+    return crossed
+
+
+def _local_step(fitness: Fitness, swarm: np.ndarray, value: np.ndarray, repair,
+                rng: np.random.Generator) -> np.ndarray:
+    """Each particle, with probability 0.5: two random blocks in turn, each tried on every
+    device, the best kept (every particle's tries evaluated together)."""
+    chosen = np.flatnonzero(rng.random(len(swarm)) < 0.5)
+    if not len(chosen):
+        return value
+    devices, blocks = fitness.devices, swarm.shape[1]
+    for _ in range(2):
+        block = rng.integers(0, blocks, len(chosen))
+        tries = np.repeat(swarm[chosen], devices, axis=0)
+        tries[np.arange(len(tries)), np.repeat(block, devices)] = np.tile(
+            np.arange(devices), len(chosen))
+        feasible = np.array([np.array_equal(repair(t), t) for t in tries])
+        found = np.where(feasible, fitness(tries), np.inf).reshape(len(chosen), devices)
+        pick = found.argmin(axis=1)
+        better = found[np.arange(len(chosen)), pick] < value[chosen]
+        for row, particle in enumerate(chosen):
+            if better[row]:
+                swarm[particle] = tries[row * devices + pick[row]]
+                value[particle] = found[row, pick[row]]
+    return value
+
+
+class Memory:
+    """Repair: blocks moved off devices whose memory their layers' weights overflow."""
+
+    def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
+                 rng: np.random.Generator) -> None:
+        self.capacity = np.array([d.memory_bytes for d in problem.cluster.devices], float)
+        self.layers = [{(pieces.pieces[p].graph, name) for p in members
+                        for name in pieces.pieces[p].layers} for members in blocks.members()]
+        self.bytes = {(g, name): problem.graphs[g][name].param_bytes
+                      for layers in self.layers for g, name in layers}
+        self.rng = rng
+        self.needed = sum(self.bytes.values()) > self.capacity.min()
+
+    def used(self, genes: np.ndarray) -> np.ndarray:
+        """Weight bytes each device holds under ``genes``."""
+        held: list[set] = [set() for _ in self.capacity]
+        for block, device in enumerate(genes):
+            held[device] |= self.layers[block]
+        return np.array([sum(self.bytes[k] for k in layers) for layers in held])
+
+    def __call__(self, genes: np.ndarray) -> np.ndarray:
+        if not self.needed:
+            return genes
+        genes = genes.copy()
+        for _ in range(len(genes)):
+            used = self.used(genes)
+            over = np.flatnonzero(used > self.capacity)
+            if not len(over):
+                break
+            on = np.flatnonzero(genes == over[0])
+            block = int(self.rng.choice(on))
+            genes[block] = int(np.argmax(self.capacity - used))
+        return genes
+
+
+def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> Plan:
+    options = problem.options
+    _check(name, options)
+    pieces = piece_graph(problem.graphs, options["pieces"])
+    graph_of = problem.graphs
+    seconds = [piece_seconds(problem, graph_of[p.graph], p) for p in pieces.pieces]
+    links = problem.cluster.links
+    per_byte = float(np.mean([8.0 / link.bandwidth_bps for link in links])) if links else 0.0
+    rank = upward_ranks(pieces, seconds, per_byte)
+    weight = [float(np.mean(list(s.values()))) for s in seconds]
+    blocks = partition(pieces, options["blocks"], rank, weight, options["refine"])
+    order = sorted(range(len(pieces.pieces)), key=lambda p: (-rank[p], p))
+    generator = np.random.default_rng(rng.getrandbits(64))
+    fitness = Fitness(problem, pieces, blocks, order, seconds)
+    repair = Memory(problem, pieces, blocks, generator)
+    found = pso_ga(fitness, blocks.count, repair, generator, options["particles"],
+                   options["loops"], options["patience"], options["w_max"], options["w_min"],
+                   memetic)
+    made = _plan(problem, pieces, blocks, order, found.best, name)
+    notes = {"pieces": len([p for p in pieces.pieces if not p.is_input]),
+             "blocks": blocks.count, "cut_bytes": cut_bytes(pieces, blocks.block_of),
+             "fitness_ms": 1e3 * found.fitness, "loops": len(found.history) - 1,
+             "evaluations": found.evaluations,
+             "convergence_ms": [round(1e3 * v, 4) for v in found.history],
+             "predicted_ms": 1e3 * simulate(made).latency_s[0]}
+    return dataclasses.replace(made, notes=notes)
+
+
+def _plan(problem: Problem, pieces: PieceGraph, blocks: Blocks, order: list[int],
+          genes: np.ndarray, name: str) -> Plan:
+    """The plan of an assignment: each piece a unit on its block's device, each device's
+    units in descending rank."""
+    names = problem.cluster.names
+    parts, position = [], {}
+    for p in order:
+        piece = pieces.pieces[p]
+        if piece.is_input:
+            continue
+        position[p] = len(parts)
+        parts.append(Part(piece.graph, piece.layers, piece.region,
+                          names[int(genes[blocks.block_of[p]])]))
+    by_device = {d: [i for i, part in enumerate(parts) if part.device == d] for d in names}
+    return build_plan(problem.graphs, problem.cluster, parts, by_device, planner=name,
+                      options=problem.options, models=problem.models, sources=problem.sources)
+
+
+def _check(name: str, options) -> None:
+    for key in ("pieces", "blocks", "particles", "loops", "patience"):
+        value = options[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise PlanError(f"The '{key}' option of planner '{name}' must be a positive "
+                            f"integer. Got {value!r} instead.")
+    if not isinstance(options["refine"], bool):
+        raise PlanError(f"The 'refine' option of planner '{name}' must be true or false. "
+                        f"Got {options['refine']!r} instead.")
+    w_max, w_min = options["w_max"], options["w_min"]
+    if not (isinstance(w_max, int | float) and isinstance(w_min, int | float)
+            and 0 <= w_min <= w_max <= 1):
+        raise PlanError(f"Planner '{name}' needs 0 <= w_min <= w_max <= 1. Got w_min="
+                        f"{w_min!r}, w_max={w_max!r}.")
+
+
+def layer_offloading(problem: Problem, rng: random.Random) -> Plan:
+    """LO: layers whole, grouped into blocks, placed by PSO-GA."""
+    return _offload(problem, rng, "lo", memetic=False)
+
+
+def piece_offloading(problem: Problem, rng: random.Random) -> Plan:
+    """PO: pieces of layers grouped into blocks, placed by PSO-GA."""
+    return _offload(problem, rng, "po", memetic=False)
+
+
+def memetic_offloading(problem: Problem, rng: random.Random) -> Plan:
+    """MO: pieces of layers grouped into blocks, placed by the memetic search."""
+    return _offload(problem, rng, "mo", memetic=True)
