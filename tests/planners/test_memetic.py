@@ -155,3 +155,26 @@ def test_bad_search_options_are_named():
         ew.plan(zoo_graph("line"), CLUSTER, planner="mo", w_min=0.9, w_max=0.1)
     with pytest.raises(PlanError, match="'refine' option"):
         ew.plan(zoo_graph("line"), CLUSTER, planner="lo", refine="yes")
+
+
+@pytest.mark.parametrize("cluster", [CLUSTER, "rpi3*2+jetson-tx2@4g"])
+def test_no_plan_beats_the_lower_bound(cluster):
+    graphs = [zoo_graph("resnet18"), zoo_graph("two_branch"), zoo_graph("alexnet")]
+    bound = None
+    for planner in ("local", "remote", "heft", "equal-split", "edgeflow", "mo"):
+        options = QUICK if planner == "mo" else {}
+        made = ew.plan(graphs, cluster, planner=planner, **options)
+        if planner == "mo":
+            bound = made.notes["bound_ms"]
+            assert made.notes["gap"] >= 0
+        assert ew.simulate(made).latency_s[0] * 1e3 >= lower_bound(graphs, cluster) - 1e-9
+    assert bound == pytest.approx(lower_bound(graphs, cluster))
+
+
+def lower_bound(graphs, cluster: str) -> float:
+    """The bound in ms, from the planners' own problem."""
+    from edgeweave.planners.bound import lower_bound_s
+
+    loaded = Cluster.load(cluster)
+    problem = Problem({g.name: g for g in graphs}, loaded, CostModel.for_cluster(loaded), {}, {})
+    return 1e3 * lower_bound_s(problem)

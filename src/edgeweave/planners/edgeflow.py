@@ -46,14 +46,13 @@ footprint in ``notes``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
-import sys
 from collections.abc import Sequence
 
 from edgeweave.cluster import Device
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
+from edgeweave.planners.lp import INFINITY as _INFINITY, solve_lp
 from edgeweave.planners.problem import Problem
 from edgeweave.planners.progressive import Progress, on_one_device, partition, round_shares
 from edgeweave.units import Plan, Region, input_regions
@@ -169,13 +168,13 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
     # T first; among (nearly) equal completions, the least data moved — without it the
     # many optima of a cheap layer scatter its rows and the next layers pay to gather them
     objective = {2 * n: 1.0, **{v: TRAFFIC_WEIGHT * t for v, t in traffic.items()}}
-    values = _highs(size, rows, lower, upper, objective, equal_last=True, name=layer)
+    values = solve_lp(size, rows, lower, upper, objective, equal_last=True,
+                      name=f"layer '{layer}'")
     shares, finish = values[:n], values[2 * n]
     dropped = {k for k in range(n) if shares[k] < 1e-9 and values[n + k] >= finish - 1e-9}
     return shares, dropped
 
 
-_INFINITY = 1e30
 TRAFFIC_WEIGHT = 0.5  # seconds of completion one second of transfers is worth
 
 
@@ -184,54 +183,6 @@ def _slowest(problem: Problem, devices: Sequence[Device]) -> float:
     names = [d.name for d in devices]
     return min((problem.cluster.link(a, b).bandwidth_bps for a in names for b in names
                 if a < b), default=1.0)
-
-
-def _highs(size: int, rows: list[tuple[dict[int, float], float]], lower: list[float],
-           upper: list[float], objective: dict[int, float], equal_last: bool,
-           name: str) -> list[float]:
-    """Minimise ``sum(coef * var)`` of ``objective`` subject to ``sum(coef * var) <= bound``
-    for each row (the last one an equality when ``equal_last``), with HiGHS."""
-    import highspy
-    import numpy as np
-
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = size, len(rows)
-    cost = np.zeros(size)
-    for column, value in objective.items():
-        cost[column] = value
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.array(lower), np.array(upper)
-    bounds = np.array([bound for _, bound in rows])
-    row_lower = np.full(len(rows), -_INFINITY)
-    if equal_last:
-        row_lower[-1] = bounds[-1]
-    lp.row_lower_, lp.row_upper_ = row_lower, bounds
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.cumsum([0, *(len(c) for c, _ in rows)])
-    lp.a_matrix_.index_ = np.array([i for c, _ in rows for i in c], dtype=np.int32)
-    lp.a_matrix_.value_ = np.array([v for c, _ in rows for v in c.values()])
-    solver = _silent_highs(highspy)
-    solver.setOptionValue("output_flag", False)
-    solver.passModel(lp)
-    solver.run()
-    if solver.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        raise PlanError(f"The LP for layer '{name}' has no optimum: "
-                        f"{solver.modelStatusToString(solver.getModelStatus())}.")
-    return list(solver.getSolution().col_value)
-
-
-def _silent_highs(highspy):
-    """A HiGHS solver, made with the C library's stdout pointed at /dev/null: the first one
-    made in a process prints a banner there (before any option can be set), which would
-    break ``--json`` output."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            return highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _halo(graph: LayerGraph, layer: str, dim: int, producer: str, position: int

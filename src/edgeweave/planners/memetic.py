@@ -25,7 +25,9 @@ rank, starts when its device is free and what it reads has arrived, each transfe
 on its link (or shared medium, as the simulator does; the authors' model has no
 contention, which a cluster of point-to-point links reproduces) — evaluated for a whole
 swarm at once with numpy, so that the search takes seconds. The plan's
-``notes["predicted_ms"]`` is ``simulate(plan)``, which also counts shared media.
+``notes["predicted_ms"]`` is ``simulate(plan)``, which also counts shared media;
+``notes["bound_ms"]`` is the workload's lower bound (``planners.bound``) and
+``notes["gap"]`` how far above it the plan is.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeweave.errors import PlanError
+from edgeweave.planners.bound import lower_bound_s
 from edgeweave.planners.multilevel import Blocks, cut_bytes, partition
 from edgeweave.planners.pieces import PieceGraph, piece_graph, piece_seconds, upward_ranks
 from edgeweave.planners.problem import Problem
@@ -283,7 +286,9 @@ def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> 
              "fitness_ms": 1e3 * found.fitness, "loops": len(found.history) - 1,
              "evaluations": found.evaluations,
              "convergence_ms": [round(1e3 * v, 4) for v in found.history],
-             "predicted_ms": 1e3 * simulate(made).latency_s[0]}
+             "predicted_ms": 1e3 * simulate(made).latency_s[0],
+             "bound_ms": 1e3 * lower_bound_s(problem)}
+    notes["gap"] = notes["predicted_ms"] / notes["bound_ms"] - 1 if notes["bound_ms"] else None
     return dataclasses.replace(made, notes=notes)
 
 
