@@ -50,9 +50,8 @@ import random
 from collections.abc import Sequence
 
 from edgeweave.cluster import Device
-from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
-from edgeweave.planners.lp import INFINITY as _INFINITY, solve_lp
+from edgeweave.planners.lp import INFINITY, solve_lp
 from edgeweave.planners.problem import Problem
 from edgeweave.planners.progressive import Progress, on_one_device, partition, round_shares
 from edgeweave.units import Plan, Region, input_regions
@@ -147,7 +146,7 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
                     rows.append(({n + k: -1.0, variable: per_share / link.bandwidth_bps},
                                  -(holder.finish_s + link.latency_s)))
                     if link.medium is not None:
-                        spent, start = media.get(link.medium, ({}, _INFINITY))
+                        spent, start = media.get(link.medium, ({}, INFINITY))
                         spent[variable] = per_share / link.bandwidth_bps
                         free = progress.channel_free(link.medium)
                         media[link.medium] = (spent, min(start, max(holder.finish_s, free)))
@@ -163,7 +162,7 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
         rows.append(({**spent, 2 * n: -1.0}, -start))
     size = 2 * n + 1 + extra
     lower = [0.0] * n + earliest + [0.0] * (1 + extra)
-    upper = [1.0] * n + [_INFINITY] * (n + 1 + extra)
+    upper = [1.0] * n + [INFINITY] * (n + 1 + extra)
     rows.append(({k: 1.0 for k in range(n)}, 1.0))  # sum x = 1, as <= with >= below
     # T first; among (nearly) equal completions, the least data moved — without it the
     # many optima of a cheap layer scatter its rows and the next layers pay to gather them
