@@ -1,11 +1,13 @@
-"""A local worker process: its device's ``DeviceWorker`` in a loop around its pipes.
+"""A worker's loop around its device's ``DeviceWorker`` (``Loop``), and the local worker
+process that runs one over its pipes (``serve``); the ray backend's ``messages`` mode runs
+the same loop in an actor, over actor calls (``runtime.ray_messages``).
 
 The loop runs the device's segments in the plan's order, frame after frame; what arrives
-on the pipes goes into the worker, what a segment produces goes out on the pipe of its
-receiver. It steals as ``units.stealing`` says: a home answers requests on the reader
-thread of the asker's pipe — at once, even while it computes — and offers work to the
-takers of its stealable units when more of them open; a device asks only while it waits
-with nothing to run, and runs what it is handed before waiting again.
+goes into the worker, what a segment produces goes out to its receiver. It steals as
+``units.stealing`` says: a home answers requests as they arrive (on the reader thread of
+the asker's pipe, or the actor's mail thread) — at once, even while it computes — and
+offers work to the takers of its stealable units when more of them open; a device asks
+only while it waits with nothing to run, and runs what it is handed before waiting again.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ from edgeweave.runtime.backend import Measured, RayOptions, keep_freed_memory
 from edgeweave.runtime.coordinator import Coordinator
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.local_worker import COORDINATOR, HEARTBEAT_S, Loop
-from edgeweave.runtime.ray_cluster import offsets_of, on_driver_clock, resource
+from edgeweave.errors import WorkerError
+from edgeweave.runtime.ray_cluster import first_line, offsets_of, on_driver_clock, resource
 from edgeweave.runtime.worker import WARM_UP, Report
 from edgeweave.units import Plan
 
@@ -181,9 +182,15 @@ def execute(ray, plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]
         # (over a second): it does so now, while the actors start
         mailbox.put(("", ("warm", Report("", WARM_UP, {}, (), False, 0.0))))
         mailbox.get(timeout=timeout_s)
-        offsets = offsets_of(ray, actors, timeout_s)  # also waits until they are up
-        ray.get([actor.connect.remote(actors) for actor in actors.values()],
-                timeout=timeout_s)
+        try:
+            offsets = offsets_of(ray, actors, timeout_s)  # also waits until they are up
+            ray.get([actor.connect.remote(actors) for actor in actors.values()],
+                    timeout=timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            raise WorkerError(f"The actors did not start within {timeout_s:.0f} s.") from None
+        except ray.exceptions.RayActorError as error:
+            raise WorkerError(f"An actor died before the first frame, loading its plan: "
+                              f"{first_line(error)}") from None
         serving = {device: actor.serve.remote() for device, actor in actors.items()}
         watch = _Actors(ray, actors, serving, mailbox, offsets, options.detect_s)
 
