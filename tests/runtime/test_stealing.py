@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import edgeweave as ew
 from edgeweave.experiments.zoo import traced
 from edgeweave.units.serialize import from_json, to_json
-from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks
+from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks, unshrunk
 from tests.conftest import assert_equals_model
 from tests.planners.test_deepthings import _awkward_case
 from tests.runtime.test_local import _killer
@@ -62,9 +62,10 @@ def test_a_pool_gives_each_unit_once(moves):
                 assert given_to.setdefault((frame, unit), home) == home
         else:
             taker = made.cluster.names[1 if who == "a" else 2]
-            item = pool.take(taker)
-            if item is not None:
-                assert item not in given_to
+            given = pool.take(taker)
+            if given is not None:
+                item, unshrunk_ = given
+                assert item not in given_to and not unshrunk_  # no fallback in this plan
                 given_to[item] = taker
     assert not set(pool.open) & set(given_to)
 
@@ -74,10 +75,10 @@ def test_what_a_dead_taker_took_goes_back_to_the_pool():
     home, a, b = made.cluster.names
     pool = Pool(made, home)
     pool.opened(0, pool.units[:2])
-    first = pool.take(a)
-    assert pool.take(b) != first
+    first, _ = pool.take(a)
+    assert pool.take(b)[0] != first
     assert pool.skips(*first) and pool.release(a) and not pool.skips(*first)
-    assert pool.take(b) == first and not pool.release(a)
+    assert pool.take(b) == (first, False) and not pool.release(a)
 
 
 def test_a_thief_asks_one_home_at_a_time_in_turn():
@@ -134,29 +135,42 @@ def test_an_odd_tile_is_one_task_opened_by_its_neighbours_strips():
         assert_equals_model(output, expected)
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_local_workers_steal_tiles_and_equal_the_model(reuse):
-    made, x, expected = _stealing_plan(reuse=reuse)
+def _ran_once(made, timeline, frames: int) -> None:
+    """Every stealable task ran exactly once per frame: its units, or its unshrunk stack."""
+    stacks = {unshrunk(made, task).id: task for task in tasks(made).values()
+              if task.units[0] in made.fallback}
+    counts = Counter()
+    for event in timeline.events:
+        if event.kind == "compute" and event.unit in stacks:
+            counts.update((event.frame, uid) for uid in stacks[event.unit].units)
+    counts.update(_runners(made, timeline))
+    assert set(counts.values()) == {1} and len(counts) == frames * len(made.pool)
+
+
+OPTIONS = [{}, {"reuse": True}, {"reuse": True, "fallback": True}]
+
+
+@pytest.mark.parametrize("options", OPTIONS)
+def test_local_workers_steal_tiles_and_equal_the_model(options):
+    made, x, expected = _stealing_plan(**options)
     result = ew.run(made, x, backend="local", frames=3, emulate_compute=True)
     for output in result.outputs:
         assert_equals_model(output, expected)
-    runners = _runners(made, result.timeline)
-    assert set(runners.values()) == {1} and len(runners) == 3 * len(made.pool)
+    _ran_once(made, result.timeline, 3)
     devices = {e.resource for e in result.timeline.events
                if e.kind == "compute" and e.unit in made.pool}
     assert len(devices) > 1  # compute lasts its emulated time: idle devices do steal
     assert not multiprocessing.active_children()
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_ray_actors_steal_tiles_and_equal_the_model(reuse, ray_instance):
-    made, x, expected = _stealing_plan(reuse=reuse)
+@pytest.mark.parametrize("options", OPTIONS)
+def test_ray_actors_steal_tiles_and_equal_the_model(options, ray_instance):
+    made, x, expected = _stealing_plan(**options)
     result = ew.run(made, x, backend="ray", frames=3, emulate_compute=True)
     assert result.timeline.source.startswith("measured: ray backend (messages)")  # auto
     for output in result.outputs:
         assert_equals_model(output, expected)
-    runners = _runners(made, result.timeline)
-    assert set(runners.values()) == {1} and len(runners) == 3 * len(made.pool)
+    _ran_once(made, result.timeline, 3)
     devices = {e.resource for e in result.timeline.events
                if e.kind == "compute" and e.unit in made.pool}
     assert len(devices) > 1
@@ -179,6 +193,43 @@ def test_a_ray_taker_killed_mid_run_loses_no_tile(ray_instance):
     assert len(result.faults) == 1 and "device 'rpi4b-2' died" in result.faults[0]
     assert not any(e.resource == "rpi4b-2" for e in result.timeline.events
                    if e.kind == "compute" and e.frame == 3)
+
+
+def test_odd_tiles_run_unshrunk_when_their_strips_are_late():
+    made, x, expected = _stealing_plan(reuse=True, fallback=True)
+    assert len(made.fallback) == 4  # the odd tiles of a 3x3 checkerboard
+    assert from_json(to_json(made), graphs=made.graphs).fallback == made.fallback
+    for output in ew.run(made, x, backend="inline", frames=4).outputs:  # both ways round
+        assert_equals_model(output, expected)
+    for task in (tasks(made)[first] for first in made.fallback):
+        stack = unshrunk(made, task)  # one stack from the frame, the odd tile's region
+        assert stack.region == made.unit(task.units[-1]).region
+        assert all(made.is_input(need.unit) for need in stack.needs)
+    # YOLOv2 on four Pis: the first odd tiles are reached before their strips are back
+    graph = traced("yolov2_16").graph
+    yolo = ew.plan(graph, "rpi3*4+edge-server@wifi", planner="deepthings", n=3, m=3,
+                   gateway="edge-server", gateway_tiles=False, steal=True, reuse=True,
+                   fallback=True)
+    timeline = ew.simulate(yolo, frames=2)
+    assert any(".." in e.unit for e in timeline.events if e.kind == "compute")
+    _ran_once(yolo, timeline, 2)
+    with pytest.raises(ew.EdgeweaveError, match="needs steal=True and reuse=True"):
+        ew.plan(graph, SLOW, planner="deepthings", steal=True, fallback=True)
+
+
+def test_a_pool_gives_an_early_task_once_and_prefers_open_ones():
+    made, _, _ = _stealing_plan(reuse=True, fallback=True)
+    home, a, b = made.cluster.names
+    pool = Pool(made, home)
+    odd = made.fallback[0]
+    even = next(u for u in pool.units if u not in made.fallback)
+    assert pool.arrived(0, [odd]) and not pool.arrived(0, [odd])
+    pool.opened(0, [even])
+    assert pool.take(a) == ((0, even), False)  # an open task first
+    assert pool.take(b) == ((0, odd), True)  # then the early one, unshrunk
+    assert pool.take(a) is None and not pool.claim_unshrunk(0, odd)
+    assert not pool.opened(0, [odd])  # its strips come in: it is taken already
+    assert pool.release(b) and pool.claim_unshrunk(0, odd) and pool.skips(0, odd)
 
 
 def test_a_taker_killed_mid_run_loses_no_tile():

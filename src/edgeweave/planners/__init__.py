@@ -36,7 +36,7 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
     "deepthings": (deepthings.plan, {"n": None, "m": None, "layers": None, "max_grid": 5,
                                       "after": "gateway", "gateway": None,
                                       "gateway_tiles": True, "reuse": False,
-                                      "steal": False, "share": False},
+                                      "steal": False, "share": False, "fallback": False},
                    "seed 003: the first layers in an N x M grid of fused tile stacks (FTP)"),
     "bodp": (modnn.plan, {"gateway": None, "gateway_rows": True, "layers": None},
              "seed 003's baseline: rows in proportion to speed, gathered after every layer "

@@ -41,7 +41,9 @@ Options:
   layers is one task, opened once its even neighbours' strips are back at the source
   (whoever computed them sends them there, as the original sends them to the gateway);
   the original runs an odd tile unshrunk when the strips are late, here it waits for
-  them. Several cameras are several models, each with its source
+  them unless ``fallback`` (default False) is set too: then an odd tile whose strips are
+  not at its home when a device reaches it (the home, or a taker with no open tile left
+  to take) runs unshrunk, as one fused stack from the frame (``Plan.fallback``). Several cameras are several models, each with its source
   (``plan(..., sources=...)``); tiles of one camera are list-scheduled without regard to
   the others' when not stolen.
 
@@ -77,6 +79,7 @@ from edgeweave.cluster import Device
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.problem import Problem
+from edgeweave.units.stealing import outside_needs, tasks
 from edgeweave.units import (Part, Plan, Region, build_plan, footprints, relay,
                              required_regions, validate)
 
@@ -296,6 +299,10 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
     pool = {u.id: takers for u in made.units
             if Part(u.graph, u.layers, u.region, u.device) in stealable}
     made = dataclasses.replace(made, pool=pool)
+    if problem.options["fallback"]:  # the odd tiles: the tasks that read other tasks
+        made = dataclasses.replace(made, fallback=tuple(
+            first for first, task in tasks(made).items()
+            if any(need.unit in pool for need in outside_needs(made, task))))
     validate(made)
     return made
 
@@ -336,13 +343,16 @@ def _checked(problem: Problem) -> None:
     if not isinstance(options["max_grid"], int) or options["max_grid"] < 1:
         raise PlanError("The 'max_grid' option of planner 'deepthings' must be a whole "
                         f"number of at least 1. Got {options['max_grid']!r} instead.")
-    for key in ("reuse", "gateway_tiles", "steal", "share"):
+    for key in ("reuse", "gateway_tiles", "steal", "share", "fallback"):
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner 'deepthings' must be True or "
                             f"False. Got {options[key]!r} instead.")
     if options["steal"] and options["share"]:
         raise PlanError("Planner 'deepthings' either shares tiles out (share=True, WSH) or "
                         "lets devices steal them (steal=True, WST), not both.")
+    if options["fallback"] and not (options["steal"] and options["reuse"]):
+        raise PlanError("The 'fallback' option of planner 'deepthings' lets a stolen odd "
+                        "tile run unshrunk: it needs steal=True and reuse=True.")
     names = problem.cluster.names
     if options["gateway"] is not None and options["gateway"] not in names:
         raise PlanError(f"The 'gateway' option of planner 'deepthings' names no device of "

@@ -6,7 +6,8 @@ would copy them) — so comparing its outputs with the original model checks the
 region arithmetic, the kernels and the segments at once. It is the correctness oracle of
 every test that makes a plan. Stealable tasks (``Plan.pool``) go round their takers, frame
 by frame, each handed over by its home as a stolen one would be, so that every taker's
-way of running them is checked too.
+way of running them is checked too; a task that may run unshrunk (``Plan.fallback``) does
+so every other round.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from edgeweave.runtime.backend import InlineOptions, Measured, collect_outputs
 from edgeweave.runtime.worker import DeviceWorker, Report, frame_outputs, replace_tensors
 from edgeweave.units import Plan
 from edgeweave.units.segments import segments
+from edgeweave.units.stealing import tasks, unshrunk
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
@@ -29,6 +31,8 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     workers = {device: DeviceWorker(device, plan) for device in plan.cluster.names}
     order = segments(plan)
     turn = {uid: i for i, uid in enumerate(plan.pool)}
+    every = tasks(plan)
+    stacks = {first: unshrunk(plan, every[first]) for first in plan.fallback}
     outputs = []
     for frame, inputs in enumerate(frames):
         for unit in plan.units:
@@ -36,14 +40,17 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 workers[unit.device].receive_inputs(frame, unit.graph, inputs[unit.graph])
         reports: list[Report] = []
         for segment in order:
-            runner, unit_id = segment.device, segment.units[0]
+            runner, unit_id, whole = segment.device, segment.units[0], None
             if unit_id in plan.pool:
                 takers = plan.pool[unit_id]
                 runner = takers[(frame + turn[unit_id]) % len(takers)]
+                if unit_id in stacks and (frame // len(takers)) % 2:
+                    whole = stacks[unit_id]  # every other round of takers, unshrunk
                 if runner != segment.device:
-                    parcel = workers[segment.device].handover(frame, segment, runner)
+                    parcel = workers[segment.device].handover(frame, segment, runner, whole)
                     workers[runner].receive(replace_tensors(parcel, torch.clone))
-            parcels, report = workers[runner].run(frame, segment)
+            parcels, report = (workers[runner].run(frame, segment) if whole is None
+                               else workers[runner].run_unshrunk(frame, whole, segment))
             reports.append(report)
             for device, parcel in parcels:
                 workers[device].receive(replace_tensors(parcel, torch.clone))

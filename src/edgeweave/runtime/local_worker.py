@@ -26,9 +26,9 @@ from edgeweave.runtime.backend import keep_freed_memory
 from edgeweave.runtime.pipes import Sender, read_into
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.worker import WARM_UP, DeviceWorker, Report
-from edgeweave.units import Plan
+from edgeweave.units import Plan, Unit
 from edgeweave.units.segments import Segment
-from edgeweave.units.stealing import Pool, Thief, tasks
+from edgeweave.units.stealing import Pool, Thief, tasks, unshrunk
 
 HEARTBEAT_S = 0.25
 COORDINATOR = "<coordinator>"
@@ -84,8 +84,10 @@ class Loop:
         self.device, self.outbound, self.inbox, self.clock = device, outbound, inbox, clock
         self.core = DeviceWorker(device, plan, emulation, clock)
         self.tasks = tasks(plan)  # every stealable task, by its first unit
+        self.stacks = {first: unshrunk(plan, self.tasks[first]) for first in plan.fallback}
         self.pool, self.thief = Pool(plan, device, self.tasks), Thief(device)
-        self.taken: list[tuple[int, Segment]] = []  # stolen tasks handed to this device
+        # stolen tasks handed to this device, with their unshrunk stack when so handed
+        self.taken: list[tuple[int, Segment, Unit | None]] = []
         self.finished: set[int] = {WARM_UP}  # what arrives of the rehearsal is dropped
         self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
@@ -130,18 +132,31 @@ class Loop:
             if unit_id not in self.core.plan.pool:
                 self.wait(lambda s=segment: not self.core.missing(frame, s))
             else:  # stealable: run it unless another device took it first
-                self.wait(lambda u=unit_id, s=segment: self.pool.skips(frame, u)
-                          or self.core.has_needs(frame, s))
-                if self.pool.skips(frame, unit_id) or not self.pool.claim(frame, unit_id):
+                stack = self.stacks.get(unit_id)
+                self.wait(lambda u=unit_id, s=segment, k=stack: self.pool.skips(frame, u)
+                          or self.core.has_needs(frame, s)
+                          or (k is not None and self.core.has_stack_needs(frame, k)))
+                whole = None
+                if self.pool.skips(frame, unit_id):
+                    mine = False
+                elif self.core.has_needs(frame, segment):
+                    mine = self.pool.claim(frame, unit_id)
+                else:  # what it reads of other tasks is late: unshrunk, if nobody took it
+                    mine, whole = self.pool.claim_unshrunk(frame, unit_id), stack
+                if not mine:
                     if segment == last:  # the coordinator waits for a last report
                         self.post(COORDINATOR, ("report", Report(
                             self.device, frame, {}, self.unreported.pop(frame, ()), True,
                             self.clock(), self.arrived.pop(frame, None))))
                     continue
+                self.run(segment, frame, whole=whole)
+                continue
             self.run(segment, frame)
 
-    def run(self, segment, frame: int, stolen: bool = False) -> None:
-        parcels, report = self.core.run(frame, segment)
+    def run(self, segment, frame: int, stolen: bool = False, whole: Unit | None = None
+            ) -> None:
+        parcels, report = (self.core.run(frame, segment) if whole is None
+                           else self.core.run_unshrunk(frame, whole, segment))
         # the coordinator only needs outputs and the last report: a report per segment
         # woke it at every hop, on the cores the workers compute on; events wait here.
         # A stolen task's events may be of a frame this device has reported: they travel
@@ -171,9 +186,9 @@ class Loop:
         ends it."""
         while not ready():
             if self.taken:
-                frame, segment = self.taken.pop(0)
+                frame, segment, whole = self.taken.pop(0)
                 if frame not in self.finished:
-                    self.run(segment, frame, stolen=True)
+                    self.run(segment, frame, stolen=True, whole=whole)
                 continue
             home = self.thief.ask()
             if home is not None:
@@ -197,7 +212,8 @@ class Loop:
                 parcel = message[2]
                 if parcel.frame not in self.finished:
                     self.core.receive(parcel)
-                    self.taken.append((parcel.frame, self.tasks[message[1]]))
+                    self.taken.append((parcel.frame, self.tasks[message[1]],
+                                       self.stacks[message[1]] if message[3] else None))
                 continue
             if kind == "stop":
                 raise _Stop
@@ -233,13 +249,14 @@ class Loop:
             self.arrived.setdefault(message[1], self.clock())
         if message is None or message[0] != "steal":
             return False
-        item = self.pool.take(taker)
-        if item is None:
+        given = self.pool.take(taker)
+        if given is None:
             self.post(taker, ("empty",))
         else:
-            frame, first = item
-            parcel = self.core.handover(frame, self.pool.tasks[first], taker)
-            self.post(taker, ("handed", first, parcel))
+            (frame, first), whole = given
+            parcel = self.core.handover(frame, self.pool.tasks[first], taker,
+                                        self.stacks[first] if whole else None)
+            self.post(taker, ("handed", first, parcel, whole))
         return True
 
     def open_pool(self) -> None:
@@ -251,6 +268,9 @@ class Loop:
         for frame in sorted(self.seen):
             new |= self.pool.opened(frame, [u for u, task in self.pool.tasks.items()
                                             if self.core.has_needs(frame, task)])
+            new |= self.pool.arrived(frame, [u for u, stack in self.stacks.items()
+                                             if u in self.pool.tasks
+                                             and self.core.has_stack_needs(frame, stack)])
         if new:
             takers = {t for u in self.pool.units for t in self.core.plan.pool[u]}
             for taker in sorted(takers - {self.device}):
@@ -267,6 +287,8 @@ class Loop:
         for target, parcel in self.core.resend(moved):
             self.post(target, ("parcel", parcel))
         self.tasks = tasks(self.core.plan)
+        self.stacks = {first: unshrunk(self.core.plan, self.tasks[first])
+                       for first in self.core.plan.fallback}
         self.pool.adopt(self.core.plan, self.tasks)
         self.pool.release(lost)  # what the lost device took goes back to the pool
         self.thief.lost(lost)

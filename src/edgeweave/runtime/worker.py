@@ -37,6 +37,7 @@ import torch
 from edgeweave.cost import CostModel
 from edgeweave.errors import WorkerError
 from edgeweave.units import Event, Need, Plan, Region, Unit, unit_compute_s
+from edgeweave.units.timing import stack_compute_s
 from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge
 from edgeweave.units.segments import Segment, segments
 from edgeweave.runtime.emulation import Emulation
@@ -196,14 +197,42 @@ class DeviceWorker:
         received) for ``frame``."""
         return all(self._here(frame, need) for need in self._task_needs(task))
 
-    def handover(self, frame: int, task: Segment, taker: str) -> Parcel:
-        """What device ``taker`` needs to run stealable ``task`` of ``frame``, from what
-        this device (its home) holds."""
-        tensors = {(n.unit, n.layer, n.region): self._value(frame, n)
-                   for n in self._task_needs(task)}
+    def handover(self, frame: int, task: Segment, taker: str, whole: Unit | None = None
+                 ) -> Parcel:
+        """What device ``taker`` needs to run stealable ``task`` of ``frame`` — or, given
+        ``whole``, the task unshrunk (``units.stealing.unshrunk``) — from what this device
+        (its home) holds."""
+        needs = whole.needs if whole is not None else self._task_needs(task)
+        tensors = {(n.unit, n.layer, n.region): self._value(frame, n) for n in needs}
         size = sum(t.numel() * t.element_size() for t in tensors.values())
         sent, due = self.emulation.transfer(self.plan, self.device, taker, size, self.clock())
         return Parcel(frame, self.device, task.units[-1], tensors, sent, due)
+
+    def has_stack_needs(self, frame: int, stack: Unit) -> bool:
+        """Whether all a task run unshrunk reads is here for ``frame``."""
+        return all(self._here(frame, need) for need in stack.needs)
+
+    def run_unshrunk(self, frame: int, stack: Unit, task: Segment
+                     ) -> tuple[list[tuple[str, Parcel]], Report]:
+        """Run a stealable task as its unshrunk ``stack`` (whose needs are here): its result
+        is held, sent and reported as the task's last unit's."""
+        due = max((self.due.get((frame, (n.unit, n.layer, n.region)), 0.0)
+                   for n in stack.needs), default=0.0)
+        _sleep_until(due, self.clock)
+        last, start = task.units[-1], self.clock()
+        graph = self.plan.graphs[stack.graph]
+        keep = set(self.plan.unit(last).layers) & self.plan.read_after[last]
+        try:
+            self.held[frame, last] = compute_unit(
+                graph, stack, [(n, self._value(frame, n)) for n in stack.needs], keep)
+        except Exception as error:
+            raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
+                              f"{stack.id}): {type(error).__name__}: {error}") from None
+        if self.cost is not None:
+            predicted = start + stack_compute_s(self.plan, self.cost, stack, on=self.device)
+            _sleep_until(predicted, self.clock)
+        self._record(Event("compute", frame, stack.id, self.device, start, self.clock()))
+        return self._parcels(frame, (last,)), self._report(frame, Segment(self.device, (last,)))
 
     def computed(self, frame: int, segment: Segment) -> bool:
         """Whether every unit of a segment is held for ``frame`` (computed before a re-plan)."""

@@ -34,8 +34,8 @@ from collections import defaultdict
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
 from edgeweave.units import Event, Plan, Timeline, footprints, layer_regions
-from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks
-from edgeweave.units.timing import unit_compute_s, unit_times_s
+from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks, unshrunk
+from edgeweave.units.timing import stack_compute_s, unit_compute_s, unit_times_s
 
 
 def simulate(plan: Plan, frames: int = 1, interval_s: float = 0.0,
@@ -79,6 +79,17 @@ class _Run:
         self.taken: dict[str, list[tuple[int, list[str]]]] = {d: [] for d in self.queue}
         self.runner: dict[tuple[int, str], str] = {}
         self.offered: set[tuple[str, str, float]] = set()
+        # tasks that may run unshrunk: their stack, what feeds it, when that is at the home
+        self.fallback = {first: unshrunk(plan, self.tasks[first]) for first in plan.fallback}
+        self.stands_for = {stack.id: self.tasks[first].units[-1]
+                           for first, stack in self.fallback.items()}
+        self.feeds: dict[str, list[str]] = defaultdict(list)
+        for first, stack in self.fallback.items():
+            for need in stack.needs:
+                self.feeds[need.unit].append(first)
+        self.early_left = {(f, first): len(stack.needs) for f in range(frames)
+                           for first, stack in self.fallback.items()}
+        self.early_at = dict.fromkeys(self.early_left, 0.0)
 
     def push(self, time: float, *action) -> None:
         self.counter += 1
@@ -114,7 +125,8 @@ class _Run:
         if self.busy[device]:
             return
         taken = self.taken[device]
-        if taken and taken[0][1][0] not in self.tasks:  # a stolen task under way: go on
+        if taken and taken[0][1][0] not in self.tasks and (
+                taken[0][1][0] not in self.stands_for):  # a stolen task under way: go on
             self.run_taken(device, now)
             return
         queue, pool = self.queue[device], self.pools[device]
@@ -132,6 +144,12 @@ class _Run:
                 start = max(now, self.device_free[device], self.ready[frame, unit_id])
                 self.start(device, frame, unit_id, start, self.duration[unit_id])
                 return
+            if (unit_id in self.fallback and self.outside[frame, unit_id]
+                    and pool.claim_unshrunk(frame, unit_id)):  # its strips are late
+                stack = self.fallback[unit_id]
+                start = max(now, self.device_free[device], self.early_at[frame, unit_id])
+                self.start(device, frame, stack.id, start, self.stack_s(stack, device))
+                return
         if taken:
             self.run_taken(device, now)
             return
@@ -146,10 +164,19 @@ class _Run:
         unit_id = units.pop(0)
         if not units:
             self.taken[device].pop(0)
-        seconds = unit_compute_s(self.plan, self.cost, unit_id, on=device) + (
-            self.plan.cluster.device(device).segment_overhead_s if unit_id in self.tasks
-            else 0.0)
+        if unit_id in self.stands_for:
+            seconds = self.stack_s(self.fallback[self.task_of[self.stands_for[unit_id]]],
+                                   device)
+        else:
+            seconds = unit_compute_s(self.plan, self.cost, unit_id, on=device) + (
+                self.plan.cluster.device(device).segment_overhead_s if unit_id in self.tasks
+                else 0.0)
         self.start(device, frame, unit_id, max(now, self.device_free[device]), seconds)
+
+    def stack_s(self, stack, device: str) -> float:
+        """A task run unshrunk, as one segment on ``device``."""
+        return (stack_compute_s(self.plan, self.cost, stack, on=device)
+                + self.plan.cluster.device(device).segment_overhead_s)
 
     def start(self, device: str, frame: int, unit_id: str, start: float, seconds: float
               ) -> None:
@@ -159,8 +186,9 @@ class _Run:
         self.push(start + seconds, "finish", frame, unit_id)
 
     def finish(self, time: float, frame: int, unit_id: str) -> None:
-        unit = self.plan.unit(unit_id)
         runner = self.runner[frame, unit_id]
+        unit_id = self.stands_for.get(unit_id, unit_id)  # an unshrunk task: its last unit
+        unit = self.plan.unit(unit_id)
         self.device_free[runner], self.busy[runner] = time, False
         if runner == unit.device:
             self.position[runner] += 1
@@ -179,6 +207,11 @@ class _Run:
                                                    layer, region))
             self.done[frame] = max(self.done[frame], back)
             self.outputs_left[frame] -= 1
+        for first in self.feeds.get(unit_id, ()):  # what a task needs to run unshrunk
+            self.early_left[frame, first] -= 1
+            self.early_at[frame, first] = max(self.early_at[frame, first], time)
+            if not self.early_left[frame, first]:
+                self.early(time, frame, first)
         self.try_start(runner, time)
 
     # -- work stealing --------------------------------------------------------------------
@@ -199,27 +232,40 @@ class _Run:
                           taker, home)
         self.try_start(home, time)
 
+    def early(self, time: float, frame: int, unit_id: str) -> None:
+        """A task can run unshrunk: offered as when it opens."""
+        home = self.plan.unit(unit_id).device
+        if self.pools[home].arrived(frame, [unit_id]):
+            for taker in self.plan.pool[unit_id]:
+                if taker != home and (home, taker, time) not in self.offered:
+                    self.offered.add((home, taker, time))
+                    self.push(time + self.plan.cluster.link(home, taker).latency_s, "offer",
+                              taker, home)
+        self.try_start(home, time)
+
     def offer(self, time: float, taker: str, home: str) -> None:
         self.thieves[taker].offered(home)
         self.try_start(taker, time)
 
     def steal(self, time: float, home: str, taker: str) -> None:
-        item = self.pools[home].take(taker)
-        if item is None:
+        given = self.pools[home].take(taker)
+        if given is None:
             self.push(time + self.plan.cluster.link(home, taker).latency_s, "empty", taker,
                       home)
             return
-        frame, first = item
+        (frame, first), whole = given
         task = self.tasks[first]
         graph = self.plan.graphs[self.plan.unit(first).graph]
-        n_bytes = sum(n.region.numel * graph[n.layer].itemsize
-                      for n in outside_needs(self.plan, task))
+        needs = self.fallback[first].needs if whole else outside_needs(self.plan, task)
+        n_bytes = sum(n.region.numel * graph[n.layer].itemsize for n in needs)
         arrival = self.occupy(time, frame, task.units[-1], home, taker, n_bytes)
-        self.push(arrival, "handed", taker, home, frame, first)
+        self.push(arrival, "handed", taker, home, frame, first, whole)
 
-    def handed(self, time: float, taker: str, home: str, frame: int, first: str) -> None:
+    def handed(self, time: float, taker: str, home: str, frame: int, first: str,
+               whole: bool) -> None:
         self.thieves[taker].answered(home, empty=False)
-        self.taken[taker].append((frame, list(self.tasks[first].units)))
+        self.taken[taker].append((frame, [self.fallback[first].id] if whole
+                                  else list(self.tasks[first].units)))
         self.try_start(taker, time)
 
     def empty(self, time: float, taker: str, home: str) -> None:

@@ -87,7 +87,11 @@ class Plan:
     that may take it at run time. Such a unit stays in its planned device's order (its
     *home*, which runs it if nobody took it first); a device of its takers that runs out
     of work asks the home for it (``units.stealing``: stealable units travel as tasks,
-    the segments ``units.segments`` gives them).
+    the segments ``units.segments`` gives them). ``fallback`` names stealable tasks (by
+    their first unit) that may also run *unshrunk* — as one fused stack from what is before
+    them (``units.stealing.unshrunk``) — when what they read from other tasks is late:
+    DeepThings' odd tiles, which run without their neighbours' strips when these are not
+    there yet.
     """
 
     graphs: Mapping[str, LayerGraph]
@@ -99,6 +103,7 @@ class Plan:
     models: Mapping[str, str] = field(default_factory=dict)
     notes: Mapping[str, Any] = field(default_factory=dict)
     pool: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    fallback: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         per_device = ", ".join(f"{d}: {len(ids)}" for d, ids in self.order.items() if ids)

@@ -41,7 +41,7 @@ def to_json(plan: Plan) -> str:
         "order": {device: list(ids) for device, ids in plan.order.items()},
         "notes": dict(plan.notes),
         "pool": {uid: list(takers) for uid, takers in plan.pool.items()},
-    }, indent=1)
+    } | ({"fallback": list(plan.fallback)} if plan.fallback else {}), indent=1)
 
 
 def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan:
@@ -60,7 +60,8 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan
         order = {device: tuple(ids) for device, ids in data["order"].items()}
         plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],
                     {k: v for k, v in models.items() if v}, data.get("notes", {}),
-                    {uid: tuple(takers) for uid, takers in data.get("pool", {}).items()})
+                    {uid: tuple(takers) for uid, takers in data.get("pool", {}).items()},
+                    tuple(data.get("fallback", ())))
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlanError(f"Malformed plan file: {type(error).__name__}: {error}.") from None
     validate(plan)

@@ -17,7 +17,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from edgeweave.units.plan import Need, Plan
+from edgeweave.errors import PlanError
+from edgeweave.units.plan import Need, Plan, Unit, layer_regions, reads
 from edgeweave.units.segments import Segment, segments
 
 Item = tuple[int, str]  # (frame, a task's first unit)
@@ -36,15 +37,52 @@ def outside_needs(plan: Plan, task: Segment) -> tuple[Need, ...]:
     return tuple(n for uid in task.units for n in plan.unit(uid).needs if n.unit not in inside)
 
 
+def unshrunk(plan: Plan, task: Segment) -> Unit:
+    """``task`` run without what it reads from other tasks (``Plan.fallback``): one fused
+    stack of its layers — and of any layer before them that only other tasks compute —
+    from what its home's own units hold, computing its last unit's region. It stands for
+    that last unit: its result is read as the last unit's."""
+    units = [plan.unit(uid) for uid in task.units]
+    last, home = units[-1], units[0].device
+    graph = plan.graphs[last.graph]
+    layers = set(name for unit in units for name in unit.layers)
+    while True:
+        stack = Unit(f"{units[0].id}..{last.id}", last.graph,
+                     tuple(sorted(layers, key=graph.index_of)), last.region, home)
+        needs, missing = [], set()
+        for layer, region in reads(stack, graph).items():
+            producer = next((u for u in plan.units if u.graph == last.graph
+                             and u.device == home and u.id not in plan.pool and not u.relay
+                             and layer in u.layers
+                             and layer_regions(u, graph)[layer].contains(region)), None)
+            if producer is not None:
+                needs.append(Need(producer.id, layer, region))
+            elif graph[layer].kind == "input" or layer in layers:
+                raise PlanError(f"Task {task.units[0]} cannot run unshrunk: no unit on its "
+                                f"home '{home}' holds {region!r} of layer '{layer}'.")
+            else:
+                missing.add(layer)
+        if not missing:
+            return Unit(stack.id, stack.graph, stack.layers, stack.region, home, tuple(needs))
+        layers |= missing
+
+
 class Pool:
-    """The stealable tasks homed on ``device``; safe to use from several threads."""
+    """The stealable tasks homed on ``device``; safe to use from several threads.
+
+    A task is *open* when all it reads from outside it is at the home. A task with a
+    fallback (``Plan.fallback``) is also *early* once what it reads unshrunk is there but it
+    is not open yet: it is given away (or claimed by the home) to run unshrunk only when no
+    open task is left for the asker."""
 
     def __init__(self, plan: Plan, device: str,
                  every: Mapping[str, Segment] | None = None) -> None:
         self.device = device
         self.lock = threading.Lock()
         self.open: list[Item] = []
+        self.early: list[Item] = []
         self.owner: dict[Item, str] = {}
+        self.unshrunk: set[Item] = set()  # given away, or claimed, to run unshrunk
         self.adopt(plan, every)
 
     def adopt(self, plan: Plan, every: Mapping[str, Segment] | None = None) -> None:
@@ -55,6 +93,7 @@ class Pool:
             self.plan = plan
             self.tasks = {first: task for first, task in every.items()
                           if task.device == self.device}
+            self.fallback = set(plan.fallback) & set(self.tasks)
             self._rank = {u: i for i, u in enumerate(self.tasks)}
 
     @property
@@ -68,19 +107,33 @@ class Pool:
             new = [(frame, u) for u in unit_ids
                    if (frame, u) not in self.owner and (frame, u) not in self.open]
             self.open = self._sorted(self.open + new)
+            self.early = [item for item in self.early if item not in new]
+            return bool(new)
+
+    def arrived(self, frame: int, unit_ids: Iterable[str]) -> bool:
+        """These tasks of ``frame`` can run unshrunk (what that reads is here); whether any
+        became early."""
+        with self.lock:
+            new = [(frame, u) for u in unit_ids if u in self.fallback and (frame, u) not in
+                   self.owner and (frame, u) not in self.open and (frame, u) not in self.early]
+            self.early = self._sorted(self.early + new)
             return bool(new)
 
     def _sorted(self, items: list[Item]) -> list[Item]:
         return sorted(items, key=lambda item: (item[0], self._rank[item[1]]))
 
-    def take(self, taker: str) -> Item | None:
-        """The first open task ``taker`` may take, now its own; None if there is none."""
+    def take(self, taker: str) -> tuple[Item, bool] | None:
+        """The first open task ``taker`` may take, else the first early one (to run
+        unshrunk: the second value), now its own; None if there is none."""
         with self.lock:
-            for item in self.open:
-                if taker in self.plan.pool[item[1]]:
-                    self.open.remove(item)
-                    self.owner[item] = taker
-                    return item
+            for waiting, unshrunk in ((self.open, False), (self.early, True)):
+                for item in waiting:
+                    if taker in self.plan.pool[item[1]]:
+                        waiting.remove(item)
+                        self.owner[item] = taker
+                        if unshrunk:
+                            self.unshrunk.add(item)
+                        return item, unshrunk
         return None
 
     def claim(self, frame: int, unit_id: str) -> bool:
@@ -90,31 +143,51 @@ class Pool:
             if self.device not in self.plan.pool[unit_id] and item not in self.owner:
                 return False
             owner = self.owner.setdefault(item, self.device)
-            if item in self.open:
-                self.open.remove(item)
-            return owner == self.device
+            for waiting in (self.open, self.early):
+                if item in waiting:
+                    waiting.remove(item)
+            return owner == self.device and item not in self.unshrunk
+
+    def claim_unshrunk(self, frame: int, unit_id: str) -> bool:
+        """Whether the home runs an early task itself, unshrunk (nobody took it, the home
+        may, and it is not open)."""
+        with self.lock:
+            item = (frame, unit_id)
+            if item not in self.early or self.device not in self.plan.pool[unit_id]:
+                return False
+            self.early.remove(item)
+            self.owner[item] = self.device
+            self.unshrunk.add(item)
+            return True
 
     def skips(self, frame: int, unit_id: str) -> bool:
-        """Whether the home passes over the task: another device took it, or the home is
-        not among its takers (it waits, open, for one that is)."""
+        """Whether the home passes over the task: another device took it, it ran unshrunk,
+        or the home is not among its takers (it waits, open, for one that is)."""
         with self.lock:
-            owner = self.owner.get((frame, unit_id))
-            return (owner is not None and owner != self.device) or (
+            item = (frame, unit_id)
+            owner = self.owner.get(item)
+            return (owner is not None and (owner != self.device or item in self.unshrunk)) or (
                 owner is None and self.device not in self.plan.pool[unit_id])
 
     def release(self, lost: str) -> bool:
-        """Open again what device ``lost`` took (it died); whether there was any."""
+        """Put back what device ``lost`` took (it died) — open, or early when it took it
+        unshrunk; whether there was any."""
         with self.lock:
             back = [item for item, owner in self.owner.items() if owner == lost]
             for item in back:
                 del self.owner[item]
-            self.open = self._sorted(self.open + [i for i in back if i[1] in self._rank])
+            mine = [item for item in back if item[1] in self._rank]
+            self.early = self._sorted(self.early + [i for i in mine if i in self.unshrunk])
+            self.open = self._sorted(self.open + [i for i in mine if i not in self.unshrunk])
+            self.unshrunk -= set(back)
             return bool(back)
 
     def forget(self, frame: int) -> None:
         """Drop what concerns a complete frame."""
         with self.lock:
             self.open = [item for item in self.open if item[0] != frame]
+            self.early = [item for item in self.early if item[0] != frame]
+            self.unshrunk = {item for item in self.unshrunk if item[0] != frame}
             for item in [item for item in self.owner if item[0] == frame]:
                 del self.owner[item]
 

@@ -9,13 +9,18 @@ from __future__ import annotations
 import math
 
 from edgeweave.cost import CostModel
-from edgeweave.units.plan import Plan, layer_regions
+from edgeweave.units.plan import Plan, Unit, layer_regions
 
 
 def unit_compute_s(plan: Plan, cost: CostModel, unit_id: str, on: str | None = None) -> float:
     """Predicted seconds for a unit on its device (or on device ``on``, which took it):
     each layer's share of its output."""
-    unit = plan.unit(unit_id)
+    return stack_compute_s(plan, cost, plan.unit(unit_id), on)
+
+
+def stack_compute_s(plan: Plan, cost: CostModel, unit: Unit, on: str | None = None) -> float:
+    """``unit_compute_s`` of a unit that need not be one of the plan's (a task run
+    unshrunk, ``units.stealing.unshrunk``)."""
     if unit.relay:  # computes nothing
         return 0.0
     graph, device = plan.graphs[unit.graph], plan.cluster.device(on or unit.device)

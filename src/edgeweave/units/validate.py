@@ -114,6 +114,15 @@ def _check_pool(plan: Plan) -> None:
         if not takers or not set(takers) <= devices:
             raise PlanError(f"Unit {uid} may be taken by {list(takers)}: takers must be "
                             f"devices of cluster '{plan.cluster.name}'.")
+    if plan.fallback:
+        from edgeweave.units.stealing import tasks, unshrunk
+
+        every = tasks(plan)
+        for uid in plan.fallback:
+            if uid not in every:
+                raise PlanError(f"Unit {uid} has a fallback but is not the first unit of a "
+                                "stealable task.")
+            unshrunk(plan, every[uid])  # raises when it cannot be run unshrunk
 
 
 def dependencies(plan: Plan):
