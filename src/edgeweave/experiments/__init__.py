@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeweave.errors import UnknownNameError
-from edgeweave.experiments import deepthings, edgeflow, wang2021
+from edgeweave.experiments import deepthings, edgeflow, jin2022, wang2021
 
 # name: (reproduce, one line about it)
 EXPERIMENTS: dict[str, tuple[Callable[..., Any], str]] = {
@@ -21,7 +21,9 @@ EXPERIMENTS: dict[str, tuple[Callable[..., Any], str]] = {
     "edgeflow": (edgeflow.reproduce, "seed 002: EdgeFlow against layer-by-layer baselines on "
                  "2-8 mixed devices"),
     "deepthings": (deepthings.reproduce, "seed 003: fused tiles of YOLOv2's first 16 layers on "
-                   "1-6 Raspberry Pi 3 (plans and simulation; stealing not yet)"),
+                   "1-6 Raspberry Pi 3, stealing, sharing and MoDNN, simulated and run"),
+    "jin2022": (jin2022.reproduce, "seed 000: LO / PO / MO for 3-9 models on 3 or 6 helpers "
+                "and an edge server"),
 }
 
 

@@ -26,7 +26,7 @@ from edgeweave.graph import LayerGraph, OpKind
 from edgeweave.planners.problem import Problem
 from edgeweave.planners.progressive import split_dim
 from edgeweave.units import Region, Unit
-from edgeweave.units.plan import reads
+from edgeweave.units.plan import layer_regions, reads
 
 
 @dataclass(frozen=True)
@@ -129,12 +129,15 @@ def piece_graph(graphs: Mapping[str, LayerGraph], count: int) -> PieceGraph:
 
 
 def piece_seconds(problem: Problem, graph: LayerGraph, piece: Piece) -> dict[str, float]:
-    """Seconds for each device to compute a piece: each layer's share of its output."""
+    """Seconds for each device to compute a piece: each layer's share of its output, the
+    region of every layer of the run as its unit computes it (``units.timing``)."""
     if piece.is_input:
         return {d.name: 0.0 for d in problem.cluster.devices}
-    share = piece.region.numel / max(1, Region.full(graph[piece.layers[-1]].output_shape).numel)
-    return {d.name: sum(problem.cost.compute_s(graph, graph[name], d, min(1.0, share))
-                        for name in piece.layers) for d in problem.cluster.devices}
+    regions = layer_regions(Unit("piece", graph.name, piece.layers, piece.region, ""), graph)
+    shares = {name: min(1.0, region.numel / max(1, Region.full(graph[name].output_shape).numel))
+              for name, region in regions.items()}
+    return {d.name: sum(problem.cost.compute_s(graph, graph[name], d, share)
+                        for name, share in shares.items()) for d in problem.cluster.devices}
 
 
 def upward_ranks(pieces: PieceGraph, seconds: list[dict[str, float]],
