@@ -14,6 +14,8 @@ from tests.conftest import assert_equals_model, zoo_graph, zoo_model, zoo_output
 
 CLUSTERS = ["rpi4b+edge-server@wifi", "rpi3*2+jetson-tx2@4g"]
 MODELS = ["line", "two_branch", "resnet18", "siamese", "yolov5s"]
+# the searches' budgets cut for the every-zoo-model sweep: it checks plans, not searches
+QUICK = {name: {"particles": 8, "loops": 10, "patience": 5} for name in ("lo", "po", "mo")}
 
 
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
@@ -62,7 +64,8 @@ def test_bad_planner_and_options_are_named():
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
 @pytest.mark.parametrize("model", sorted(set(ew.models.names()) - set(MODELS)))
 def test_every_zoo_model_runs_inline_equal_to_the_model(planner, model):
-    made = plan(zoo_graph(model), "rpi4b+edge-server@4g", planner=planner)
+    made = plan(zoo_graph(model), "rpi4b+edge-server@4g", planner=planner,
+                **QUICK.get(planner, {}))
     outputs = run_inline(made, zoo_model(model)[1])
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):

@@ -178,3 +178,20 @@ def lower_bound(graphs, cluster: str) -> float:
     loaded = Cluster.load(cluster)
     problem = Problem({g.name: g for g in graphs}, loaded, CostModel.for_cluster(loaded), {}, {})
     return 1e3 * lower_bound_s(problem)
+
+
+def test_the_reproduction_device_model_gives_the_authors_whole_model_times(tmp_path):
+    from edgeweave.experiments import jin2022
+
+    loaded = jin2022.load_models()
+    where = jin2022.cluster(3, 6, jin2022.write_profiles(loaded, tmp_path))
+    assert len(where.devices) == 3 + 6 + 1
+    assert where.link("request-0", "edge-server").bandwidth_bps == 100 * 2 ** 20
+    for index, name in enumerate(jin2022.MODELS):
+        graph = loaded[name].graph
+        assert graph[graph.inputs[0]].itemsize == 1  # 224x224x3 bytes, as the authors'
+        for device, kind in (("request-0", "rpi4b"), ("helper-2", "jetson-tx2"),
+                             ("edge-server", "edge-server")):
+            made = ew.plan(graph, where, planner="local", sources={name: device})
+            assert ew.simulate(made).latency_s[0] == pytest.approx(
+                jin2022.WHOLE_S[kind][index], rel=1e-6)

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,36 +297,50 @@ PRESET_NETWORKS = ("wifi", "ethernet")
 
 def reproduce(progress: Callable[[str], None] | None = None,
               counts: Sequence[int] = COUNTS, helpers: Sequence[int] = DEVICES,
-              seeds: int = 3, presets: bool = True) -> Result:
-    """LO, PO and MO on every workload, ``seeds`` seeds each; the N = 3, D = 3 plans
-    checked against the models; the preset table."""
+              seeds: int = 3, presets: bool = True, workers: int | None = None) -> Result:
+    """LO, PO and MO on every workload, ``seeds`` seeds each, the workloads spread over
+    ``workers`` processes (default: one per core, two at most: planning times are wall
+    clock); the first workload's seed-0 plans checked against the models; the preset table."""
     say = progress or (lambda step: None)
+    jobs = [(d, n, seeds, (d, n) == (helpers[0], counts[0])) for d in helpers for n in counts]
+    workers = workers or min(2, os.cpu_count() or 1)
+    rows, curves, evaluations = [], {}, {}
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        for done, (found, curve, counted) in enumerate(pool.map(_workload, jobs), 1):
+            say(f"{done} of {len(jobs)} workloads planned")
+            rows += found
+            curves.update(curve)
+            evaluations.update(counted)
+    table = _presets(say) if presets else ()
+    return Result(tuple(rows), curves, evaluations, table, seeds)
+
+
+def _workload(job: tuple[int, int, int, bool]):
+    """One workload (D helpers, N models): each method's rows; when ``first``, its plans
+    checked and its seed-0 convergence kept."""
+    helpers, count, seeds, first = job
     loaded = load_models()
     rows, curves, evaluations = [], {}, {}
     with tempfile.TemporaryDirectory() as directory:
-        profiles = write_profiles(loaded, Path(directory))
-        for d in helpers:
-            for n in counts:
-                where = cluster(n, d, profiles)
-                graphs = workload(loaded, n)
-                sources = {g.name: f"request-{i}" for i, g in enumerate(graphs)}
-                bound = lower_bound_s(Problem({g.name: g for g in graphs}, where,
-                                              CostModel.for_cluster(where), {}, {}, sources))
-                for method, planner in PLANNERS.items():
-                    seconds, planning = [], []
-                    for seed in range(seeds):
-                        say(f"D = {d}, N = {n}: {method}, seed {seed}")
-                        start = time.perf_counter()
-                        made = plan(graphs, where, planner=planner, seed=seed, sources=sources)
-                        planning.append(time.perf_counter() - start)
-                        seconds.append(simulate(made).latency_s[0])
-                        if seed == 0 and (d, n) == (helpers[0], counts[0]):
-                            _check(made, loaded, graphs)
-                            curves[method] = tuple(v / 1e3 for v in made.notes["convergence_ms"])
-                            evaluations[method] = made.notes["evaluations"]
-                    rows.append(Row(d, n, method, tuple(seconds), tuple(planning), bound))
-    table = _presets(say) if presets else ()
-    return Result(tuple(rows), curves, evaluations, table, seeds)
+        where = cluster(count, helpers, write_profiles(loaded, Path(directory)))
+        graphs = workload(loaded, count)
+        sources = {g.name: f"request-{i}" for i, g in enumerate(graphs)}
+        bound = lower_bound_s(Problem({g.name: g for g in graphs}, where,
+                                      CostModel.for_cluster(where), {}, {}, sources))
+        for method, planner in PLANNERS.items():
+            seconds, planning = [], []
+            for seed in range(seeds):
+                start = time.perf_counter()
+                made = plan(graphs, where, planner=planner, seed=seed, sources=sources)
+                planning.append(time.perf_counter() - start)
+                seconds.append(simulate(made).latency_s[0])
+                if seed == 0 and first:
+                    _check(made, loaded, graphs)
+                    curves[method] = tuple(v / 1e3 for v in made.notes["convergence_ms"])
+                    evaluations[method] = made.notes["evaluations"]
+            rows.append(Row(helpers, count, method, tuple(seconds), tuple(planning), bound))
+    return rows, curves, evaluations
 
 
 def _check(made, loaded: dict[str, Model], graphs: Sequence[LayerGraph]) -> None:
