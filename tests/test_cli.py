@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import edgeweave as ew
 import edgeweave.cost  # noqa: F401
 from edgeweave.cli import app
+from edgeweave.units import serialize
 
 runner = CliRunner()
 
@@ -115,6 +116,26 @@ def test_compare_lists_every_planner_and_the_cut_planners_are_never_worse(model,
     assert set(rows) == set(ew.planners.PLANNERS)
     assert rows["neurosurgeon"] <= min(rows["local"], rows["remote"]) + 1e-9
     assert rows["johnson"] <= min(rows["local"], rows["remote"], rows["neurosurgeon"]) + 1e-9
+
+
+def test_several_models_are_planned_together_each_from_its_own_device(tmp_path):
+    plan_file = tmp_path / "plan.json"
+    cluster = "rpi4b*2+edge-server@wifi"
+    result = runner.invoke(app, ["plan", "line,two_branch,line", "-c", cluster, "-p", "mo",
+                                 "--source", "two_branch=rpi4b-1", "-O", "loops=5",
+                                 "-o", str(plan_file), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["notes"]["bound_ms"] > 0
+    made = serialize.load(plan_file)  # the copies re-traced by their spec
+    assert set(made.graphs) == {"line#1", "two_branch", "line#2"}
+    assert made.sources["two_branch"] == "rpi4b-1"
+    result = runner.invoke(app, ["run", "line,two_branch", "-c", cluster, "-p", "heft",
+                                 "--backend", "inline", "--check", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["max_abs_error"] < 1e-4
+    result = runner.invoke(app, ["plan", "line,two_branch", "-c", cluster, "--source",
+                                 "moon=rpi4b-1"])
+    assert result.exit_code == 1 and "names model(s) ['moon']" in result.output
 
 
 def test_plan_reports_the_planners_notes():

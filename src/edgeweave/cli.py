@@ -6,11 +6,13 @@ cause print one line and exit with status 1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
@@ -48,7 +50,8 @@ PlannerOptions = Annotated[list[str] | None, typer.Option(
                            "the value is read as JSON (numbers, true, null), else as text.")]
 SourceOption = Annotated[str | None, typer.Option(
     "--source", help="The device where the model's inputs arrive (default: the cluster's "
-                     "first; planners local, remote and deepthings honour it).")]
+                     "first), or per model MODEL=DEVICE,MODEL=DEVICE; planners local, "
+                     "remote, deepthings, bodp, lo, po and mo honour it.")]
 FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
 IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
 GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
@@ -60,7 +63,8 @@ AddressOption = Annotated[str | None, typer.Option(
          "worker` (default: a Ray instance started here for the run).")]
 ModelArgument = Annotated[str, typer.Argument(
     help="A zoo model name (see `edgeweave models`), or your own model as "
-         "package.module:factory or path/to/file.py:factory.")]
+         "package.module:factory or path/to/file.py:factory; several joined by commas "
+         "are planned together (alexnet,googlenet,resnet50).")]
 
 
 @contextmanager
@@ -120,6 +124,53 @@ def load(spec: str, input_shape: str | None = None, leaves: list[str] | None = N
     module, example = models.load(spec, _parse_shape(input_shape), seed)
     inputs = example if isinstance(example, tuple) else (example,)
     return module, inputs, trace(module, inputs, leaf_modules=leaves or (), name=spec)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One model of a workload, by the name the plan gives it."""
+
+    name: str
+    spec: str
+    module: Any
+    inputs: tuple[Any, ...]
+    graph: LayerGraph
+
+
+def load_workload(specs: str, seed: int = 0) -> list[Loaded]:
+    """The models of ``specs`` (comma-separated), each traced once; a spec given twice gets
+    its copies named ``spec#1``, ``spec#2``…"""
+    names = [spec.strip() for spec in specs.split(",") if spec.strip()]
+    if not names:
+        raise EdgeweaveError("No model given.")
+    loaded = []
+    for index, spec in enumerate(names):
+        name = spec if names.count(spec) == 1 else f"{spec}#{names[:index].count(spec) + 1}"
+        module, inputs, graph = load(spec, seed=seed)
+        loaded.append(Loaded(name, spec, module, inputs,
+                             graph if name == spec else dataclasses.replace(graph, name=name)))
+    return loaded
+
+
+def _sources(source: str | None, workload: list[Loaded]) -> dict[str, str] | None:
+    """``--source``: one device for every model, or MODEL=DEVICE pairs."""
+    if not source:
+        return None
+    if "=" not in source:
+        return {m.name: source for m in workload}
+    pairs = dict(part.split("=", 1) for part in source.split(",") if "=" in part)
+    unknown = sorted(set(pairs) - {m.name for m in workload})
+    if unknown:
+        raise EdgeweaveError(f"--source names model(s) {unknown}, which are not planned "
+                             f"(models: {', '.join(m.name for m in workload)}).")
+    return pairs
+
+
+def _inputs(workload: list[Loaded]):
+    """The example inputs: a model's own, or a dict by model for several."""
+    if len(workload) == 1:
+        return workload[0].inputs
+    return {m.name: m.inputs for m in workload}
 
 
 @app.command("models")
@@ -291,12 +342,12 @@ def calibrate_command(
                   f"per kB (first link); plan with it: --cluster {path}", highlight=False)
 
 
-def _plan(graph: LayerGraph, model: str, cluster: str, planner: str, seed: int,
+def _plan(workload: list[Loaded], cluster: str, planner: str, seed: int,
           options: list[str] | None = None, source: str | None = None) -> tuple[Plan, float]:
     start = time.perf_counter()
-    made = make_plan(graph, cluster, planner=planner, seed=seed, models={graph.name: model},
-                     sources={graph.name: source} if source else None,
-                     **_planner_options(options or []))
+    made = make_plan([m.graph for m in workload], cluster, planner=planner, seed=seed,
+                     models={m.name: m.spec for m in workload},
+                     sources=_sources(source, workload), **_planner_options(options or []))
     return made, time.perf_counter() - start
 
 
@@ -342,10 +393,11 @@ def plan_command(
                       "each layer.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Plan a model on a cluster; show where the units go and the predicted latency."""
+    """Plan a model (or several at once) on a cluster; show where the units go and the
+    predicted latency."""
     with _reported():
-        made, planning_s = _plan(load(model, seed=seed)[2], model, cluster, planner, seed,
-                                 option, source)
+        made, planning_s = _plan(load_workload(model, seed), cluster, planner, seed, option,
+                                 source)
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
@@ -390,17 +442,17 @@ def simulate(
                      f"in {gantt}" if gantt else ""))
 
 
-def compare_planners(graph: LayerGraph, model: str, cluster: str, planners: list[str],
+def compare_planners(workload: list[Loaded], cluster: str, planners: list[str],
                      seed: int = 0, progress: Progress | None = None
                      ) -> tuple[list[dict[str, Any]], dict[str, Plan]]:
-    """Plan and simulate ``graph`` with each planner: one row of figures per planner, and
+    """Plan and simulate a workload with each planner: one row of figures per planner, and
     the plans by planner."""
     rows, plans = [], {}
     task = progress.add_task("planning", total=len(planners)) if progress else None
     for name in planners:
         if progress:
             progress.update(task, description=f"planning with {name}")
-        plans[name], planning_s = _plan(graph, model, cluster, name, seed)
+        plans[name], planning_s = _plan(workload, cluster, name, seed)
         rows.append({"planner": name, **_timeline_row(simulate_plan(plans[name])),
                      "planning_ms": planning_s * 1e3, "units": len(plans[name].units)})
         if progress:
@@ -424,11 +476,11 @@ def compare(
     = None,
     seed: SeedOption = 0, as_json: JsonOption = False,
 ) -> None:
-    """Every registered planner on one model and cluster: predicted latency, bytes, planning time."""
+    """Every registered planner on one model (or several at once) and cluster: predicted
+    latency, bytes, planning time."""
     names = planners.split(",") if planners else list(PLANNERS)
     with _reported(), Progress(console=errors, transient=True) as progress:
-        rows, _ = compare_planners(load(model, seed=seed)[2], model, cluster, names, seed,
-                                   progress)
+        rows, _ = compare_planners(load_workload(model, seed), cluster, names, seed, progress)
     if as_json:
         _echo_json(rows)
         return
@@ -458,10 +510,12 @@ def run(
     gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
     source: SourceOption = None, as_json: JsonOption = False,
 ) -> None:
-    """Plan a model and really execute the plan; --check compares with the model itself."""
+    """Plan a model (or several at once) and really execute the plan; --check compares with
+    the models themselves."""
     with _reported():
-        module, inputs, graph = load(model, seed=seed)
-        made, _ = _plan(graph, model, cluster, planner, seed, option, source)
+        workload = load_workload(model, seed)
+        inputs = _inputs(workload)
+        made, _ = _plan(workload, cluster, planner, seed, option, source)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
@@ -471,7 +525,8 @@ def run(
                                "emulate_compute": emulate}}
             result = run_plan(made, inputs, backend, frames, interval, timeout,
                               lambda _: bar.advance(task), **options.get(backend, {}))
-        error = max(max_error(module, inputs, o) for o in result.outputs) if check else None
+        error = max(max_error(m.module, m.inputs, o if len(workload) == 1 else o[m.name])
+                    for o in result.outputs for m in workload) if check else None
         predicted = simulate_plan(made, frames, interval)
         measured = result.timeline
         pictures = [(f"{model}, {planner}: predicted", predicted)] + (
@@ -542,8 +597,8 @@ def worker(
 @app.command()
 def reproduce(
     name: Annotated[str, typer.Argument(
-        help="The experiment: wang2021 (seed 001), edgeflow (seed 002) or "
-             "deepthings (seed 003).")],
+        help="The experiment: jin2022 (seed 000), wang2021 (seed 001), edgeflow (seed 002) "
+             "or deepthings (seed 003).")],
     out: Annotated[str | None, typer.Option(
         help="Write the reproduction page here (default: docs/reproductions/NAME.md).")]
     = None,
@@ -586,9 +641,8 @@ def demo(gantt: GanttOption = "demo-gantt.png", host_model: HostModelOption = DE
     then, on this host's cores, calibrate, rank the planners and really run the first
     against plain PyTorch."""
     with _reported(), Progress(console=errors, transient=True) as progress:
-        module, inputs, graph = load(DEMO_MODEL)
-        rows, plans = compare_planners(graph, DEMO_MODEL, DEMO_CLUSTER, list(PLANNERS), 0,
-                                       progress)
+        rows, plans = compare_planners(load_workload(DEMO_MODEL), DEMO_CLUSTER, list(PLANNERS),
+                                       0, progress)
         best = min(rows, key=lambda row: row["latency_ms"])["planner"]
         timeline = simulate_plan(plans[best], frames=4, interval_s=0.1)
         task = progress.add_task("on this host", total=None)

@@ -244,12 +244,15 @@ def test_work_sharing_collects_every_cameras_tiles_on_the_gateway_and_hands_them
         ew.plan(graph, CLUSTER, planner="deepthings", share=True, steal=True)
 
 
-def test_reusing_tiles_run_equal_to_the_model_on_local_workers():
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_reusing_tiles_run_equal_to_the_model_on_workers(backend, request):
+    if backend == "ray":
+        request.getfixturevalue("ray_instance")
     _, x, graph, expected = _awkward_case()
     made = ew.plan(graph, "rpi4b*2+edge-server@ethernet", planner="deepthings", n=3, m=3,
                    layers=8, reuse=True)
     assert len({u.device for u in made.units if len(u.layers) == 1}) > 1
-    for output in ew.run(made, x, backend="local", frames=2).outputs:
+    for output in ew.run(made, x, backend=backend, frames=2).outputs:
         assert_equals_model(output, expected)
 
 

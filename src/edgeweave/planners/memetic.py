@@ -20,7 +20,8 @@ two passes at most).
 Three planners, the seed's three variants: ``lo`` (layers whole, PSO-GA), ``po`` (pieces,
 PSO-GA) and ``mo`` (pieces, memetic). Their options: ``pieces`` (per layer; ``lo``: 1),
 ``blocks`` (k per model), ``refine`` (boundary FM while uncoarsening), ``particles``,
-``loops``, ``patience``, ``w_max``, ``w_min``.
+``loops``, ``patience``, ``w_max``, ``w_min``, ``evaluations`` (a budget of fitness
+evaluations, default none).
 
 The fitness is a list schedule of the pieces on the cost model — each piece, in descending
 rank, starts when its device is free and what it reads has arrived, each transfer booked
@@ -51,7 +52,7 @@ from edgeweave.simulation import simulate
 from edgeweave.units import Part, Plan, Region, build_plan
 
 DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
-            "patience": 50, "w_max": 0.8, "w_min": 0.2}
+            "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None}
 
 
 class Fitness:
@@ -146,19 +147,22 @@ def _reads(pieces: PieceGraph) -> list[list[tuple[int, int, Region]]]:
 @dataclass
 class Search:
     """What a search found: the best assignment, its fitness, the best fitness after each
-    loop, and how many assignments were evaluated."""
+    loop (and after the polish, for the memetic search), the loops run, and how many
+    assignments were evaluated."""
 
     best: np.ndarray
     fitness: float
     history: list[float]
     evaluations: int
+    loops: int
 
 
 def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndarray],
            rng: np.random.Generator, particles: int, loops: int, patience: int,
-           w_max: float, w_min: float, memetic: bool) -> Search:
+           w_max: float, w_min: float, memetic: bool, budget: int | None = None) -> Search:
     """PSO-GA over assignments of ``blocks`` genes (memetic: with the local step, and the
-    best found polished at the end)."""
+    best found polished at the end); ``budget`` stops it once that many assignments have
+    been evaluated (the polish included), so that searches can be compared at equal cost."""
     devices = fitness.devices
     # every block on one device, for each device, among the first particles: the search
     # starts from what a single device does (the authors' swarm is all random)
@@ -169,8 +173,9 @@ def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndar
     own_best, own_value = swarm.copy(), value.copy()
     top = int(np.argmin(value))
     best, best_value = swarm[top].copy(), float(value[top])
-    history, stale = [best_value], 0
+    history, stale, ran = [best_value], 0, 0
     for loop in range(loops):
+        ran = loop + 1
         progress = loop / max(1, loops - 1)
         with_own, with_best = 0.9 - 0.7 * progress, 0.4 + 0.5 * progress
         for i in range(particles):
@@ -195,13 +200,13 @@ def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndar
         else:
             stale += 1
         history.append(best_value)
-        if stale >= patience:
+        if stale >= patience or (budget is not None and fitness.evaluations >= budget):
             break
-    if memetic:
+    if memetic and (budget is None or fitness.evaluations < budget):
         best = polish(fitness, best, repair)
         best_value = min(best_value, float(fitness(best[None, :])[0]))
         history.append(best_value)
-    return Search(best, best_value, history, fitness.evaluations)
+    return Search(best, best_value, history, fitness.evaluations, ran)
 
 
 def polish(fitness: Fitness, genes: np.ndarray, repair, passes: int = 2) -> np.ndarray:
@@ -308,11 +313,11 @@ def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> 
     repair = Memory(problem, pieces, blocks, generator)
     found = pso_ga(fitness, blocks.count, repair, generator, options["particles"],
                    options["loops"], options["patience"], options["w_max"], options["w_min"],
-                   memetic)
+                   memetic, options["evaluations"])
     made = _plan(problem, pieces, blocks, order, found.best, name)
     notes = {"pieces": len([p for p in pieces.pieces if not p.is_input]),
              "blocks": blocks.count, "cut_bytes": cut_bytes(pieces, blocks.block_of),
-             "fitness_ms": 1e3 * found.fitness, "loops": len(found.history) - 1,
+             "fitness_ms": 1e3 * found.fitness, "loops": found.loops,
              "evaluations": found.evaluations,
              "convergence_ms": [round(1e3 * v, 4) for v in found.history],
              "predicted_ms": 1e3 * simulate(made).latency_s[0],
@@ -348,6 +353,11 @@ def _check(name: str, options) -> None:
     if not isinstance(options["refine"], bool):
         raise PlanError(f"The 'refine' option of planner '{name}' must be true or false. "
                         f"Got {options['refine']!r} instead.")
+    budget = options["evaluations"]
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)
+                               or budget < 1):
+        raise PlanError(f"The 'evaluations' option of planner '{name}' must be a positive "
+                        f"integer or None. Got {budget!r} instead.")
     w_max, w_min = options["w_max"], options["w_min"]
     if not (isinstance(w_max, int | float) and isinstance(w_min, int | float)
             and 0 <= w_min <= w_max <= 1):
