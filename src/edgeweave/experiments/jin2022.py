@@ -79,6 +79,19 @@ SETTING = (
     "search settings (50 particles; 600 loops, MO 300; stop after 50 without improvement).")
 
 
+WHY_NOT = (
+    "Three differences from the authors' setting are the likely causes, not yet measured "
+    "apart: (1) the device set — every block here may go to any of the N + D + 1 devices "
+    "(16 at N = 9, D = 6), the authors' to its own request Pi, the helpers and the server, "
+    "a wider search per gene; (2) the granularity — our torch.fx graphs have more, smaller "
+    "layers than the authors' (GoogLeNet: 198), so k = 21 blocks per model is not the same "
+    "coarseness on both, and on N = 3, D = 3 fewer blocks searched better in a trial (k = "
+    "10: 212 ms against 223 ms at k = 21, one seed); (3) the per-layer spread of the "
+    "whole-model times — ours follows FLOPs, the authors' their own workload formula, which "
+    "moves where a layer is worth cutting into pieces. The next step is (1): blocks "
+    "restricted to the authors' device set.")
+
+
 class FromBytes(torch.nn.Module):
     """A model fed 8-bit pixels, as the authors' inputs are."""
 
@@ -266,6 +279,7 @@ class Result:
                         for n in (3, 9) if n in counts]
                 lines += ["MO's mean against the poster's: " + ", ".join(
                     f"{o:+.0%} at N = {n}" for n, o in over) + ".", ""]
+        lines += ["## Where MO misses the poster", "", WHY_NOT, ""]
         authors = ", ".join(f"{m} {v[0]:.3f} s in {v[1]:.0f} s of search"
                             for m, v in AUTHORS_RUN.items())
         lines += ["## Beside the authors' code", "",
