@@ -67,7 +67,7 @@ def main() -> None:
             eweights += list(neighbours.values())
             xadj.append(len(adjncy))
         vweights = [max(1, round(1e6 * weight[p])) for p in inside]
-        _, membership = pymetis.part_graph(found[True][0], xadj=xadj, adjncy=adjncy,
+        _, membership = pymetis.part_graph(found[True][0], pymetis.CSRAdjacency(xadj, adjncy),
                                            vweights=vweights, eweights=eweights)
         parts = [-1] * len(pieces.pieces)
         for i, p in enumerate(inside):
