@@ -14,7 +14,7 @@ from tests.conftest import assert_equals_model, zoo_graph, zoo_model, zoo_output
 
 CLUSTERS = ["rpi4b+edge-server@wifi", "rpi3*2+jetson-tx2@4g"]
 MODELS = ["line", "two_branch", "resnet18", "siamese", "yolov5s"]
-# the searches' budgets cut for the every-zoo-model sweep: it checks plans, not searches
+# the searches' budgets cut where a test checks plans, not searches
 QUICK = {name: {"particles": 8, "loops": 10, "patience": 5} for name in ("lo", "po", "mo")}
 
 
@@ -23,7 +23,7 @@ QUICK = {name: {"particles": 8, "loops": 10, "patience": 5} for name in ("lo", "
 @pytest.mark.parametrize("cluster", CLUSTERS)
 def test_plan_runs_inline_equal_to_the_model(planner, model, cluster):
     graph = zoo_graph(model)
-    made = plan(graph, cluster, planner=planner, seed=1)
+    made = plan(graph, cluster, planner=planner, seed=1, **QUICK.get(planner, {}))
     assert made.planner == planner and set(made.graphs) == {model}
     _, inputs = zoo_model(model)
     outputs = run_inline(made, inputs)

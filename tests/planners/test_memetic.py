@@ -196,16 +196,3 @@ def test_the_reproduction_device_model_gives_the_authors_whole_model_times(tmp_p
             assert ew.simulate(made).latency_s[0] == pytest.approx(
                 jin2022.WHOLE_S[kind][index], rel=1e-6)
 
-
-def test_on_an_equal_budget_the_memetic_median_is_no_worse_than_pso_ga(tmp_path):
-    from edgeweave.experiments import jin2022
-
-    loaded = jin2022.load_models()
-    where = jin2022.cluster(3, 3, jin2022.write_profiles(loaded, tmp_path))
-    graphs = jin2022.workload(loaded, 3)
-    sources = {g.name: f"request-{i}" for i, g in enumerate(graphs)}
-    budget = {"particles": 20, "loops": 10_000, "patience": 10_000, "evaluations": 2000}
-    found = {planner: sorted(ew.plan(graphs, where, planner=planner, seed=seed, sources=sources,
-                                     **budget).notes["fitness_ms"] for seed in range(3))
-             for planner in ("po", "mo")}
-    assert found["mo"][1] <= found["po"][1]
