@@ -36,6 +36,7 @@ import torch
 
 from edgeweave import models
 from edgeweave.cluster import Cluster
+from edgeweave.experiments.zoo import Traced
 from edgeweave.graph import LayerGraph, trace
 from edgeweave.planners import SOURCES, plan
 from edgeweave.planners.bound import lower_bound_s
@@ -103,17 +104,7 @@ class FromBytes(torch.nn.Module):
         return self.model(x.float() / 255.0)
 
 
-@dataclass(frozen=True)
-class Model:
-    """One of the three models, traced with a byte input, its example and output."""
-
-    name: str
-    graph: LayerGraph
-    inputs: torch.Tensor
-    expected: torch.Tensor
-
-
-def load_models() -> dict[str, Model]:
+def load_models() -> dict[str, Traced]:
     """The three models with byte inputs (seeded weights and pixels)."""
     loaded = {}
     generator = torch.Generator().manual_seed(0)
@@ -124,11 +115,12 @@ def load_models() -> dict[str, Model]:
         wrapped = FromBytes(module).eval()
         with torch.no_grad():
             expected = wrapped(pixels)
-        loaded[name] = Model(name, trace(wrapped, pixels, name=name), pixels, expected)
+        loaded[name] = Traced((pixels,), trace(wrapped, pixels, name=name), (expected,),
+                              wrapped)
     return loaded
 
 
-def write_profiles(loaded: dict[str, Model], directory: Path) -> dict[str, str]:
+def write_profiles(loaded: dict[str, Traced], directory: Path) -> dict[str, str]:
     """One profile file per device kind, the authors' whole-model times spread over our
     layers by FLOPs; the path of each."""
     paths = {}
@@ -161,7 +153,7 @@ def cluster(count: int, helpers: int, profiles: dict[str, str]) -> Cluster:
                          "network": {"bandwidth_bps": LINK_BPS, "latency_s": 0.0}})
 
 
-def workload(loaded: dict[str, Model], count: int) -> list[LayerGraph]:
+def workload(loaded: dict[str, Traced], count: int) -> list[LayerGraph]:
     """The first ``count`` of AlexNet, GoogLeNet, ResNet-50 repeated, each named apart."""
     return [dataclasses.replace(loaded[MODELS[i % 3]].graph, name=f"{MODELS[i % 3]}-{i}")
             for i in range(count)]
@@ -357,13 +349,12 @@ def _workload(job: tuple[int, int, int, bool]):
     return rows, curves, evaluations
 
 
-def _check(made, loaded: dict[str, Model], graphs: Sequence[LayerGraph]) -> None:
+def _check(made, loaded: dict[str, Traced], graphs: Sequence[LayerGraph]) -> None:
     """Raise unless the plan's inline outputs equal every model's own."""
-    inputs = {g.name: loaded[g.name.rsplit("-", 1)[0]].inputs for g in graphs}
-    outputs = run_inline(made, inputs)
-    for g in graphs:
-        torch.testing.assert_close(outputs[g.name], loaded[g.name.rsplit("-", 1)[0]].expected,
-                                   rtol=1e-4, atol=1e-4)
+    of = {g.name: loaded[g.name.rsplit("-", 1)[0]] for g in graphs}
+    outputs = run_inline(made, {name: model.inputs for name, model in of.items()})
+    for name, model in of.items():
+        model.check_output(outputs[name])
 
 
 def _presets(say: Callable[[str], None]) -> tuple[tuple[str, str, float], ...]:
