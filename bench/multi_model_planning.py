@@ -36,8 +36,7 @@ def main() -> None:
     rows, bound = [], None
     for planner in PLANNERS:
         start = time.perf_counter()
-        made = ew.plan(graphs, CLUSTER, planner=planner,
-                       sources=sources if planner in ew.planners.SOURCES else None)
+        made = ew.plan(graphs, CLUSTER, planner=planner, sources=sources)
         seconds = time.perf_counter() - start
         predicted = 1e3 * ew.simulate(made).latency_s[0]
         bound = made.notes.get("bound_ms", bound)

@@ -136,6 +136,26 @@ def test_several_models_are_planned_together_each_from_its_own_device(tmp_path):
     result = runner.invoke(app, ["plan", "line,two_branch", "-c", cluster, "--source",
                                  "moon=rpi4b-1"])
     assert result.exit_code == 1 and "names model(s) ['moon']" in result.output
+    result = runner.invoke(app, ["plan", "line", "-c", cluster, "--period", "soon"])
+    assert result.exit_code == 1 and "--period wants a number" in result.output
+
+
+def test_a_workloads_periods_deadlines_and_weights_travel_with_the_plan(tmp_path):
+    plan_file = tmp_path / "plan.json"
+    result = runner.invoke(app, ["plan", "line,two_branch", "-c", "rpi4b*2+edge-server@wifi",
+                                 "-p", "heft", "--sources", "two_branch=rpi4b-1",
+                                 "--period", "line=0.25", "--deadline", "two_branch=1e-6",
+                                 "--weight", "line=2", "-o", str(plan_file)])
+    assert result.exit_code == 0, result.output
+    assert "per model" in result.output and "rpi4b-1" in result.output
+    streams = serialize.load(plan_file).streams
+    assert streams["line"] == ew.Stream("rpi4b-0", period_s=0.25, weight=2.0)
+    assert streams["two_branch"] == ew.Stream("rpi4b-1", deadline_s=1e-6)
+    result = runner.invoke(app, ["simulate", str(plan_file), "--frames", "3", "--json"])
+    models = json.loads(result.stdout)["models"]
+    assert models["two_branch"]["deadline_met"] == 0.0
+    assert models["line"]["throughput_fps"] == pytest.approx(
+        3 / (2 * 0.25 + models["line"]["latency_s"][-1]))
 
 
 def test_plan_reports_the_planners_notes():
@@ -226,8 +246,8 @@ def test_stolen_tiles_from_another_source_on_the_command_line():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["plan", "line", "-c", "rpi4b*2@ethernet", "-p", "heft", "--source", "rpi4b-1"],
-     "planned by: local, remote, deepthings"),
+    (["plan", "line", "-c", "rpi4b*2@ethernet", "-p", "heft", "--source", "rpi4b-7"],
+     "not a device of cluster"),
     (["compare", "line", "-c", "rpi9@wifi"], "Unknown device preset 'rpi9'"),
     (["plan", "line", "-c", "rpi4b", "-p", "magic"], "Unknown planner 'magic'"),
     (["run", "line", "-c", "rpi4b", "--backend", "gpu"], "Unknown backend 'gpu'"),

@@ -18,7 +18,7 @@ STAGES = ("errors", "models", "graph", "cluster", "cost", "units", "simulation",
 def test_exported_members():
     assert sorted(edgeweave.__all__) == sorted(
         ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-         "OpKind", "Plan", "Region", "Run", "Timeline", "Unit", "__version__", "calibrate",
+         "OpKind", "Plan", "Region", "Run", "Stream", "Timeline", "Unit", "__version__", "calibrate",
          "models", "plan", "profile", "run", "simulate", "trace"])
     for name in edgeweave.__all__:
         assert hasattr(edgeweave, name)

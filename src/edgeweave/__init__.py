@@ -20,11 +20,10 @@ from edgeweave.planners import plan
 from edgeweave.runtime import Run, run
 from edgeweave.runtime.calibrate import calibrate
 from edgeweave.simulation import simulate
-from edgeweave.units import Timeline
-from edgeweave.units import Plan, Region, Unit
+from edgeweave.units import Plan, Region, Stream, Timeline, Unit
 
 __version__ = "0.1.0"
 
 __all__ = ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-           "OpKind", "Plan", "Region", "Run", "Timeline", "Unit", "__version__", "calibrate", "models",
-           "plan", "profile", "run", "simulate", "trace"]
+           "OpKind", "Plan", "Region", "Run", "Stream", "Timeline", "Unit", "__version__",
+           "calibrate", "models", "plan", "profile", "run", "simulate", "trace"]

@@ -27,9 +27,8 @@ from edgeweave.graph import Geometry, LayerGraph, trace
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
 from edgeweave.runtime import run as run_plan
-from edgeweave.units import Timeline
 from edgeweave.simulation import simulate as simulate_plan
-from edgeweave.units import Plan, footprints, serialize
+from edgeweave.units import Plan, Timeline, deadlines_met, footprints, serialize
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, simulate and run DNN inference across heterogeneous edge devices.")
@@ -49,11 +48,22 @@ PlannerOptions = Annotated[list[str] | None, typer.Option(
     "--option", "-O", help="A planner option KEY=VALUE, repeatable (-O n=3 -O reuse=true); "
                            "the value is read as JSON (numbers, true, null), else as text.")]
 SourceOption = Annotated[str | None, typer.Option(
-    "--source", help="The device where the model's inputs arrive (default: the cluster's "
-                     "first), or per model MODEL=DEVICE,MODEL=DEVICE; planners local, "
-                     "remote, deepthings, bodp, lo, po and mo honour it.")]
+    "--source", "--sources", help="The device where the model's inputs arrive (default: the "
+                                  "cluster's first), or per model MODEL=DEVICE,MODEL=DEVICE.")]
+PeriodOption = Annotated[str | None, typer.Option(
+    "--period", help="Seconds between a model's frames (default 0: all at once), for every "
+                     "model or per model MODEL=SECONDS,...; recorded in the plan.")]
+DeadlineOption = Annotated[str | None, typer.Option(
+    "--deadline", help="A model's latency deadline in seconds, for every model or per model "
+                       "MODEL=SECONDS,...: planners pay for missing it; reports say how "
+                       "often it is met.")]
+WeightOption = Annotated[str | None, typer.Option(
+    "--weight", help="A model's weight in the objective (largest weighted latency), for "
+                     "every model or per model MODEL=WEIGHT,...")]
 FramesOption = Annotated[int, typer.Option(help="Frames to send through the plan.")]
-IntervalOption = Annotated[float, typer.Option(help="Seconds between frame arrivals.")]
+IntervalOption = Annotated[float | None, typer.Option(
+    help="Seconds between frame arrivals, for every model (default: each model's period, "
+         "as planned).")]
 GanttOption = Annotated[str | None, typer.Option(help="Write a Gantt chart (PNG) here.")]
 BackendOption = Annotated[str, typer.Option(
     help="inline (one process), local (one process per device) or ray (one actor per "
@@ -152,16 +162,35 @@ def load_workload(specs: str, seed: int = 0) -> list[Loaded]:
     return loaded
 
 
-def _sources(source: str | None, workload: list[Loaded]) -> dict[str, str] | None:
-    """``--source``: one device for every model, or MODEL=DEVICE pairs."""
-    if not source:
-        return None
-    if "=" not in source:
-        return {m.name: source for m in workload}
-    pairs = dict(part.split("=", 1) for part in source.split(",") if "=" in part)
+def streams_of(workload: list[Loaded], source: str | None = None, period: str | None = None,
+               deadline: str | None = None, weight: str | None = None
+               ) -> dict[str, dict[str, Any]]:
+    """The workload's streams from ``--source``, ``--period``, ``--deadline`` and
+    ``--weight`` (each one value for every model, or MODEL=VALUE pairs)."""
+    streams: dict[str, dict[str, Any]] = {}
+    for flag, key, text, kind in (("--source", "source", source, str),
+                                  ("--period", "period_s", period, float),
+                                  ("--deadline", "deadline_s", deadline, float),
+                                  ("--weight", "weight", weight, float)):
+        for model, value in _per_model(flag, text, workload).items():
+            try:
+                streams.setdefault(model, {})[key] = kind(value)
+            except ValueError:
+                raise EdgeweaveError(f"{flag} wants a number for model '{model}'; got "
+                                     f"'{value}'.") from None
+    return streams
+
+
+def _per_model(flag: str, text: str | None, workload: list[Loaded]) -> dict[str, str]:
+    """One value for every model, or MODEL=VALUE pairs."""
+    if not text:
+        return {}
+    if "=" not in text:
+        return {m.name: text for m in workload}
+    pairs = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
     unknown = sorted(set(pairs) - {m.name for m in workload})
     if unknown:
-        raise EdgeweaveError(f"--source names model(s) {unknown}, which are not planned "
+        raise EdgeweaveError(f"{flag} names model(s) {unknown}, which are not planned "
                              f"(models: {', '.join(m.name for m in workload)}).")
     return pairs
 
@@ -343,11 +372,12 @@ def calibrate_command(
 
 
 def _plan(workload: list[Loaded], cluster: str, planner: str, seed: int,
-          options: list[str] | None = None, source: str | None = None) -> tuple[Plan, float]:
+          options: list[str] | None = None, streams: dict[str, dict[str, Any]] | None = None
+          ) -> tuple[Plan, float]:
     start = time.perf_counter()
     made = make_plan([m.graph for m in workload], cluster, planner=planner, seed=seed,
-                     models={m.name: m.spec for m in workload},
-                     sources=_sources(source, workload), **_planner_options(options or []))
+                     models={m.name: m.spec for m in workload}, workload=streams,
+                     **_planner_options(options or []))
     return made, time.perf_counter() - start
 
 
@@ -367,9 +397,30 @@ def _planner_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def _timeline_row(timeline: Timeline) -> dict[str, Any]:
+    per_model = timeline.model_latency_s()
+    rate = timeline.model_throughput_fps()
     return {"latency_ms": 1e3 * sum(timeline.latency_s) / len(timeline.latency_s),
             "throughput_fps": timeline.throughput_fps,
-            "bytes_moved": sum(timeline.bytes_moved().values())}
+            "bytes_moved": sum(timeline.bytes_moved().values()),
+            "models": {m: {"latency_ms": [1e3 * s for s in seconds],
+                           "throughput_fps": rate[m]} for m, seconds in per_model.items()}}
+
+
+def _models_table(made: Plan, timelines: list[tuple[str, Timeline]]) -> Table:
+    """Per model of a workload: its source, each timeline's mean latency and throughput,
+    and how often its deadline was met."""
+    columns = [f"{label} {what}" for label, _ in timelines for what in ("ms", "frames/s")]
+    table = _table("per model", ("model", "source", *columns, "deadline met"), tuple(columns))
+    for model, stream in made.streams.items():
+        cells = []
+        for _, timeline in timelines:
+            seconds = timeline.model_latency_s()[model]
+            cells += [f"{1e3 * sum(seconds) / len(seconds):.1f}",
+                      f"{timeline.model_throughput_fps()[model]:.2f}"]
+        met = deadlines_met({model: timelines[-1][1].model_latency_s()[model]}, made.streams)
+        table.add_row(model, stream.source, *cells,
+                      f"{met[model]:.0%}" if model in met else "")
+    return table
 
 
 def _plan_table(made: Plan, timeline: Timeline) -> Table:
@@ -387,6 +438,7 @@ def _plan_table(made: Plan, timeline: Timeline) -> Table:
 def plan_command(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
     seed: SeedOption = 0, option: PlannerOptions = None, source: SourceOption = None,
+    period: PeriodOption = None, deadline: DeadlineOption = None, weight: WeightOption = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
     partition_map: Annotated[str | None, typer.Option(
         "--map", help="Draw the partition map (PNG): which device computes which part of "
@@ -396,8 +448,9 @@ def plan_command(
     """Plan a model (or several at once) on a cluster; show where the units go and the
     predicted latency."""
     with _reported():
-        made, planning_s = _plan(load_workload(model, seed), cluster, planner, seed, option,
-                                 source)
+        workload = load_workload(model, seed)
+        made, planning_s = _plan(workload, cluster, planner, seed, option,
+                                 streams_of(workload, source, period, deadline, weight))
         timeline = simulate_plan(made)
         if output:
             serialize.save(made, output)
@@ -411,6 +464,8 @@ def plan_command(
                     "notes": dict(made.notes)})
         return
     console.print(_plan_table(made, timeline))
+    if len(made.graphs) > 1:
+        console.print(_models_table(made, [("predicted", timeline)]))
     if "summary" in made.notes:
         console.print(f"{made.planner}: {made.notes['summary']}", highlight=False)
     console.print(f"predicted latency {timeline.latency_s[0] * 1e3:.1f} ms, planned in "
@@ -421,7 +476,7 @@ def plan_command(
 @app.command()
 def simulate(
     plan_file: Annotated[str, typer.Argument(help="A plan saved by `edgeweave plan -o`.")],
-    frames: FramesOption = 1, interval: IntervalOption = 0.0, gantt: GanttOption = None,
+    frames: FramesOption = 1, interval: IntervalOption = None, gantt: GanttOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a saved plan: latency per frame, throughput, busy time, bytes moved."""
@@ -433,9 +488,12 @@ def simulate(
 
             draw([(made.planner, timeline)], gantt, {u.id: u.graph for u in made.units})
     if as_json:
-        _echo_json({**timeline.metrics(), "events": [repr(e) for e in timeline.events]})
+        _echo_json({**timeline.metrics(made.streams),
+                    "events": [repr(e) for e in timeline.events]})
         return
     console.print(_plan_table(made, timeline))
+    if len(made.graphs) > 1:
+        console.print(_models_table(made, [("predicted", timeline)]))
     console.print(f"{frames} frame(s): mean latency {_timeline_row(timeline)['latency_ms']:.1f} "
                   f"ms, throughput {timeline.throughput_fps:.2f} frames/s"
                   + (f"; Gantt charts (the cluster, then this host predicted and measured) "
@@ -443,16 +501,17 @@ def simulate(
 
 
 def compare_planners(workload: list[Loaded], cluster: str, planners: list[str],
-                     seed: int = 0, progress: Progress | None = None
+                     seed: int = 0, progress: Progress | None = None,
+                     streams: dict[str, dict[str, Any]] | None = None
                      ) -> tuple[list[dict[str, Any]], dict[str, Plan]]:
-    """Plan and simulate a workload with each planner: one row of figures per planner, and
-    the plans by planner."""
+    """Plan and simulate a workload (its ``streams``, as ``streams_of`` gives them) with
+    each planner: one row of figures per planner, and the plans by planner."""
     rows, plans = [], {}
     task = progress.add_task("planning", total=len(planners)) if progress else None
     for name in planners:
         if progress:
             progress.update(task, description=f"planning with {name}")
-        plans[name], planning_s = _plan(workload, cluster, name, seed)
+        plans[name], planning_s = _plan(workload, cluster, name, seed, streams=streams)
         rows.append({"planner": name, **_timeline_row(simulate_plan(plans[name])),
                      "planning_ms": planning_s * 1e3, "units": len(plans[name].units)})
         if progress:
@@ -474,13 +533,16 @@ def compare(
     model: ModelArgument, cluster: ClusterOption,
     planners: Annotated[str | None, typer.Option(help="Comma-separated planners (default: all).")]
     = None,
-    seed: SeedOption = 0, as_json: JsonOption = False,
+    seed: SeedOption = 0, source: SourceOption = None, period: PeriodOption = None,
+    deadline: DeadlineOption = None, weight: WeightOption = None, as_json: JsonOption = False,
 ) -> None:
     """Every registered planner on one model (or several at once) and cluster: predicted
     latency, bytes, planning time."""
     names = planners.split(",") if planners else list(PLANNERS)
     with _reported(), Progress(console=errors, transient=True) as progress:
-        rows, _ = compare_planners(load_workload(model, seed), cluster, names, seed, progress)
+        workload = load_workload(model, seed)
+        rows, _ = compare_planners(workload, cluster, names, seed, progress,
+                                   streams_of(workload, source, period, deadline, weight))
     if as_json:
         _echo_json(rows)
         return
@@ -491,7 +553,7 @@ def compare(
 def run(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
     backend: BackendOption = "local", frames: FramesOption = 1,
-    interval: IntervalOption = 0.0,
+    interval: IntervalOption = None,
     emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
                                           "and its devices' predicted compute times; ray: "
                                           "the compute times.")] = False,
@@ -508,14 +570,16 @@ def run(
     trace_file: Annotated[str | None, typer.Option(
         "--trace", help="Write predicted and measured timelines as a Chrome trace (JSON).")] = None,
     gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
-    source: SourceOption = None, as_json: JsonOption = False,
+    source: SourceOption = None, period: PeriodOption = None, deadline: DeadlineOption = None,
+    weight: WeightOption = None, as_json: JsonOption = False,
 ) -> None:
     """Plan a model (or several at once) and really execute the plan; --check compares with
     the models themselves."""
     with _reported():
         workload = load_workload(model, seed)
         inputs = _inputs(workload)
-        made, _ = _plan(workload, cluster, planner, seed, option, source)
+        made, _ = _plan(workload, cluster, planner, seed, option,
+                        streams_of(workload, source, period, deadline, weight))
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
@@ -557,6 +621,9 @@ def run(
                 table.add_row(label, f"{row['latency_ms']:.1f}", f"{row['throughput_fps']:.2f}",
                               _si(row["bytes_moved"]))
         console.print(table)
+        if len(made.graphs) > 1:
+            console.print(_models_table(made, [("predicted", predicted)] + (
+                [("measured", measured)] if measured else [])))
         if measured is None:
             console.print("inline backend: outputs computed in one process, nothing measured")
         for fault in result.faults:

@@ -41,9 +41,12 @@ def test_same_seed_same_plan(planner):
 
 
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
-def test_several_models_at_once(planner):
+def test_several_models_at_once_each_from_its_own_source(planner):
     graphs = [zoo_graph("line"), zoo_graph("two_branch")]
-    made = plan(graphs, CLUSTERS[0], planner=planner)
+    made = plan(graphs, CLUSTERS[1], planner=planner, sources={"two_branch": "rpi3-1"},
+                **QUICK.get(planner, {}))
+    assert made.sources == {"line": "rpi3-0", "two_branch": "rpi3-1"}
+    assert made.streams["two_branch"].source == "rpi3-1"
     inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}
     outputs = run_inline(made, inputs)
     torch.testing.assert_close(outputs["line"], zoo_output("line")[0])

@@ -124,7 +124,7 @@ def _problem(graph, cluster):
 
 
 def _stretch(problem, graph, parts):
-    return Stretch(problem, graph, parts, problem.source, problem.fastest())
+    return Stretch(problem, graph, parts, problem.source_of(graph), problem.fastest())
 
 
 @pytest.mark.parametrize("name", [*MULTI_PATH, *DAGS])
@@ -139,7 +139,7 @@ def test_a_cut_through_a_converted_stretch_runs_every_layer_once_equal_to_the_mo
     computed = [layer for unit in made.units for layer in unit.layers]
     assert sorted(computed) == sorted(layer.name for layer in graph)
     where = {layer: unit.device for unit in made.units for layer in unit.layers}
-    device, server = problem.source.name, problem.fastest().name
+    device, server = problem.source_of(graph).name, problem.fastest().name
     assert {where[n] for n in parts.head} <= {device} and {where[n] for n in parts.tail} <= {server}
     assert device in {where[n] for n in parts.owner}  # the cut really goes through it
     for layer in graph:  # nothing comes back from the server
@@ -165,7 +165,7 @@ def test_the_simulator_agrees_with_the_stage_times(name, network):
     # the simulator's latency is the head, the paths' makespan, the tail and the way back —
     # a little less, since a link carries the next transfer while the last one is still in
     # flight (latency), and a layer may read only part of the tensor that crosses a cut
-    link = problem.cluster.link(problem.source.name, problem.fastest().name)
+    link = problem.cluster.link(problem.source_of(graph).name, problem.fastest().name)
     predicted = stretch.latency_s(chosen)
     simulated = ew.simulate(made).latency_s[0]
     assert predicted - len(parts.paths) * link.latency_s - 0.02 * predicted <= simulated

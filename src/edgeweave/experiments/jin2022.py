@@ -38,11 +38,12 @@ from edgeweave import models
 from edgeweave.cluster import Cluster
 from edgeweave.experiments.zoo import Traced
 from edgeweave.graph import LayerGraph, trace
-from edgeweave.planners import SOURCES, plan
+from edgeweave.planners import plan
 from edgeweave.planners.bound import lower_bound_s
 from edgeweave.planners.problem import Problem
 from edgeweave.cost import CostModel
-from edgeweave.simulation import simulate
+from edgeweave.simulation import predicted_s
+from edgeweave.units import Stream
 from edgeweave.runtime import run_inline
 
 MODELS = ("alexnet", "googlenet", "resnet50")
@@ -285,8 +286,7 @@ class Result:
                   "## The same workload on the preset devices", "",
                   "N = 3 (AlexNet, GoogLeNet, ResNet-50, float inputs) on "
                   f"`{PRESET_CLUSTER}` over each network, every planner; each model's input on "
-                  "its own Pi for the planners that take sources (" + ", ".join(SOURCES)
-                  + "), on the first for the others. Simulated, one frame of every model.", "",
+                  "its own Pi, for every planner. Simulated, one frame of every model.", "",
                   "| planner | " + " | ".join(PRESET_NETWORKS) + " |",
                   "|---|" + "---|" * len(PRESET_NETWORKS)]
         planners = list(dict.fromkeys(p for _, p, _ in self.presets))
@@ -333,14 +333,15 @@ def _workload(job: tuple[int, int, int, bool]):
         graphs = workload(loaded, count)
         sources = {g.name: f"request-{i}" for i, g in enumerate(graphs)}
         bound = lower_bound_s(Problem({g.name: g for g in graphs}, where,
-                                      CostModel.for_cluster(where), {}, {}, sources))
+                                      CostModel.for_cluster(where), {}, {},
+                                      {m: Stream(device) for m, device in sources.items()}))
         for method, planner in PLANNERS.items():
             seconds, planning = [], []
             for seed in range(seeds):
                 start = time.perf_counter()
                 made = plan(graphs, where, planner=planner, seed=seed, sources=sources)
                 planning.append(time.perf_counter() - start)
-                seconds.append(simulate(made).latency_s[0])
+                seconds.append(predicted_s(made))
                 if seed == 0 and first:
                     _check(made, loaded, graphs)
                     curves[method] = tuple(v / 1e3 for v in made.notes["convergence_ms"])
@@ -368,7 +369,6 @@ def _presets(say: Callable[[str], None]) -> tuple[tuple[str, str, float], ...]:
         sources = {g.name: where.names[i] for i, g in enumerate(graphs)}
         for name in ALL:
             say(f"presets @{network}: {name}")
-            made = plan(graphs, where, planner=name,
-                        sources=sources if name in SOURCES else None)
-            found.append((network, name, simulate(made).latency_s[0]))
+            made = plan(graphs, where, planner=name, sources=sources)
+            found.append((network, name, predicted_s(made)))
     return tuple(found)

@@ -7,6 +7,7 @@ seed gives the same plan. Adding a method means one module and one line in ``PLA
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from edgeweave.graph import LayerGraph
 from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
                                 memetic, modnn, neurosurgeon)
 from edgeweave.planners.problem import Problem
-from edgeweave.units import Plan
+from edgeweave.units import Plan, Stream
 
 Planner = Callable[[Problem, random.Random], Plan]
 
@@ -45,7 +46,7 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
            "seed 000's LO: whole layers in blocks, placed by PSO-GA (several models at once)"),
     "po": (memetic.piece_offloading, memetic.DEFAULTS,
            "seed 000's PO: layers cut in pieces, grouped in blocks, placed by PSO-GA"),
-    "mo": (memetic.memetic_offloading, {**memetic.DEFAULTS, "loops": 300},
+    "mo": (memetic.memetic_offloading, memetic.MEMETIC_DEFAULTS,
            "seed 000's MO: pieces in blocks placed by a memetic search (PSO-GA + local)"),
     "heft": (layerwise.heft, {}, "whole layers list-scheduled on the DAG (HEFT)"),
     "equal-split": (layerwise.equal_split, {}, "every layer in equal bands over the devices"),
@@ -57,14 +58,19 @@ PLANNERS: dict[str, tuple[Planner, Mapping[str, Any], str]] = {
 def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
          cluster: Cluster | str | Mapping[str, Any], planner: str = "local", seed: int = 0,
          models: Mapping[str, str] | None = None,
-         sources: Mapping[str, str] | None = None, **options: Any) -> Plan:
+         sources: Mapping[str, str] | None = None,
+         workload: Mapping[str, Stream | Mapping[str, Any]] | None = None,
+         **options: Any) -> Plan:
     """Plan one model or several on a cluster with a registered planner.
 
     ``graphs`` is a traced graph, a list of them (names must differ) or a dict by name;
     ``cluster`` a ``Cluster``, an expression or a file path; ``models`` optionally the model
-    spec of each graph, recorded so that a saved plan can be loaded again; ``sources``
-    optionally, per model, the device where its inputs arrive (several cameras; default
-    the cluster's first device), which the planners of ``SOURCES`` honour.
+    spec of each graph, recorded so that a saved plan can be loaded again. ``workload``
+    optionally gives, per model, its ``Stream`` (or a dict of its fields): the device where
+    its inputs arrive, when its frames arrive, its weight and deadline; ``sources`` is the
+    short form for the devices alone. A model named in neither arrives at the cluster's
+    first device at time 0. Every planner minimises the workload's objective
+    (``units.workload.objective_s``: with several models, their completion time).
     """
     if planner not in PLANNERS:
         raise UnknownNameError(f"Unknown planner '{planner}'. Known planners: "
@@ -76,31 +82,30 @@ def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
                              f"options: {sorted(defaults) or 'none'}.")
     by_name = _by_name(graphs)
     loaded = Cluster.load(cluster)
-    sources = _sources(sources or {}, by_name, loaded, planner)
     problem = Problem(by_name, loaded, CostModel.for_cluster(loaded), {**defaults, **options},
-                      dict(models or {}), sources)
+                      dict(models or {}), _streams(workload or {}, sources or {}, by_name, loaded))
     return function(problem, random.Random(seed))
 
 
-def _sources(sources: Mapping[str, str], graphs: Mapping[str, LayerGraph], cluster: Cluster,
-             planner: str) -> dict[str, str]:
-    for name, device in sources.items():
+def _streams(workload: Mapping[str, Any], sources: Mapping[str, str],
+             graphs: Mapping[str, LayerGraph], cluster: Cluster) -> dict[str, Stream]:
+    """Each model's stream from ``workload`` and ``sources``, checked against the graphs and
+    the cluster."""
+    streams: dict[str, Stream] = {}
+    for name in {**workload, **sources}:
         if name not in graphs:
-            raise EdgeweaveError(f"sources names model '{name}', which is not planned "
+            raise EdgeweaveError(f"The workload names model '{name}', which is not planned "
                                  f"(models: {', '.join(graphs)}).")
-        if device not in cluster.names:
-            raise EdgeweaveError(f"sources puts model '{name}' on '{device}', which is not a "
-                                 f"device of cluster '{cluster.name}' ({', '.join(cluster.names)}).")
-    moved = {name: device for name, device in sources.items() if device != cluster.names[0]}
-    if moved and planner not in SOURCES:
-        raise EdgeweaveError(f"Planner '{planner}' plans every model from the cluster's first "
-                             f"device; models arriving elsewhere ({', '.join(moved)}) are "
-                             f"planned by: {', '.join(SOURCES)}.")
-    return moved
-
-
-# planners that take each model from its own source device (``plan(..., sources=...)``)
-SOURCES = ("local", "remote", "deepthings", "bodp", "lo", "po", "mo")
+        given = workload.get(name, {})
+        if not isinstance(given, Stream):
+            given = Stream.from_dict({"source": cluster.names[0], **dict(given)})
+        stream = dataclasses.replace(given, source=sources.get(name, given.source))
+        if stream.source not in cluster.names:
+            raise EdgeweaveError(f"Model '{name}' arrives at '{stream.source}', which is not "
+                                 f"a device of cluster '{cluster.name}' "
+                                 f"({', '.join(cluster.names)}).")
+        streams[name] = stream
+    return streams
 
 
 def _by_name(graphs) -> dict[str, LayerGraph]:

@@ -15,7 +15,7 @@ def _all_on(problem: Problem, device: Callable[[LayerGraph], str], name: str) ->
     parts = [whole(g, layer, device(g)) for g in problem.graphs.values()
              for layer in problem.layers(g)]
     return build_plan(problem.graphs, problem.cluster, parts, planner=name,
-                      options=problem.options, models=problem.models, sources=problem.sources)
+                      options=problem.options, models=problem.models, workload=problem.streams)
 
 
 def local(problem: Problem, rng: random.Random) -> Plan:

@@ -293,7 +293,7 @@ def _plan(problem: Problem, choice: dict[str, tuple[int, int, int]],
     ranking = sorted(range(len(parts)), key=rank)
     order = {d: [i for i in ranking if parts[i].device == d] for d in problem.cluster.names}
     made = build_plan(problem.graphs, problem.cluster, parts, order, planner="deepthings",
-                      options=problem.options, models=problem.models, sources=problem.sources)
+                      options=problem.options, models=problem.models, workload=problem.streams)
     if not stealable:
         return made
     pool = {u.id: takers for u in made.units
@@ -363,14 +363,14 @@ def _checked(problem: Problem) -> None:
 def plan(problem: Problem, rng: random.Random) -> Plan:
     """Fused tiles over every device, the rest after the gateway or another planner; the
     grid and depth, where not given, the fastest simulated."""
-    from edgeweave.simulation import simulate
+    from edgeweave.simulation import predicted_s
 
     _checked(problem)
     devices = list(problem.cluster.devices)
     tails = {name: _tail(problem, graph, problem.options["after"])
              for name, graph in problem.graphs.items()}
     gateways = ([problem.options["gateway"]] if problem.options["gateway"] else
-                list(dict.fromkeys([problem.fastest().name, problem.source.name])))
+                list(dict.fromkeys([problem.fastest().name, *problem.sources.values()])))
     candidates = {name: _candidates(problem, graph) for name, graph in problem.graphs.items()}
     memo: dict[tuple, tuple[list[Part], float, list[dict]]] = {}
     found = []
@@ -394,7 +394,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
             for candidate in ranked[:SIMULATED]:
                 made = _plan(problem, {**best, graph.name: candidate}, tails, gateway, schedule,
                              takers)
-                tried.append((simulate(made).latency_s[0], candidate, made))
+                tried.append((predicted_s(made), candidate, made))
             latency, best[graph.name], made = min(tried, key=lambda t: t[0])
         found.append((latency, gateway, best, made, schedule))
     latency, gateway, best, made, schedule = min(found, key=lambda f: f[0])

@@ -150,7 +150,7 @@ def _solve(progress: Progress, graph: LayerGraph, layer: str, dim: int,
                         spent[variable] = per_share / link.bandwidth_bps
                         free = progress.channel_free(link.medium)
                         media[link.medium] = (spent, min(start, max(holder.finish_s, free)))
-    source = problem.source.name
+    source = problem.source_of(graph).name
     for k, device in enumerate(devices):  # T >= s_k + o_k + C_k x_k (+ the way back)
         back, delay = 0.0, device.segment_overhead_s  # a band of a split starts a segment
         if layer in graph.outputs and device.name != source:

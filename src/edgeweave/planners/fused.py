@@ -165,13 +165,13 @@ def _plan_on(problem: Problem, devices: list[Device], max_depth: int) -> Plan:
             parts += [Part(graph.name, stack, region, device)
                       for device, region in _layout(graph, stack[-1], devices, shares)]
     return build_plan(problem.graphs, problem.cluster, parts, planner="fused",
-                      options=problem.options, models=problem.models)
+                      options=problem.options, models=problem.models, workload=problem.streams)
 
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
     """Fused stacks in bands over the fastest 1, 2, … devices (or the whole model on the
     source device); the fastest simulated."""
-    from edgeweave.simulation import simulate
+    from edgeweave.simulation import predicted_s
 
     max_depth = problem.options["max_depth"]
     if not isinstance(max_depth, int) or max_depth < 1:
@@ -183,12 +183,14 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
         raise PlanError(f"No device of cluster '{problem.cluster.name}' has the memory for "
                         "the whole model's weights, which every band of this planner holds.")
     choices = [devices[:count] for count in range(1, len(devices) + 1)]
-    if problem.source in devices and devices[0] != problem.source:
-        choices.append([problem.source])  # no hop at all: the whole model where inputs are
+    sources = {problem.source_of(g).name for g in problem.graphs.values()}
+    source = problem.cluster.device(sources.pop()) if len(sources) == 1 else None
+    if source in devices and devices[0] != source:
+        choices.append([source])  # no hop at all: the whole workload where inputs are
     best: tuple[float, Plan] | None = None
     for chosen in choices:
         candidate = _plan_on(problem, chosen, max_depth)
-        latency = simulate(candidate).latency_s[0]
+        latency = predicted_s(candidate)
         if best is None or latency < best[0] - 1e-12:
             best = (latency, candidate)
     latency, made = best

@@ -29,7 +29,7 @@ from edgeweave.cluster import Device
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import baselines, neurosurgeon
 from edgeweave.planners.problem import Problem
-from edgeweave.simulation import simulate
+from edgeweave.simulation import predicted_s
 from edgeweave.units import Plan, build_plan, whole
 
 Stages = tuple[float, float, float]  # (p1, p2, p3) of one path
@@ -351,7 +351,7 @@ def _sequences(graph: LayerGraph, placement: dict[str, str],
 
 def single_cut(problem: Problem, graph: LayerGraph) -> GraphChoice:
     """Neurosurgeon's best single cut between the input device and the fastest device."""
-    device, server = problem.source, problem.fastest()
+    device, server = problem.source_of(graph), problem.fastest()
     on_device = neurosurgeon.best_cut(problem, graph, device, server)
     placement = {n: device.name if n in on_device else server.name
                  for n in graph.topological_order()}
@@ -365,7 +365,7 @@ def plan_graph(problem: Problem, graph: LayerGraph, max_paths: int = 8,
     of the converted graph searched (``Stretch.search``, hinted with the ``single`` cut)
     and that single cut itself (a line's only choice, and the best where cutting inside a
     stretch does not pay); the one the stage times predict fastest is kept."""
-    device, server = problem.source, problem.fastest()
+    device, server = problem.source_of(graph), problem.fastest()
     single = single or single_cut(problem, graph)
     on_device = frozenset(n for n, d in single.placement.items() if d == device.name)
     choices = [single]
@@ -386,7 +386,7 @@ def build(problem: Problem, choices: dict[str, GraphChoice]) -> Plan:
                     order.setdefault(device, []).append(len(parts))
                     parts.append(whole(graph, layer, device))
     return build_plan(problem.graphs, problem.cluster, parts, order, planner="johnson",
-                      options=problem.options, models=problem.models)
+                      options=problem.options, models=problem.models, workload=problem.streams)
 
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
@@ -403,7 +403,7 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
         "local": baselines.local(problem, rng),
         "remote": baselines.remote(problem, rng),
     }
-    simulated = {name: simulate(made).latency_s[0] for name, made in candidates.items()}
+    simulated = {name: predicted_s(made) for name, made in candidates.items()}
     winner = min(candidates, key=simulated.__getitem__)  # ties: the first, Extended Johnson
     reports = {name: _report(choice) for name, choice in choices.items()}
     notes = {"chosen": winner, "summary": _summary(winner, reports),

@@ -12,16 +12,21 @@ particle's best (probability 0.9 falling to 0.2 over the loops) and with the glo
 authors' all-random swarm, the first particles put every block on one device (one particle
 per device), so that no plan found is slower than one device alone. It stops after
 ``loops`` loops or ``patience`` loops without improvement. The memetic variant adds a local
-step: each particle, with probability 0.5, takes two random blocks in turn and tries each
-on every device, keeping the best. Beyond the authors', the memetic search *polishes* the best
-assignment found at the end (coordinate descent: every block in turn on its best device,
-two passes at most).
+step after every loop: two random blocks in turn, each tried on every device, the best
+kept — on each particle with probability 0.5 (``local="particles"``, the authors'), or by
+default on the swarm's best particle only (``local="best"``), which on an equal budget of
+fitness evaluations searches better (docs/planners.md). Beyond the authors', the memetic
+search *polishes* the best assignment found at the end (coordinate descent: every block in
+turn on its best device, two passes at most). A block may run on its own model's source
+and on the devices that are no model's source (the authors' set: the request device, the
+helpers, the server), or anywhere with ``other_sources=True``.
 
 Three planners, the seed's three variants: ``lo`` (layers whole, PSO-GA), ``po`` (pieces,
 PSO-GA) and ``mo`` (pieces, memetic). Their options: ``pieces`` (per layer; ``lo``: 1),
 ``blocks`` (k per model), ``refine`` (boundary FM while uncoarsening), ``particles``,
 ``loops``, ``patience``, ``w_max``, ``w_min``, ``evaluations`` (a budget of fitness
-evaluations, default none).
+evaluations, default none), ``other_sources`` (False) and, for ``mo``, ``local``
+(``best``).
 
 The fitness is a list schedule of the pieces on the cost model — each piece, in descending
 rank, starts when its device is free and what it reads has arrived, each transfer booked
@@ -48,18 +53,22 @@ from edgeweave.planners.bound import lower_bound_s
 from edgeweave.planners.multilevel import Blocks, cut_bytes, partition
 from edgeweave.planners.pieces import PieceGraph, piece_graph, piece_seconds, upward_ranks
 from edgeweave.planners.problem import Problem
-from edgeweave.simulation import simulate
+from edgeweave.simulation import predicted_s
 from edgeweave.units import Part, Plan, Region, build_plan
 
 DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
-            "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None}
+            "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None,
+            "other_sources": False}
+MEMETIC_DEFAULTS = {**DEFAULTS, "loops": 300, "local": "best"}
+LOCAL_STEPS = ("best", "particles")
 
 
 class Fitness:
     """The workload's completion time under many block -> device assignments at once."""
 
     def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
-                 order: list[int], seconds: list[dict[str, float]]) -> None:
+                 order: list[int], seconds: list[dict[str, float]],
+                 other_sources: bool = True) -> None:
         names = problem.cluster.names
         self.devices = len(names)
         self.compute = np.array([[s[d] for d in names] for s in seconds])
@@ -77,7 +86,6 @@ class Fitness:
                     self.channel[i, j] = channels.setdefault(link.channel, len(channels))
         self.channels = len(channels) + 1
         self.channel[self.channel < 0] = len(channels)
-        self.order = order
         # what each piece reads: (producer, bytes, key), the key naming the region read,
         # which a device receives once however many of its pieces read it (the simulator's rule)
         keys: dict[tuple[int, Region], int] = {}
@@ -90,16 +98,39 @@ class Fitness:
                   for g in problem.graphs.values()}
         self.fixed = [(p, source[piece.graph]) for p, piece in enumerate(pieces.pieces)
                       if piece.is_input]
-        self.back = []  # (piece, its model's source, bytes of outputs it sends back)
+        # the workload's objective (units.workload.objective_s) over each model's frame 0
+        models = list(problem.graphs)
+        streams = [problem.streams[m] for m in models]
+        self.arrival = np.array([s.arrival_s(0) for s in streams])
+        self.weight = np.array([s.weight for s in streams])
+        self.deadline = np.array([np.inf if s.deadline_s is None else s.deadline_s
+                                  for s in streams])
+        self.release = np.array([self.arrival[models.index(piece.graph)] if piece.is_input
+                                 else 0.0 for piece in pieces.pieces])
+        # as in the plan (build_plan): a device takes its inputs first, as they arrive
+        inputs = sorted((p for p in order if pieces.pieces[p].is_input), key=self.release.item)
+        self.order = inputs + [p for p in order if not pieces.pieces[p].is_input]
+        self.back = []  # (piece, its model, its source, bytes of outputs it sends back)
         for p, piece in enumerate(pieces.pieces):
             graph = problem.graphs[piece.graph]
             if piece.layers[-1] in graph.outputs and not piece.is_input:
-                self.back.append((p, source[piece.graph],
+                self.back.append((p, models.index(piece.graph), source[piece.graph],
                                   piece.region.numel * graph[piece.layers[-1]].itemsize))
+        # the devices each block may run on: all, or (not ``other_sources``) its own
+        # model's source and the devices that are no model's source — the authors' set
+        # (the request device, the helpers, the server)
+        self.home = np.array([source[pieces.pieces[members[0]].graph]
+                              for members in blocks.members()], dtype=int)
+        self.allowed = np.ones((blocks.count, self.devices), dtype=bool)
+        if not other_sources:
+            self.allowed[:, list(set(source.values()))] = False
+            self.allowed[np.arange(blocks.count), self.home] = True
+        self.choices = [np.flatnonzero(row) for row in self.allowed]
         self.evaluations = 0
 
     def __call__(self, genomes: np.ndarray) -> np.ndarray:
-        """Completion time of each row of ``genomes`` (a device index per block)."""
+        """The objective of each row of ``genomes`` (a device index per block): with every
+        model arriving at once, unweighted, the workload's completion time."""
         count = len(genomes)
         self.evaluations += count
         rows = np.arange(count)
@@ -125,15 +156,17 @@ class Fitness:
                                   np.where(there != here, known, done))
                 got[rows, key, here] = arrive
                 ready = np.maximum(ready, arrive)
-            start = np.maximum(ready, free[rows, here])
+            start = np.maximum(np.maximum(ready, free[rows, here]), self.release[piece])
             finish[:, piece] = start + self.compute[piece, here]
             free[rows, here] = finish[:, piece]
-        done = np.zeros(count)
-        for piece, source, size in self.back:
+        done = np.zeros((count, len(self.arrival)))
+        for piece, model, source, size in self.back:
             there = device[:, piece]
-            done = np.maximum(done, finish[:, piece] + (there != source) * (
+            done[:, model] = np.maximum(done[:, model], finish[:, piece] + (there != source) * (
                 size * self.per_byte[there, source] + self.latency[there, source]))
-        return done
+        latency = done - self.arrival
+        overrun = np.maximum(0.0, latency - self.deadline).sum(axis=1)
+        return (latency * self.weight).max(axis=1) + overrun
 
 
 def _reads(pieces: PieceGraph) -> list[list[tuple[int, int, Region]]]:
@@ -159,16 +192,20 @@ class Search:
 
 def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndarray],
            rng: np.random.Generator, particles: int, loops: int, patience: int,
-           w_max: float, w_min: float, memetic: bool, budget: int | None = None) -> Search:
-    """PSO-GA over assignments of ``blocks`` genes (memetic: with the local step, and the
-    best found polished at the end); ``budget`` stops it once that many assignments have
-    been evaluated (the polish included), so that searches can be compared at equal cost."""
-    devices = fitness.devices
-    # every block on one device, for each device, among the first particles: the search
-    # starts from what a single device does (the authors' swarm is all random)
-    seeded = [np.full(blocks, i) for i in range(devices)]
+           w_max: float, w_min: float, memetic: bool, budget: int | None = None,
+           local: str = "best") -> Search:
+    """PSO-GA over assignments of ``blocks`` genes (memetic: with the local step on the
+    particles ``local`` names, and the best found polished at the end); ``budget`` stops it
+    once that many assignments have been evaluated (the polish included), so that searches
+    can be compared at equal cost."""
+    devices, choices = fitness.devices, fitness.choices
+    # every block on one device (its own source where it may not go there), for each
+    # device, among the first particles: the search starts from what a single device does
+    # (the authors' swarm is all random)
+    seeded = [np.where(fitness.allowed[:, i], i, fitness.home) for i in range(devices)]
     swarm = np.array([repair(seeded[i]) if i < len(seeded) else
-                      repair(rng.integers(0, devices, blocks)) for i in range(particles)])
+                      repair(np.array([rng.choice(c) for c in choices]))
+                      for i in range(particles)])
     value = fitness(swarm)
     own_best, own_value = swarm.copy(), value.copy()
     top = int(np.argmin(value))
@@ -183,7 +220,8 @@ def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndar
             w = w_max - (w_max - w_min) * math.exp(same / (same - 1.01))
             genes = swarm[i].copy()
             if rng.random() < w:
-                genes[rng.integers(blocks)] = rng.integers(devices)
+                block = rng.integers(blocks)
+                genes[block] = rng.choice(choices[block])
             if rng.random() < with_own:
                 genes = _two_point(genes, own_best[i], rng)
             if rng.random() < with_best:
@@ -191,7 +229,7 @@ def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndar
             swarm[i] = repair(genes)
         value = fitness(swarm)
         if memetic:
-            value = _local_step(fitness, swarm, value, repair, rng)
+            value = _local_step(fitness, swarm, value, repair, rng, local)
         improved = value < own_value
         own_best[improved], own_value[improved] = swarm[improved], value[improved]
         top = int(np.argmin(own_value))
@@ -220,7 +258,7 @@ def polish(fitness: Fitness, genes: np.ndarray, repair, passes: int = 2) -> np.n
         for block in range(len(genes)):
             tries = np.repeat(genes[None, :], devices, axis=0)
             tries[:, block] = np.arange(devices)
-            feasible = np.array([np.array_equal(repair(t), t) for t in tries])
+            feasible = fitness.allowed[block] & [np.array_equal(repair(t), t) for t in tries]
             found = np.where(feasible, fitness(tries), np.inf)
             pick = int(np.argmin(found))
             if found[pick] < value - 1e-12:
@@ -238,10 +276,12 @@ def _two_point(genes: np.ndarray, other: np.ndarray, rng: np.random.Generator) -
 
 
 def _local_step(fitness: Fitness, swarm: np.ndarray, value: np.ndarray, repair,
-                rng: np.random.Generator) -> np.ndarray:
-    """Each particle, with probability 0.5: two random blocks in turn, each tried on every
-    device, the best kept (every particle's tries evaluated together)."""
-    chosen = np.flatnonzero(rng.random(len(swarm)) < 0.5)
+                rng: np.random.Generator, local: str) -> np.ndarray:
+    """The chosen particles — each with probability 0.5 (``local="particles"``, the
+    authors'), or the one of best value (``"best"``) — try two random blocks in turn, each
+    on every device it may use, and keep the best (all tries evaluated together)."""
+    chosen = (np.flatnonzero(rng.random(len(swarm)) < 0.5) if local == "particles"
+              else np.array([int(np.argmin(value))]))
     if not len(chosen):
         return value
     devices, blocks = fitness.devices, swarm.shape[1]
@@ -250,7 +290,8 @@ def _local_step(fitness: Fitness, swarm: np.ndarray, value: np.ndarray, repair,
         tries = np.repeat(swarm[chosen], devices, axis=0)
         tries[np.arange(len(tries)), np.repeat(block, devices)] = np.tile(
             np.arange(devices), len(chosen))
-        feasible = np.array([np.array_equal(repair(t), t) for t in tries])
+        feasible = fitness.allowed[np.repeat(block, devices), np.tile(np.arange(devices), len(
+            chosen))] & [np.array_equal(repair(t), t) for t in tries]
         found = np.where(feasible, fitness(tries), np.inf).reshape(len(chosen), devices)
         pick = found.argmin(axis=1)
         better = found[np.arange(len(chosen)), pick] < value[chosen]
@@ -265,8 +306,9 @@ class Memory:
     """Repair: blocks moved off devices whose memory their layers' weights overflow."""
 
     def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, allowed: np.ndarray) -> None:
         self.capacity = np.array([d.memory_bytes for d in problem.cluster.devices], float)
+        self.allowed = allowed  # block x device: where a block may go
         self.layers = [{(pieces.pieces[p].graph, name) for p in members
                         for name in pieces.pieces[p].layers} for members in blocks.members()]
         self.bytes = {(g, name): problem.graphs[g][name].param_bytes
@@ -292,7 +334,8 @@ class Memory:
                 break
             on = np.flatnonzero(genes == over[0])
             block = int(self.rng.choice(on))
-            genes[block] = int(np.argmax(self.capacity - used))
+            genes[block] = int(np.argmax(np.where(self.allowed[block], self.capacity - used,
+                                                  -np.inf)))
         return genes
 
 
@@ -309,18 +352,18 @@ def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> 
     blocks = partition(pieces, options["blocks"], rank, weight, options["refine"])
     order = sorted(range(len(pieces.pieces)), key=lambda p: (-rank[p], p))
     generator = np.random.default_rng(rng.getrandbits(64))
-    fitness = Fitness(problem, pieces, blocks, order, seconds)
-    repair = Memory(problem, pieces, blocks, generator)
+    fitness = Fitness(problem, pieces, blocks, order, seconds, options["other_sources"])
+    repair = Memory(problem, pieces, blocks, generator, fitness.allowed)
     found = pso_ga(fitness, blocks.count, repair, generator, options["particles"],
                    options["loops"], options["patience"], options["w_max"], options["w_min"],
-                   memetic, options["evaluations"])
+                   memetic, options["evaluations"], options.get("local", "best"))
     made = _plan(problem, pieces, blocks, order, found.best, name)
     notes = {"pieces": len([p for p in pieces.pieces if not p.is_input]),
              "blocks": blocks.count, "cut_bytes": cut_bytes(pieces, blocks.block_of),
              "fitness_ms": 1e3 * found.fitness, "loops": found.loops,
              "evaluations": found.evaluations,
              "convergence_ms": [round(1e3 * v, 4) for v in found.history],
-             "predicted_ms": 1e3 * simulate(made).latency_s[0],
+             "predicted_ms": 1e3 * predicted_s(made),
              "bound_ms": 1e3 * lower_bound_s(problem)}
     notes["gap"] = notes["predicted_ms"] / notes["bound_ms"] - 1 if notes["bound_ms"] else None
     return dataclasses.replace(made, notes=notes)
@@ -341,7 +384,7 @@ def _plan(problem: Problem, pieces: PieceGraph, blocks: Blocks, order: list[int]
                           names[int(genes[blocks.block_of[p]])]))
     by_device = {d: [i for i, part in enumerate(parts) if part.device == d] for d in names}
     return build_plan(problem.graphs, problem.cluster, parts, by_device, planner=name,
-                      options=problem.options, models=problem.models, sources=problem.sources)
+                      options=problem.options, models=problem.models, workload=problem.streams)
 
 
 def _check(name: str, options) -> None:
@@ -350,9 +393,13 @@ def _check(name: str, options) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PlanError(f"The '{key}' option of planner '{name}' must be a positive "
                             f"integer. Got {value!r} instead.")
-    if not isinstance(options["refine"], bool):
-        raise PlanError(f"The 'refine' option of planner '{name}' must be true or false. "
-                        f"Got {options['refine']!r} instead.")
+    for key in ("refine", "other_sources"):
+        if not isinstance(options[key], bool):
+            raise PlanError(f"The '{key}' option of planner '{name}' must be true or false. "
+                            f"Got {options[key]!r} instead.")
+    if options.get("local", "best") not in LOCAL_STEPS:
+        raise PlanError(f"The 'local' option of planner '{name}' is one of "
+                        f"{', '.join(LOCAL_STEPS)}. Got {options['local']!r} instead.")
     budget = options["evaluations"]
     if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool)
                                or budget < 1):

@@ -69,14 +69,14 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
             if layer not in graph.outputs:  # outputs go back to the source anyway
                 parts.append(relay(graph, layer, gateway))
     made = build_plan(problem.graphs, problem.cluster, parts, planner="bodp",
-                      options=problem.options, models=problem.models, sources=problem.sources)
-    from edgeweave.simulation import simulate
+                      options=problem.options, models=problem.models, workload=problem.streams)
+    from edgeweave.simulation import predicted_s
 
     gathered = sum(part.relay and part.layers[0] not in problem.graphs[part.graph].inputs
                    for part in parts)
     return dataclasses.replace(made, notes={
         "summary": f"{gathered} layers split in bands and gathered on the gateway",
-        "split_layers": gathered, "predicted_ms": 1e3 * simulate(made).latency_s[0],
+        "split_layers": gathered, "predicted_ms": 1e3 * predicted_s(made),
         "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}})
 
 

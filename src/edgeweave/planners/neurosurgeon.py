@@ -87,11 +87,12 @@ def _ns(seconds: float) -> int:
 
 def plan(problem: Problem, rng: random.Random) -> Plan:
     """Each model cut once between the input device and the fastest device."""
-    device, server = problem.source, problem.fastest()
+    server = problem.fastest()
     parts = []
     for graph in problem.graphs.values():
+        device = problem.source_of(graph)
         on_device = best_cut(problem, graph, device, server)
         parts += [whole(graph, layer, device.name if layer in on_device else server.name)
                   for layer in problem.layers(graph)]
     return build_plan(problem.graphs, problem.cluster, parts, planner="neurosurgeon",
-                      options=problem.options, models=problem.models)
+                      options=problem.options, models=problem.models, workload=problem.streams)

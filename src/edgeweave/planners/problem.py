@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,29 +10,37 @@ from typing import Any
 from edgeweave.cluster import Cluster, Device
 from edgeweave.cost import CostModel
 from edgeweave.graph import LayerGraph, OpKind
+from edgeweave.units.workload import Stream, Workload
 
 
 @dataclass(frozen=True)
 class Problem:
     """A planning problem; ``models`` gives the model spec of graphs that have one;
-    ``sources`` the device where a model's inputs arrive, where it is not the cluster's
-    first."""
+    ``workload`` the stream of each model (``units.workload``: its source device, when its
+    frames arrive, its weight and deadline) — a model without one arrives at time 0 at the
+    cluster's first device."""
 
     graphs: Mapping[str, LayerGraph]
     cluster: Cluster
     cost: CostModel
     options: Mapping[str, Any]
     models: Mapping[str, str]
-    sources: Mapping[str, str] = field(default_factory=dict)
+    workload: Workload = field(default_factory=dict)
+
+    @functools.cached_property
+    def streams(self) -> dict[str, Stream]:
+        """Every model's stream, the default filled in: what the plan records."""
+        first = self.cluster.devices[0].name
+        return {name: self.workload.get(name, Stream(first)) for name in self.graphs}
 
     @property
-    def source(self) -> Device:
-        """The device where inputs arrive by default (the cluster's first)."""
-        return self.cluster.devices[0]
+    def sources(self) -> dict[str, str]:
+        """Per model, the device where its inputs arrive."""
+        return {name: stream.source for name, stream in self.streams.items()}
 
     def source_of(self, graph: LayerGraph) -> Device:
         """The device where ``graph``'s inputs arrive and its outputs go back."""
-        return self.cluster.device(self.sources.get(graph.name, self.source.name))
+        return self.cluster.device(self.streams[graph.name].source)
 
     def graph_s(self, graph: LayerGraph, device: Device) -> float:
         """Seconds for ``device`` to compute all of ``graph``."""

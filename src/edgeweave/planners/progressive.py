@@ -60,11 +60,13 @@ class Progress:
     reserve: dict[str, int] = field(default_factory=dict)  # graph -> its largest activation
 
     def __post_init__(self) -> None:
-        source = self.problem.source
         for graph in self.problem.graphs.values():
+            source = self.problem.source_of(graph)
+            arrival = self.problem.streams[graph.name].arrival_s(0)
             self.reserve[graph.name] = max(n.input_bytes + n.output_bytes for n in graph)
             for name in graph.inputs:  # each input a segment of its own on the source
-                finish = self.device_free.get(source.name, 0.0) + source.segment_overhead_s
+                finish = max(self.device_free.get(source.name, 0.0), arrival) + \
+                    source.segment_overhead_s
                 piece = Piece(source.name, Region.full(graph[name].output_shape), finish)
                 self.pieces[(graph.name, name)] = [piece]
                 self.device_free[source.name] = finish
@@ -99,20 +101,21 @@ class Progress:
         give the layers split, the simulated latency (``predicted_ms``: one clock for
         every planner, the simulator's), the placement clock's own estimate
         (``placement_ms``) and each device's memory footprint."""
-        from edgeweave.simulation import simulate
+        from edgeweave.simulation import predicted_s
 
         problem = self.problem
         order: dict[str, list[int]] = {}
         for index, part in enumerate(self.parts):
             order.setdefault(part.device, []).append(index)
         made = build_plan(problem.graphs, problem.cluster, self.parts, order, planner=name,
-                          options=problem.options, models=problem.models)
+                          options=problem.options, models=problem.models,
+                          workload=problem.streams)
         whole = sum(p.region == Region.full(problem.graphs[p.graph][p.layers[-1]].output_shape)
                     for p in self.parts)
         layers = len({(p.graph, p.layers) for p in self.parts})
         notes = {"split_layers": layers - whole,
                  "summary": f"{layers - whole} of {layers} layers split over devices",
-                 "predicted_ms": 1e3 * simulate(made).latency_s[0],
+                 "predicted_ms": 1e3 * predicted_s(made),
                  "placement_ms": 1e3 * self.done_s,
                  "footprint_bytes": {d: f.total_bytes for d, f in footprints(made).items()}}
         return dataclasses.replace(made, notes=notes)
@@ -153,7 +156,7 @@ class Progress:
             self.open_on[device] = None
         end = max(piece.finish_s for piece in pieces)
         if layer in graph.outputs:  # a frame is done when its outputs are back at the source
-            source = self.problem.source.name
+            source = self.problem.source_of(graph).name
             end = max(self._arrival(graph, layer, piece, piece.region, source)
                       for piece in pieces)
             for piece in pieces:

@@ -20,7 +20,7 @@ from typing import Any
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.runtime.backend import (InlineOptions, Inputs, LocalOptions, Measured,
                                        RayOptions, check, normalise_inputs)
-from edgeweave.units import Plan, Timeline, validate
+from edgeweave.units import Plan, Timeline, arrival_times, validate
 
 # name -> (module and function of the backend, its options)
 BACKENDS: dict[str, tuple[str, type]] = {
@@ -63,10 +63,11 @@ def backend_options(backend: str, **options: Any) -> Any:
 
 
 def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
-        interval_s: float = 0.0, timeout_s: float = 60.0,
+        interval_s: float | None = None, timeout_s: float = 60.0,
         on_frame: Callable[[int], None] | None = None, **options: Any) -> Run:
-    """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames,
-    arriving ``interval_s`` apart) with a backend, stopping when nothing progresses for
+    """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames of
+    each model, arriving as the plan's workload says — ``Plan.streams`` — or, given,
+    ``interval_s`` apart) with a backend, stopping when nothing progresses for
     ``timeout_s``; ``on_frame(frame)`` is called as frames complete.
 
     ``options`` are the backend's (``LocalOptions``, ``RayOptions``): the local backend can
@@ -77,10 +78,11 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
     worker that dies by re-planning its units onto the survivors.
     """
     chosen = backend_options(backend, **options)
-    if frames < 1 or interval_s < 0:
+    if frames < 1 or (interval_s is not None and interval_s < 0):
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
     validate(plan)  # a hand-made or edited plan: named, before any worker starts
+    arrival_times(plan.streams, frames, interval_s)  # a stream with too few arrival times: named here
     by_graph = normalise_inputs(plan, inputs)
     module, function = BACKENDS[backend][0].split(":")
     execute = getattr(importlib.import_module(module), function)

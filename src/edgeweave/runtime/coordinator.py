@@ -33,7 +33,7 @@ from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import Measured, collect_outputs
 from edgeweave.runtime.worker import WARM_UP, Report, frame_outputs
-from edgeweave.units import Event, Plan, Timeline
+from edgeweave.units import Event, Plan, Timeline, arrival_times
 
 
 class Workers(Protocol):
@@ -93,29 +93,35 @@ class Coordinator:
             if message is not None and message[0] == "ready":
                 ready.add(message[1])
 
-    def run(self, frames, interval_s: float, source: str, on_frame) -> Measured:
-        """Feed ``frames`` at their times and collect their outputs and timeline (whose
-        source is ``source``)."""
+    def run(self, frames, interval_s: float | None, source: str, on_frame) -> Measured:
+        """Feed ``frames`` (each model's inputs of each round) at their times — each model's
+        as its stream says, or ``interval_s`` apart — and collect their outputs and
+        timeline (whose source is ``source``)."""
         self.frames = {WARM_UP: frames[0], **dict(enumerate(frames))}
         self.send_inputs(WARM_UP)  # warms the input channels; the workers drop it
         start = self.clock()
-        arrival = [start + f * interval_s for f in range(len(frames))]
+        due = arrival_times(self.plan.streams, len(frames), interval_s)
+        arrival = {m: [start + s for s in seconds] for m, seconds in due.items()}
+        schedule = sorted((s, f, m) for m, seconds in due.items() for f, s in enumerate(seconds))
         reports: list[list[Report]] = [[] for _ in frames]
         received: list[set] = [set() for _ in frames]
         finals: list[set] = [set() for _ in frames]  # devices whose last report is in
-        done = [0.0] * len(frames)
-        noted: dict[int, float] = {}  # frame -> when its inputs reached a source device
+        done = {m: [start] * len(frames) for m in self.plan.graphs}
+        noted: dict[tuple[int, str], float] = {}  # when a model's inputs reached its source
         closed: set[int] = set()  # complete frames, whose data the workers were told to drop
-        self.sent = 0
+        self.fed: list[tuple[int, str]] = []  # (frame, model) whose inputs were sent
         progress = time.monotonic()
         while len(closed) < len(frames):
-            while self.sent < len(frames) and self.clock() >= arrival[self.sent]:
-                arrival[self.sent] = self.clock()
-                self.send_inputs(self.sent)
-                self.sent += 1
+            while len(self.fed) < len(schedule) and (
+                    self.clock() >= start + schedule[len(self.fed)][0]):
+                _, frame, model = schedule[len(self.fed)]
+                arrival[model][frame] = self.clock()
+                self.send_inputs(frame, model)
+                self.fed.append((frame, model))
             pending = next((f for f in range(len(frames)) if len(received[f]) < len(
                 self.expected)), len(frames) - 1)
-            next_arrival = arrival[self.sent] if self.sent < len(frames) else float("inf")
+            next_arrival = (start + schedule[len(self.fed)][0] if len(self.fed) < len(schedule)
+                            else float("inf"))
             message = self.receive(max(0.0, min(next_arrival - self.clock(), 0.05)))
             self.check_workers(pending)
             if message is None:
@@ -129,14 +135,15 @@ class Coordinator:
             report: Report = message[1]
             frame = report.frame
             reports[frame].append(report)
-            if report.arrived_s is not None and frame not in self.resent:
-                noted[frame] = min(noted.get(frame, report.arrived_s), report.arrived_s)
+            if frame not in self.resent:
+                for model, at in report.arrived_s.items():
+                    noted[frame, model] = min(noted.get((frame, model), at), at)
             if report.last:
                 finals[frame].add(report.device)
             new = set(report.outputs) - received[frame]
             received[frame] |= new
-            if new:
-                done[frame] = max(done[frame], self.at_source(report))
+            for model in {self.plan.unit(unit).graph for unit, _ in new}:
+                done[model][frame] = max(done[model][frame], self.at_source(report, model))
             if new and len(received[frame]) == len(self.expected) and on_frame is not None:
                 on_frame(frame)
             for f in range(len(frames)):
@@ -147,9 +154,10 @@ class Coordinator:
         outputs = [collect_outputs(self.plan, frame_outputs(self.plan, r)) for r in reports]
         events = tuple(dict.fromkeys(_shift(e, start) for r in reports for report in r
                                      for e in report.events))
-        arrival = [noted.get(f, sent) for f, sent in enumerate(arrival)]
-        timeline = Timeline(events, tuple(a - start for a in arrival),
-                            tuple(d - start for d in done), source)
+        timeline = Timeline.by_model(
+            events, {m: [noted.get((f, m), sent) - start for f, sent in enumerate(times)]
+                     for m, times in arrival.items()},
+            {m: [d - start for d in times] for m, times in done.items()}, source)
         return Measured(outputs, timeline, tuple(self.faults))
 
     def _complete(self, frame: int, received, finals) -> bool:
@@ -162,18 +170,18 @@ class Coordinator:
     def live(self) -> list[str]:
         return [device for device in self.devices if device not in self.lost]
 
-    def at_source(self, report: Report) -> float:
-        """When a report's model outputs are back at their model's source device: as
+    def at_source(self, report: Report, graph: str) -> float:
+        """When a report's outputs of model ``graph`` are back at its source device: as
         computed when that is where they were computed, else when they reach the
         coordinator, which stands for the source (or later, by an emulated link)."""
-        graph = self.plan.unit(next(iter(report.outputs))[0]).graph
         if report.device == self.plan.sources[graph]:
             return report.due_s
         return max(report.due_s, self.clock())
 
-    def send_inputs(self, frame: int) -> None:
+    def send_inputs(self, frame: int, model: str | None = None) -> None:
+        """Send a frame's inputs of ``model`` (of every model by default) to its source."""
         for unit in self.plan.units:
-            if self.plan.is_input(unit.id):
+            if self.plan.is_input(unit.id) and model in (None, unit.graph):
                 self.send(unit.device,
                           ("input", frame, unit.graph, self.frames[frame][unit.graph]))
 
@@ -196,9 +204,10 @@ class Coordinator:
         inputs_moved = any(self.plan.is_input(uid) for uid in moved)
         self.plan = plan
         if inputs_moved:
-            for again in range(frame, self.sent):
-                self.resent.add(again)  # its latency counts from the first arrival
-                self.send_inputs(again)
+            for again, model in self.fed:
+                if again >= frame:
+                    self.resent.add(again)  # its latency counts from the first arrival
+                    self.send_inputs(again, model)
         self.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
                            f"unit(s) moved to '{adopter}' and unfinished frames recomputed"
                            if moved else f"device '{device}' {what}; it held no units")

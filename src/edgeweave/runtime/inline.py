@@ -24,7 +24,7 @@ from edgeweave.units.stealing import tasks, unshrunk
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-               interval_s: float = 0.0, timeout_s: float = 60.0, on_frame=None,
+               interval_s: float | None = None, timeout_s: float = 60.0, on_frame=None,
                options: InlineOptions = InlineOptions()) -> Measured:
     """Execute ``frames`` (inputs by model) through ``plan`` in this process; nothing is
     measured (the timeline is ``None``)."""

@@ -36,7 +36,7 @@ from edgeweave.units import Plan
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float = 0.0, timeout_s: float = 60.0,
+            interval_s: float | None = None, timeout_s: float = 60.0,
             on_frame: Callable[[int], None] | None = None,
             options: LocalOptions = LocalOptions()) -> Measured:
     """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes."""

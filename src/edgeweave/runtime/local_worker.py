@@ -92,7 +92,8 @@ class Loop:
         self.seen: set[int] = set()  # unfinished frames this device has received data of
         self.dead: set[str] = set()
         self.unreported: dict[int, tuple] = {}  # frame -> events not yet reported
-        self.arrived: dict[int, float] = {}  # frame -> when its inputs got here, unreported
+        # (frame, model) -> when the model's inputs of the frame got here, unreported
+        self.arrived: dict[tuple[int, str], float] = {}
         self.frame = 0
 
     def serve_until_stopped(self) -> None:
@@ -147,7 +148,7 @@ class Loop:
                     if segment == last:  # the coordinator waits for a last report
                         self.post(COORDINATOR, ("report", Report(
                             self.device, frame, {}, self.unreported.pop(frame, ()), True,
-                            self.clock(), self.arrived.pop(frame, None))))
+                            self.clock(), self.take_arrived(frame))))
                     continue
                 self.run(segment, frame, whole=whole)
                 continue
@@ -174,7 +175,12 @@ class Loop:
                 self.unreported[report.frame] = events
             return
         self.post(COORDINATOR, ("report", dataclasses.replace(
-            report, events=events, arrived_s=self.arrived.pop(report.frame, None))))
+            report, events=events, arrived_s=self.take_arrived(report.frame))))
+
+    def take_arrived(self, frame: int) -> dict[str, float]:
+        """Per model, when its inputs of ``frame`` got here, forgotten once taken."""
+        return {model: self.arrived.pop((f, model)) for f, model in list(self.arrived)
+                if f == frame}
 
     def post(self, target: str, message: tuple) -> None:
         if target not in self.dead:  # a dead device's units are re-planned elsewhere
@@ -226,7 +232,7 @@ class Loop:
                 self.core.finish(message[1])
                 self.pool.forget(message[1])
                 self.unreported.pop(message[1], None)
-                self.arrived.pop(message[1], None)
+                self.take_arrived(message[1])
                 continue
             frame = message[1] if kind == "input" else message[1].frame
             if frame in self.finished:
@@ -246,7 +252,7 @@ class Loop:
         arrive (its arrival at its source device), and hand a device that asks the next
         stealable task it may take, with what it reads, or say there is none."""
         if message is not None and message[0] == "input" and message[1] not in self.finished:
-            self.arrived.setdefault(message[1], self.clock())
+            self.arrived.setdefault((message[1], message[2]), self.clock())
         if message is None or message[0] != "steal":
             return False
         given = self.pool.take(taker)

@@ -20,9 +20,10 @@ Actors stamp events with their wall clock; the driver measures each actor's offs
 midpoint of its fastest of several round trips) and moves every event onto its own clock,
 so workers on different machines share one timeline. A transfer event runs from the time
 a parcel was sent to the start of the call that received it (an upper bound on the
-transfer). A frame arrives at its time (``interval_s`` apart: a frame the driver holds
-back, at most ``in_flight`` being in the actors, waits as it would at its camera) and is
-done when its last output is back at the model's source device, as in the simulator.
+transfer). A model's frame arrives at its time (its stream's, or ``interval_s`` apart: a
+frame the driver holds back — at most ``in_flight`` being in the actors, and a round going
+when its last model's inputs are due — waits as it would at its camera) and is done when
+its last output is back at the model's source device, as in the simulator.
 
 A dead actor is survived: actors hold what they computed for the frames the driver has not
 collected, the survivors go on under the re-planned plan (``planners.recover.without``),
@@ -43,7 +44,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ from edgeweave.runtime.ray_cluster import (connect, first_line, import_ray, offs
                                            on_driver_clock, resource)
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
-from edgeweave.units import Event, Plan, Timeline
+from edgeweave.units import Event, Plan, Timeline, arrival_times
 from edgeweave.units.segments import Segment, receivers, segments
 # Frames a compiled graph holds at once: each call's results wait in one-slot channels
 # until read, so a device can run at most one frame ahead of the driver's reading anyway.
@@ -137,7 +138,7 @@ class DeviceActor:
 
 
 def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float = 0.0, timeout_s: float = 60.0,
+            interval_s: float | None = None, timeout_s: float = 60.0,
             on_frame: Callable[[int], None] | None = None,
             options: RayOptions = RayOptions()) -> Measured:
     """Run ``frames`` through ``plan`` with one Ray actor per device, one call per segment.
@@ -160,14 +161,15 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         finally:
             if started:
                 ray.shutdown()
-    session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute)
+    session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute,
+                       arrival_times(plan.streams, len(frames), interval_s))
     finished: list[list[tuple]] = []
     faults: list[str] = []
     try:
         session.start()
         while len(finished) < len(frames):
             try:
-                session.feed(frames, len(finished), interval_s)
+                session.feed(frames, len(finished))
             except (ray.exceptions.RayActorError, ray.exceptions.RayChannelError) as error:
                 # a compiled graph sees a dead actor as a closed channel
                 finished.extend(session.take_results())
@@ -192,12 +194,15 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         recorded.extend(event for report in reports for event in report.events)
     # after a loss an event may come back twice: in a return and in what was fetched
     events = [on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
-    # done: the last output back at the source device (the driver stands for it)
-    done = [max(r.due_s - offsets[r.device] - start for r in reports if r.outputs)
-            for reports in finished]
-    timeline = Timeline(tuple(events),
-                        tuple(session.arrival[f] - start for f in range(len(frames))),
-                        tuple(done),
+    # done: a model's last output back at its source device (the driver stands for it)
+    done: dict[str, list[float]] = {m: [] for m in plan.graphs}
+    for reports in finished:
+        for model, times in done.items():
+            times.append(max(r.due_s - offsets[r.device] - start for r in reports
+                             if any(plan.unit(u).graph == model for u, _ in r.outputs)))
+    timeline = Timeline.by_model(events,
+                        {m: [session.arrival[f][m] - start for f in range(len(frames))]
+                         for m in plan.graphs}, done,
                         f"measured: ray backend ({mode}), "
                         f"{sum(1 for ids in plan.order.values() if ids)} actors"
                         + (", stealable units run at their homes" if plan.pool else "")
@@ -210,13 +215,16 @@ class _Session:
     the survivors' actors go on — with what they hold — under the re-planned plan."""
 
     def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float,
-                 emulate_compute: bool) -> None:
+                 emulate_compute: bool, due: Mapping[str, Sequence[float]]) -> None:
         self.ray, self.plan, self.mode, self.emulate = ray, plan, mode, emulate_compute
         self.on_frame, self.timeout_s = on_frame, timeout_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
         self.offsets: dict[str, float] = {}
-        self.arrival: dict[int, float] = {}  # when each frame arrived (kept when re-sent)
+        self.due = due  # per model, when each frame arrives, from the first feed
+        # per frame, when each model's inputs arrived (kept when re-sent)
+        self.arrival: dict[int, dict[str, float]] = {}
+        self.origin: float | None = None
         self.recovered: list[Event] = []  # events fetched after a loss
         self.lost: set[str] = set()
         self.start_s = time.time()
@@ -243,9 +251,12 @@ class _Session:
         kind = _Compiled if self.mode == "compiled" else _Plain
         return kind(self.ray, self.plan, self.actors, self.on_frame, self.arrival)
 
-    def feed(self, frames, first: int, interval_s: float) -> None:
+    def feed(self, frames, first: int) -> None:
         """Send frames ``first``.. and collect their results."""
-        self.runner.feed(frames, first, interval_s, self.timeout_s)
+        if self.origin is None:  # frames sent again after a loss keep their times
+            self.origin = time.time()
+        due = {m: [self.origin + s for s in seconds] for m, seconds in self.due.items()}
+        self.runner.feed(frames, first, due, self.timeout_s)
 
     def take_results(self) -> list[list[tuple]]:
         """The frames collected since the last call, in order."""
@@ -308,9 +319,10 @@ class _Session:
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, on_frame, arrival: dict[int, float]) -> None:
+    def __init__(self, ray, plan: Plan, actors, on_frame,
+                 arrival: dict[int, dict[str, float]]) -> None:
         self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
-        self.arrival = arrival  # frame -> when it arrived, kept across re-plans
+        self.arrival = arrival  # per frame, when each model's arrived, kept across re-plans
         self.calls = segments(plan)
         call_of = {unit_id: call for call in self.calls for unit_id in call.units}
         # per call: the (producer call, index of its return for this device) it reads, and
@@ -356,18 +368,19 @@ class _Plain:
         """A submitted frame's returns to the driver."""
         return self.ray.get(submitted, timeout=timeout_s)
 
-    def feed(self, frames, first: int, interval_s: float, timeout_s: float) -> None:
-        """Send frames ``first``.. at their times, ``in_flight`` at most, collecting them
-        in order; every frame tells the actors which frames are collected (the floor)."""
+    def feed(self, frames, first: int, due: Mapping[str, Sequence[float]],
+             timeout_s: float) -> None:
+        """Send frames ``first``.. at their times (``due``, per model; a frame goes when its
+        last model's inputs are due, the others waiting as at their cameras),
+        ``in_flight`` at most, collecting them in order; every frame tells the actors which
+        frames are collected (the floor)."""
         pending: list = []
-        start = time.time()
         try:
             for frame in range(first, len(frames)):
                 if len(pending) == self.in_flight:
                     self._collected(self.collect(pending.pop(0), timeout_s))
-                due = start + (frame - first) * interval_s
-                time.sleep(max(0.0, due - time.time()))
-                self.arrival.setdefault(frame, due)
+                time.sleep(max(0.0, max(times[frame] for times in due.values()) - time.time()))
+                self.arrival.setdefault(frame, {m: times[frame] for m, times in due.items()})
                 floor = first + len(self.results)
                 pending.append(self.submit(frame, floor, frames[frame]))
             while pending:
@@ -393,7 +406,8 @@ class _Compiled(_Plain):
 
     in_flight = IN_FLIGHT
 
-    def __init__(self, ray, plan: Plan, actors, on_frame, arrival: dict[int, float]) -> None:
+    def __init__(self, ray, plan: Plan, actors, on_frame,
+                 arrival: dict[int, dict[str, float]]) -> None:
         super().__init__(ray, plan, actors, on_frame, arrival)
         from ray.dag import InputNode, MultiOutputNode
 

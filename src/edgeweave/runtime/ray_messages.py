@@ -137,7 +137,7 @@ class _Actors:
         offset = self.offsets[report.device]
         return dataclasses.replace(
             report, due_s=report.due_s - offset,
-            arrived_s=None if report.arrived_s is None else report.arrived_s - offset,
+            arrived_s={model: at - offset for model, at in report.arrived_s.items()},
             events=tuple(on_driver_clock(e, self.offsets, 0.0) for e in report.events))
 
     def lost(self, devices, frozen: bool) -> list[tuple[str, str]]:
@@ -165,7 +165,7 @@ class _Actors:
 
 
 def execute(ray, plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float, timeout_s: float, on_frame: Callable[[int], None] | None,
+            interval_s: float | None, timeout_s: float, on_frame: Callable[[int], None] | None,
             options: RayOptions) -> Measured:
     """Run ``frames`` through ``plan`` with one ``LoopActor`` per device (Ray joined)."""
     from ray.util.queue import Queue

@@ -30,7 +30,7 @@ import dataclasses
 import functools
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -74,8 +74,8 @@ class Report:
     """What a device tells the driver after a segment of ``frame``: the model outputs it
     computed (by unit and layer), back at the model's source device at ``due_s``; the
     events recorded since its previous report; ``last`` when the device has nothing more to
-    do for the frame; when the frame's inputs reached this device (``arrived_s``, from a
-    transport that notes it)."""
+    do for the frame; per model, when its inputs of the frame reached this device
+    (``arrived_s``, from a transport that notes it)."""
 
     device: str
     frame: int
@@ -83,7 +83,7 @@ class Report:
     events: tuple[Event, ...]
     last: bool
     due_s: float
-    arrived_s: float | None = None
+    arrived_s: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

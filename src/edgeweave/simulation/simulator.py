@@ -9,8 +9,8 @@ link carries one transfer at a time, first come first served, for ``8 * bytes /
 bandwidth`` seconds, and the data arrives ``latency`` later; links on one shared medium
 (a WiFi cell) are one resource. A model's outputs computed elsewhere are sent back to its
 source, the device where its input arrived (``Plan.sources``); the frame is done when all
-are there. Frame f arrives at
-``f * interval_s``.
+are there. A model's frame f arrives when its stream says (``Plan.streams``:
+``offset + f * period``, or its arrival times), or at ``f * interval_s`` when that is given.
 
 Work stealing (``Plan.pool``, seed 003), the rules every backend follows. A stealable task
 (a segment of stealable units, ``units.stealing``) waits in its home's queue like any
@@ -33,24 +33,37 @@ from collections import defaultdict
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError
-from edgeweave.units import Event, Plan, Timeline, footprints, layer_regions
+from edgeweave.units import (Event, Plan, Timeline, arrival_times, footprints, layer_regions,
+                             objective_s)
 from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks, unshrunk
 from edgeweave.units.timing import stack_compute_s, unit_compute_s, unit_times_s
 
 
-def simulate(plan: Plan, frames: int = 1, interval_s: float = 0.0,
+def simulate(plan: Plan, frames: int = 1, interval_s: float | None = None,
              cost: CostModel | None = None) -> Timeline:
-    """Simulate ``frames`` frames through ``plan`` on its cluster; returns the timeline."""
-    if frames < 1 or interval_s < 0:
+    """Simulate ``frames`` rounds (a frame of each model) through ``plan`` on its cluster,
+    each model's arriving as its stream says or ``interval_s`` apart; returns the
+    timeline."""
+    if frames < 1 or (interval_s is not None and interval_s < 0):
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
     return _Run(plan, cost or CostModel.for_cluster(plan.cluster), frames, interval_s).go()
 
 
+def predicted_s(plan: Plan, cost: CostModel | None = None) -> float:
+    """What a planner minimises, simulated: the workload's objective
+    (``units.workload.objective_s``) over the first frame of each model — with one model,
+    or several arriving together, unweighted and without deadlines, its completion time."""
+    timeline = simulate(plan, cost=cost)
+    return objective_s({m: seconds[0] for m, seconds in timeline.model_latency_s().items()},
+                       plan.streams)
+
+
 class _Run:
-    def __init__(self, plan: Plan, cost: CostModel, frames: int, interval_s: float) -> None:
+    def __init__(self, plan: Plan, cost: CostModel, frames: int,
+                 interval_s: float | None) -> None:
         self.plan, self.cost, self.frames = plan, cost, frames
-        self.arrival = tuple(f * interval_s for f in range(frames))
+        self.arrival = arrival_times(plan.streams, frames, interval_s)
         self.duration = unit_times_s(plan, cost)
         self.queue = {d: [(f, uid) for f in range(frames) for uid in plan.order.get(d, ())]
                       for d in plan.cluster.names}
@@ -58,7 +71,8 @@ class _Run:
         self.device_free = dict.fromkeys(self.queue, 0.0)
         self.busy = dict.fromkeys(self.queue, False)
         self.waiting = {(f, u.id): len(u.needs) for f in range(frames) for u in plan.units}
-        self.ready = {(f, u.id): self.arrival[f] for f in range(frames) for u in plan.units}
+        self.ready = {(f, u.id): self.arrival[u.graph][f] for f in range(frames)
+                      for u in plan.units}
         self.medium_free: dict[str, float] = defaultdict(float)
         self.sent: dict[tuple, float] = {}
         self.events: list[Event] = []
@@ -67,8 +81,8 @@ class _Run:
         graphs = plan.graphs
         self.output_units = {u.id for u in plan.units
                              if any(layer in graphs[u.graph].outputs for layer in u.layers)}
-        self.outputs_left = [len(self.output_units)] * frames
-        self.done = [0.0] * frames
+        self.finished: set[tuple[int, str]] = set()
+        self.done = {m: [0.0] * frames for m in plan.graphs}
         # work stealing: each home's pool, each device's asking side, tasks handed over
         self.tasks = tasks(plan)
         self.task_of = {uid: first for first, task in self.tasks.items() for uid in task.units}
@@ -98,17 +112,17 @@ class _Run:
     def go(self) -> Timeline:
         for (frame, first), left in self.outside.items():
             if not left:
-                self.push(self.arrival[frame], "opened", frame, first)
+                self.push(self.arrival[self.plan.unit(first).graph][frame], "opened", frame,
+                          first)
         for device in self.queue:
             self.try_start(device, 0.0)
         while self.heap:
             time, _, action, *args = heapq.heappop(self.heap)
             getattr(self, action)(time, *args)
-        if any(self.outputs_left):
+        if len(self.finished) < self.frames * len(self.output_units):
             raise EdgeweaveError("The simulation stalled: some frame never completed.")
         footprint = {d: f.total_bytes for d, f in footprints(self.plan).items()}
-        events = tuple(self.events)
-        return Timeline(events, self.arrival, tuple(self.done), "simulated", footprint)
+        return Timeline.by_model(self.events, self.arrival, self.done, "simulated", footprint)
 
     def arrive(self, time: float, frame: int, unit_id: str, producer: str) -> None:
         self.waiting[frame, unit_id] -= 1
@@ -205,8 +219,8 @@ class _Run:
                     if layer in graph.outputs:
                         back = max(back, self.send(time, frame, unit_id, runner, source,
                                                    layer, region))
-            self.done[frame] = max(self.done[frame], back)
-            self.outputs_left[frame] -= 1
+            self.done[unit.graph][frame] = max(self.done[unit.graph][frame], back)
+            self.finished.add((frame, unit_id))
         for first in self.feeds.get(unit_id, ()):  # what a task needs to run unshrunk
             self.early_left[frame, first] -= 1
             self.early_at[frame, first] = max(self.early_at[frame, first], time)

@@ -21,6 +21,7 @@ from edgeweave.graph import LayerGraph
 from edgeweave.units.plan import Need, Plan, Unit, layer_regions, reads
 from edgeweave.units.region import Region, covers
 from edgeweave.units.validate import validate
+from edgeweave.units.workload import Workload
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,14 +50,17 @@ def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequen
                order: Mapping[str, Sequence[int]] | None = None, planner: str = "manual",
                options: Mapping[str, Any] | None = None,
                models: Mapping[str, str] | None = None,
-               sources: Mapping[str, str] | None = None) -> Plan:
+               workload: Workload | None = None) -> Plan:
     """A validated plan of ``parts``; ``order`` lists part indices per device (default: in
-    the order of the parts' last layers in their graphs); ``sources`` names, per model,
-    the device where its inputs arrive (default: the cluster's first)."""
+    the order of the parts' last layers in their graphs); ``workload`` gives, per model, its
+    stream, whose source is where its inputs arrive (default: the cluster's first device)."""
+    workload = dict(workload or {})
     first = cluster.devices[0].name
     given = {(p.graph, p.layers[-1]) for p in parts if not p.relay}
-    inputs = [whole(g, name, (sources or {}).get(g.name, first)) for g in graphs.values()
-              for name in g.inputs if (g.name, name) not in given]
+    inputs = [whole(g, name, workload[g.name].source if g.name in workload else first)
+              for g in graphs.values() for name in g.inputs if (g.name, name) not in given]
+    # a device takes its models' inputs as they arrive: one due later must not hold up others
+    inputs.sort(key=lambda p: workload[p.graph].arrival_s(0) if p.graph in workload else 0.0)
     all_parts = [*inputs, *parts]
     ids = [f"u{i}" for i in range(len(all_parts))]
     units = [Unit(uid, p.graph, tuple(p.layers), p.region, p.device, relay=p.relay)
@@ -74,7 +78,7 @@ def build_plan(graphs: Mapping[str, LayerGraph], cluster: Cluster, parts: Sequen
     full_order = {d: tuple([uid for uid, p in zip(ids, inputs) if p.device == d]
                            + [ids[shift + i] for i in order.get(d, ())]) for d in cluster.names}
     plan = Plan(dict(graphs), cluster, tuple(units), full_order, planner, dict(options or {}),
-                dict(models or {}))
+                dict(models or {}), workload=workload)
     validate(plan)
     return plan
 

@@ -27,6 +27,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
 from edgeweave.units.region import Region, required_regions
+from edgeweave.units.workload import Stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,9 @@ class Plan:
     them (``units.stealing.unshrunk``) — when what they read from other tasks is late:
     DeepThings' odd tiles, which run without their neighbours' strips when these are not
     there yet.
+
+    ``workload`` gives, per model, its stream (``units.workload``): when its frames arrive,
+    its weight and deadline; ``streams`` fills in the default for a model without one.
     """
 
     graphs: Mapping[str, LayerGraph]
@@ -104,6 +108,7 @@ class Plan:
     notes: Mapping[str, Any] = field(default_factory=dict)
     pool: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     fallback: tuple[str, ...] = ()
+    workload: Mapping[str, Stream] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         per_device = ", ".join(f"{d}: {len(ids)}" for d, ids in self.order.items() if ids)
@@ -135,6 +140,12 @@ class Plan:
             if self.is_input(unit.id):
                 found[unit.graph] = unit.device
         return found
+
+    @functools.cached_property
+    def streams(self) -> dict[str, Stream]:
+        """Per model, its stream: the plan's, or frames at time 0 from its source."""
+        return {name: self.workload.get(name, Stream(source))
+                for name, source in self.sources.items()}
 
     def produced(self, unit_id: str) -> dict[str, Region]:
         """The region of each of its layers that a unit computes."""

@@ -2,9 +2,9 @@
 
 The file records the cluster (fully explicit), the planner and its options, each model's
 spec (zoo name or ``module:attr``), input shapes and graph fingerprint, the units in their
-text forms, each device's order and the takers of stealable units. Loading re-traces each
-model from its spec (or takes the graphs you pass), refuses a model whose fingerprint
-changed, and validates the plan.
+text forms, each device's order, the takers of stealable units and each model's stream
+(``workload``). Loading re-traces each model from its spec (or takes the graphs you
+pass), refuses a model whose fingerprint changed, and validates the plan.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from edgeweave.graph import LayerGraph
 from edgeweave.units.plan import Need, Plan, Unit
 from edgeweave.units.region import Region
 from edgeweave.units.validate import validate
+from edgeweave.units.workload import Stream
 
 VERSION = 1
 
@@ -41,6 +42,7 @@ def to_json(plan: Plan) -> str:
         "order": {device: list(ids) for device, ids in plan.order.items()},
         "notes": dict(plan.notes),
         "pool": {uid: list(takers) for uid, takers in plan.pool.items()},
+        "workload": {name: stream.to_dict() for name, stream in plan.workload.items()},
     } | ({"fallback": list(plan.fallback)} if plan.fallback else {}), indent=1)
 
 
@@ -61,7 +63,9 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan
         plan = Plan(loaded, cluster, units, order, data["planner"], data["options"],
                     {k: v for k, v in models.items() if v}, data.get("notes", {}),
                     {uid: tuple(takers) for uid, takers in data.get("pool", {}).items()},
-                    tuple(data.get("fallback", ())))
+                    tuple(data.get("fallback", ())),
+                    {name: Stream.from_dict(stream)
+                     for name, stream in data.get("workload", {}).items()})
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise PlanError(f"Malformed plan file: {type(error).__name__}: {error}.") from None
     validate(plan)

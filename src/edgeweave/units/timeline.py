@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from edgeweave.units.workload import Workload, deadlines_met
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +43,29 @@ class Event:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Events in order of start, per-frame arrival and completion, and the footprints."""
+    """Events in order of start, arrival and completion of each model's frames, and the
+    footprints. ``arrival_s`` / ``done_s`` are per round (frame f of every model: its
+    first arrival, its last completion); ``model_arrival_s`` / ``model_done_s`` per model
+    (``by_model`` builds a timeline from those)."""
 
     events: tuple[Event, ...]
     arrival_s: tuple[float, ...]
     done_s: tuple[float, ...]
     source: str  # "simulated" or what measured it
     peak_memory_bytes: Mapping[str, int] = field(default_factory=dict)
+    model_arrival_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    model_done_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def by_model(cls, events, arrival_s: Mapping[str, Sequence[float]],
+                 done_s: Mapping[str, Sequence[float]], source: str,
+                 peak_memory_bytes: Mapping[str, int] | None = None) -> Timeline:
+        """The timeline of each model's frames' arrival and completion times."""
+        arrival = {m: tuple(times) for m, times in arrival_s.items()}
+        done = {m: tuple(done_s[m]) for m in arrival}
+        return cls(tuple(events), tuple(map(min, zip(*arrival.values()))),
+                   tuple(map(max, zip(*done.values()))), source, dict(peak_memory_bytes or {}),
+                   arrival, done)
 
     def __post_init__(self) -> None:
         # whoever records events (simulator, workers, actors) hands them in any order
@@ -59,6 +77,16 @@ class Timeline:
         """End-to-end latency of each frame: from its arrival to its outputs being back."""
         return tuple(d - a for a, d in zip(self.arrival_s, self.done_s))
 
+    def model_latency_s(self) -> dict[str, tuple[float, ...]]:
+        """Per model, the latency of each of its frames."""
+        return {m: tuple(d - a for a, d in zip(arrival, self.model_done_s[m]))
+                for m, arrival in self.model_arrival_s.items()}
+
+    def model_throughput_fps(self) -> dict[str, float]:
+        """Per model, its frames per second from its first arrival to its last completion."""
+        return {m: _rate(len(arrival), max(self.model_done_s[m]) - min(arrival))
+                for m, arrival in self.model_arrival_s.items()}
+
     @property
     def makespan_s(self) -> float:
         """From the first arrival to the last completion."""
@@ -67,7 +95,7 @@ class Timeline:
     @property
     def throughput_fps(self) -> float:
         """Frames per second over the makespan."""
-        return len(self.done_s) / self.makespan_s if self.makespan_s > 0 else float("inf")
+        return _rate(len(self.done_s), self.makespan_s)
 
     def busy_s(self) -> dict[str, float]:
         """Seconds each device spent computing."""
@@ -85,10 +113,25 @@ class Timeline:
                 moved[event.resource] = moved.get(event.resource, 0) + event.n_bytes
         return moved
 
-    def metrics(self) -> dict[str, object]:
-        """All metrics as one JSON-ready dict."""
+    def metrics(self, workload: Workload | None = None) -> dict[str, object]:
+        """All metrics as one JSON-ready dict; per model (``models``) its frames' latency
+        and its throughput — with ``workload``, also the share of frames within deadline."""
+        per_model = self.model_latency_s()
+        met = deadlines_met(per_model, workload or {})
+        rate = self.model_throughput_fps()
+        models = {m: {"latency_s": list(seconds), "mean_latency_s": _mean(seconds),
+                      "throughput_fps": rate[m]} | ({"deadline_met": met[m]} if m in met else {})
+                  for m, seconds in per_model.items()}
         return {"source": self.source, "latency_s": list(self.latency_s),
-                "mean_latency_s": sum(self.latency_s) / len(self.latency_s),
+                "mean_latency_s": _mean(self.latency_s),
                 "makespan_s": self.makespan_s, "throughput_fps": self.throughput_fps,
-                "busy_s": self.busy_s(), "bytes_moved": self.bytes_moved(),
+                "models": models, "busy_s": self.busy_s(), "bytes_moved": self.bytes_moved(),
                 "peak_memory_bytes": dict(self.peak_memory_bytes)}
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def _rate(frames: int, seconds: float) -> float:
+    return frames / seconds if seconds > 0 else float("inf")

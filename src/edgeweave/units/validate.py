@@ -6,7 +6,8 @@ points at a unit that does not produce that region; a unit's needs do not cover 
 region reads; some output element of a model is computed by no unit; the needs and the
 per-device orders form a cycle (a deadlock); a stealable unit (``Plan.pool``) is a model
 input or a relay or names unknown takers; a relay has several layers or gathers a model
-output (which goes back to its source anyway); or a device's weights plus
+output (which goes back to its source anyway); the workload names a model the plan does
+not hold, or a source its input units are not on; or a device's weights plus
 peak live activations exceed its memory.
 """
 
@@ -43,6 +44,7 @@ def validate(plan: Plan) -> None:
         _check_needs(plan, unit)
     _check_outputs(plan)
     _check_pool(plan)
+    _check_workload(plan)
     _check_acyclic(plan)
     for device, footprint in footprints(plan).items():
         limit = plan.cluster.device(device).memory_bytes
@@ -123,6 +125,16 @@ def _check_pool(plan: Plan) -> None:
                 raise PlanError(f"Unit {uid} has a fallback but is not the first unit of a "
                                 "stealable task.")
             unshrunk(plan, every[uid])  # raises when it cannot be run unshrunk
+
+
+def _check_workload(plan: Plan) -> None:
+    for name, stream in plan.workload.items():
+        if name not in plan.graphs:
+            raise PlanError(f"The workload names model '{name}', which the plan does not hold "
+                            f"(models: {', '.join(plan.graphs)}).")
+        if stream.source != plan.sources[name]:
+            raise PlanError(f"The workload says model '{name}' arrives at '{stream.source}' "
+                            f"but the plan's input units are on '{plan.sources[name]}'.")
 
 
 def dependencies(plan: Plan):
