@@ -1,5 +1,7 @@
-"""Every ``--json`` command, run as a user scripts it (a subprocess, stdout piped): stdout
-holds one JSON document and nothing else — no solver banner, no progress bar."""
+"""Every ``--json`` command that solves, shows progress or runs workers, run as a user
+scripts it (a subprocess, stdout piped): stdout holds one JSON document and nothing else —
+no solver banner, no progress bar. (``models`` and ``inspect`` print through the same
+``_echo_json`` and nothing else; ``tests/test_cli.py`` reads their JSON in process.)"""
 
 from __future__ import annotations
 
@@ -15,9 +17,6 @@ CLUSTER = "rpi4b+edge-server@wifi"
 def _commands(tmp):
     plan = str(tmp / "plan.json")
     return {
-        "models": ["models"],
-        "inspect": ["inspect", "two_branch"],
-        "profile": ["profile", "line", "-o", str(tmp / "profile.json"), "--repeats", "1"],
         "profile on devices": ["profile", "line", "-c", CLUSTER, "-o", str(tmp / "profiles"),
                                "--repeats", "1"],
         # edgeflow solves LPs with HiGHS, whose first solver prints a banner on stdout

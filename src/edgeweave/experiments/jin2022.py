@@ -12,10 +12,11 @@ whole time over our layers in proportion to their FLOPs: the totals are the auth
 the split between layers our graph's. Inputs are 224x224x3 bytes (uint8, turned into
 floats by the first layer, as the authors' input size assumes). Links: 100 Mibit/s
 between any two devices, no latency, no contention (point-to-point links). Device set:
-every block may go to any device of the cluster — the N request Pis, the D helpers and
-the edge server (the authors' local search maps device 0 to each block's own request Pi,
-so each of their blocks sees its own Pi, the helpers and the server; ours see the other
-models' Pis too).
+every block may go to any device — the N request Pis, the D helpers and the edge server
+(the planners' default, ``other_sources=True``); the authors' blocks see their own request
+Pi, the helpers and the server (their local search maps device 0 to each block's own
+request Pi), which ``other_sources=False`` reproduces: measured, it is worse here (the
+page says by how much).
 """
 
 from __future__ import annotations
@@ -74,24 +75,31 @@ SETTING = (
     "0.175 / 0.222 / 0.187, edge server 0.091 / 0.112 / 0.097, from workload x intensity / "
     "frequency in their code) is each device's profile, the model's whole time spread over "
     "our layers in proportion to their FLOPs. Device set: every block may go to any device "
-    "(the N request Pis, the D helpers, the server); the authors' local search maps device 0 "
-    "to each block's own request Pi, so theirs sees its own Pi, the helpers and the server. "
-    "LO: `planner=\"lo\"` (whole layers, PSO-GA); PO: `\"po\"` (3 pieces per layer, "
-    "PSO-GA); MO: `\"mo\"` (3 pieces, memetic); 21 blocks per model, boundary FM on, default "
-    "search settings (50 particles; 600 loops, MO 300; stop after 50 without improvement).")
+    "(the N request Pis, the D helpers, the server: `other_sources=True`, the default); the "
+    "authors' blocks see their own request Pi, the helpers and the server. LO: `planner=\"lo\"` (whole layers, PSO-GA); PO: "
+    "`\"po\"` (3 pieces per layer, PSO-GA); MO: `\"mo\"` (3 pieces, memetic, the authors' local step "
+    "on each particle: `local=\"particles\"`, the default); 21 blocks per model, "
+    "boundary FM on, default search settings (50 particles; 600 loops, MO 300; stop after "
+    "50 without improvement).")
 
 
 WHY_NOT = (
-    "Three differences from the authors' setting are the likely causes, not yet measured "
-    "apart: (1) the device set — every block here may go to any of the N + D + 1 devices "
-    "(16 at N = 9, D = 6), the authors' to its own request Pi, the helpers and the server, "
-    "a wider search per gene; (2) the granularity — our torch.fx graphs have more, smaller "
-    "layers than the authors' (GoogLeNet: 198), so k = 21 blocks per model is not the same "
-    "coarseness on both, and on N = 3, D = 3 fewer blocks searched better in a trial (k = "
-    "10: 212 ms against 223 ms at k = 21, one seed); (3) the per-layer spread of the "
-    "whole-model times — ours follows FLOPs, the authors' their own workload formula, which "
-    "moves where a layer is worth cutting into pieces. The next step is (1): blocks "
-    "restricted to the authors' device set.")
+    "Measured in session 11, each a full run of this page (3 seeds, MO's mean): (1) the "
+    "device set is not the cause. Restricted to the authors' set (`other_sources=False`: "
+    "a block on its own request Pi, the helpers or the server), MO got 230 / 545 ms at "
+    "N = 3 / 9 with D = 3 and 217 / 574 ms with D = 6 — no better at N = 3, much worse at "
+    "N = 9, where the other models' Pis are worth using; every device stays the default. "
+    "(2) The local step: on the swarm's best particle only (`local=\"best\"`, which wins "
+    "at an equal budget of evaluations, docs/planners.md) MO got 227 / 450 ms (D = 3) and "
+    "213 / 431 ms (D = 6): at a fixed 300 loops the authors' step, which spends several "
+    "times the evaluations, finds more at large N, so it stays the default. What remains "
+    "is likely (3) the granularity — our torch.fx graphs have more, smaller layers than "
+    "the authors' (GoogLeNet: 198), so k = 21 blocks per model is not the same coarseness, "
+    "and on N = 3, D = 3 fewer blocks searched better in a trial (k = 10: 212 ms against "
+    "223 ms at k = 21, one seed, session 10) — and (4) the per-layer spread of the "
+    "whole-model times (ours follows FLOPs, the authors' their own workload formula), "
+    "which moves where a layer is worth cutting into pieces; neither is measured apart "
+    "yet.")
 
 
 class FromBytes(torch.nn.Module):

@@ -12,21 +12,22 @@ particle's best (probability 0.9 falling to 0.2 over the loops) and with the glo
 authors' all-random swarm, the first particles put every block on one device (one particle
 per device), so that no plan found is slower than one device alone. It stops after
 ``loops`` loops or ``patience`` loops without improvement. The memetic variant adds a local
-step after every loop: two random blocks in turn, each tried on every device, the best
-kept — on each particle with probability 0.5 (``local="particles"``, the authors'), or by
-default on the swarm's best particle only (``local="best"``), which on an equal budget of
-fitness evaluations searches better (docs/planners.md). Beyond the authors', the memetic
-search *polishes* the best assignment found at the end (coordinate descent: every block in
-turn on its best device, two passes at most). A block may run on its own model's source
-and on the devices that are no model's source (the authors' set: the request device, the
-helpers, the server), or anywhere with ``other_sources=True``.
+step after every loop: two random blocks in turn, each tried on every other device, the
+best kept — on each particle with probability 0.5 (``local="particles"``, the authors' and
+the default), or on the swarm's best particle only (``local="best"``), which on an equal
+budget of fitness evaluations searches better, while the authors' step, at a fixed number
+of loops, spends more evaluations and finds more (docs/planners.md). Beyond the authors',
+the memetic search *polishes* the best assignment found at the end (coordinate descent: every block in
+turn on its best device, two passes at most). A block may run on any device, or with
+``other_sources=False`` only on its own model's source and the devices that are no model's
+source (the authors' set: the request device, the helpers, the server).
 
 Three planners, the seed's three variants: ``lo`` (layers whole, PSO-GA), ``po`` (pieces,
 PSO-GA) and ``mo`` (pieces, memetic). Their options: ``pieces`` (per layer; ``lo``: 1),
 ``blocks`` (k per model), ``refine`` (boundary FM while uncoarsening), ``particles``,
 ``loops``, ``patience``, ``w_max``, ``w_min``, ``evaluations`` (a budget of fitness
-evaluations, default none), ``other_sources`` (False) and, for ``mo``, ``local``
-(``best``).
+evaluations, default none), ``other_sources`` (True) and, for ``mo``, ``local``
+(``particles``).
 
 The fitness is a list schedule of the pieces on the cost model — each piece, in descending
 rank, starts when its device is free and what it reads has arrived, each transfer booked
@@ -58,8 +59,8 @@ from edgeweave.units import Part, Plan, Region, build_plan
 
 DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
             "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None,
-            "other_sources": False}
-MEMETIC_DEFAULTS = {**DEFAULTS, "loops": 300, "local": "best"}
+            "other_sources": True}
+MEMETIC_DEFAULTS = {**DEFAULTS, "loops": 300, "local": "particles"}
 LOCAL_STEPS = ("best", "particles")
 
 
@@ -193,7 +194,7 @@ class Search:
 def pso_ga(fitness: Fitness, blocks: int, repair: Callable[[np.ndarray], np.ndarray],
            rng: np.random.Generator, particles: int, loops: int, patience: int,
            w_max: float, w_min: float, memetic: bool, budget: int | None = None,
-           local: str = "best") -> Search:
+           local: str = "particles") -> Search:
     """PSO-GA over assignments of ``blocks`` genes (memetic: with the local step on the
     particles ``local`` names, and the best found polished at the end); ``budget`` stops it
     once that many assignments have been evaluated (the polish included), so that searches
@@ -252,14 +253,13 @@ def polish(fitness: Fitness, genes: np.ndarray, repair, passes: int = 2) -> np.n
     workload soonest (every device tried at once), until a pass changes nothing."""
     genes = genes.copy()
     value = float(fitness(genes[None, :])[0])
-    devices = fitness.devices
     for _ in range(passes):
         changed = False
         for block in range(len(genes)):
-            tries = np.repeat(genes[None, :], devices, axis=0)
-            tries[:, block] = np.arange(devices)
-            feasible = fitness.allowed[block] & [np.array_equal(repair(t), t) for t in tries]
-            found = np.where(feasible, fitness(tries), np.inf)
+            tries = _moves(fitness, genes, block, repair)
+            if not tries:
+                continue
+            found = fitness(np.array(tries))
             pick = int(np.argmin(found))
             if found[pick] < value - 1e-12:
                 genes, value, changed = tries[pick], float(found[pick]), True
@@ -279,27 +279,35 @@ def _local_step(fitness: Fitness, swarm: np.ndarray, value: np.ndarray, repair,
                 rng: np.random.Generator, local: str) -> np.ndarray:
     """The chosen particles — each with probability 0.5 (``local="particles"``, the
     authors'), or the one of best value (``"best"``) — try two random blocks in turn, each
-    on every device it may use, and keep the best (all tries evaluated together)."""
+    on every other device it may use, and keep the best (all tries evaluated together)."""
     chosen = (np.flatnonzero(rng.random(len(swarm)) < 0.5) if local == "particles"
               else np.array([int(np.argmin(value))]))
-    if not len(chosen):
-        return value
-    devices, blocks = fitness.devices, swarm.shape[1]
     for _ in range(2):
-        block = rng.integers(0, blocks, len(chosen))
-        tries = np.repeat(swarm[chosen], devices, axis=0)
-        tries[np.arange(len(tries)), np.repeat(block, devices)] = np.tile(
-            np.arange(devices), len(chosen))
-        feasible = fitness.allowed[np.repeat(block, devices), np.tile(np.arange(devices), len(
-            chosen))] & [np.array_equal(repair(t), t) for t in tries]
-        found = np.where(feasible, fitness(tries), np.inf).reshape(len(chosen), devices)
-        pick = found.argmin(axis=1)
-        better = found[np.arange(len(chosen)), pick] < value[chosen]
-        for row, particle in enumerate(chosen):
-            if better[row]:
-                swarm[particle] = tries[row * devices + pick[row]]
-                value[particle] = found[row, pick[row]]
+        tries, owners = [], []
+        for particle, block in zip(chosen, rng.integers(0, swarm.shape[1], len(chosen))):
+            moved = _moves(fitness, swarm[particle], block, repair)
+            tries += moved
+            owners += [particle] * len(moved)
+        if not tries:
+            continue
+        found = fitness(np.array(tries))
+        for row in np.argsort(found, kind="stable"):  # each particle's best try first
+            if found[row] < value[owners[row]]:
+                swarm[owners[row]], value[owners[row]] = tries[row], found[row]
     return value
+
+
+def _moves(fitness: Fitness, genes: np.ndarray, block: int, repair) -> list[np.ndarray]:
+    """``genes`` with ``block`` moved to each other device it may use that has the
+    memory (only these are evaluated: the budget counts evaluations)."""
+    moved = []
+    for device in fitness.choices[block]:
+        if device != genes[block]:
+            candidate = genes.copy()
+            candidate[block] = device
+            if np.array_equal(repair(candidate), candidate):
+                moved.append(candidate)
+    return moved
 
 
 class Memory:
@@ -356,7 +364,7 @@ def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> 
     repair = Memory(problem, pieces, blocks, generator, fitness.allowed)
     found = pso_ga(fitness, blocks.count, repair, generator, options["particles"],
                    options["loops"], options["patience"], options["w_max"], options["w_min"],
-                   memetic, options["evaluations"], options.get("local", "best"))
+                   memetic, options["evaluations"], options.get("local", "particles"))
     made = _plan(problem, pieces, blocks, order, found.best, name)
     notes = {"pieces": len([p for p in pieces.pieces if not p.is_input]),
              "blocks": blocks.count, "cut_bytes": cut_bytes(pieces, blocks.block_of),
@@ -397,7 +405,7 @@ def _check(name: str, options) -> None:
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner '{name}' must be true or false. "
                             f"Got {options[key]!r} instead.")
-    if options.get("local", "best") not in LOCAL_STEPS:
+    if options.get("local", "particles") not in LOCAL_STEPS:
         raise PlanError(f"The 'local' option of planner '{name}' is one of "
                         f"{', '.join(LOCAL_STEPS)}. Got {options['local']!r} instead.")
     budget = options["evaluations"]

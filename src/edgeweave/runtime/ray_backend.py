@@ -200,13 +200,13 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         for model, times in done.items():
             times.append(max(r.due_s - offsets[r.device] - start for r in reports
                              if any(plan.unit(u).graph == model for u, _ in r.outputs)))
-    timeline = Timeline.by_model(events,
-                        {m: [session.arrival[f][m] - start for f in range(len(frames))]
-                         for m in plan.graphs}, done,
-                        f"measured: ray backend ({mode}), "
-                        f"{sum(1 for ids in plan.order.values() if ids)} actors"
-                        + (", stealable units run at their homes" if plan.pool else "")
-                        + ray_messages.options_label(options))
+    arrival = {m: [session.arrival[f][m] - start for f in range(len(frames))]
+               for m in plan.graphs}
+    label = (f"measured: ray backend ({mode}), "
+             f"{sum(1 for ids in plan.order.values() if ids)} actors"
+             + (", stealable units run at their homes" if plan.pool else "")
+             + ray_messages.options_label(options))
+    timeline = Timeline.by_model(events, arrival, done, label)
     return Measured(outputs, timeline, tuple(faults))
 
 
