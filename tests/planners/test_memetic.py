@@ -223,6 +223,6 @@ def test_on_an_equal_budget_the_memetic_median_is_no_worse_than_pso_ga(tmp_path)
     sources = {g.name: f"request-{i}" for i, g in enumerate(graphs)}
     budget = {"particles": 20, "loops": 10_000, "patience": 10_000, "evaluations": 2000}
     found = {planner: sorted(ew.plan(graphs, where, planner=planner, seed=seed, sources=sources,
-                                     **budget, **extra).notes["fitness_ms"] for seed in range(5))
+                                     **budget, **extra).notes["fitness_ms"] for seed in range(3))
              for planner, extra in (("po", {}), ("mo", {"local": "best"}))}
-    assert found["mo"][2] <= found["po"][2]
+    assert found["mo"][1] <= found["po"][1]
