@@ -411,13 +411,14 @@ def _models_table(made: Plan, timelines: list[tuple[str, Timeline]]) -> Table:
     and how often its deadline was met."""
     columns = [f"{label} {what}" for label, _ in timelines for what in ("ms", "frames/s")]
     table = _table("per model", ("model", "source", *columns, "deadline met"), tuple(columns))
+    latency = [timeline.model_latency_s() for _, timeline in timelines]
+    rate = [timeline.model_throughput_fps() for _, timeline in timelines]
+    met = deadlines_met(latency[-1], made.streams)
     for model, stream in made.streams.items():
         cells = []
-        for _, timeline in timelines:
-            seconds = timeline.model_latency_s()[model]
-            cells += [f"{1e3 * sum(seconds) / len(seconds):.1f}",
-                      f"{timeline.model_throughput_fps()[model]:.2f}"]
-        met = deadlines_met({model: timelines[-1][1].model_latency_s()[model]}, made.streams)
+        for seconds, fps in zip(latency, rate):
+            cells += [f"{1e3 * sum(seconds[model]) / len(seconds[model]):.1f}",
+                      f"{fps[model]:.2f}"]
         table.add_row(model, stream.source, *cells,
                       f"{met[model]:.0%}" if model in met else "")
     return table

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -285,7 +286,8 @@ class Result:
                             for m, v in AUTHORS_RUN.items())
         lines += ["## Beside the authors' code", "",
                   f"The authors' code on a 2-core machine (N = 3, D = 3, one run each): "
-                  f"{authors}. Here (N = 3, D = 3, mean over the seeds): " + ", ".join(
+                  f"{authors}. Here ({platform.machine()}, {os.cpu_count()} cores, two workloads "
+                  "planned at a time; N = 3, D = 3, mean over the seeds): " + ", ".join(
                       f"{m} {self.find(3, 3, m).mean:.3f} s in "
                       f"{statistics.mean(self.find(3, 3, m).planning_s):.1f} s"
                       for m in PLANNERS if (3, 3) in {(r.helpers, r.count) for r in self.rows})
