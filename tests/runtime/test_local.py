@@ -42,8 +42,15 @@ def test_three_workers_three_frames_equal_the_model():
     assert not multiprocessing.active_children()
 
 
-@pytest.mark.parametrize("planner", sorted(PLANNERS))
-def test_every_planner_runs_on_the_local_backend(planner):
+# one planner per kind of plan — a device alone, a cut, bands, fused stacks, tiles, relays,
+# pieces — each run starting its workers (seconds); every planner runs inline
+# (tests/planners/test_conformance.py), on the same units and messages
+KINDS = ("local", "neurosurgeon", "equal-split", "fused", "deepthings", "bodp", "mo")
+
+
+@pytest.mark.parametrize("planner", KINDS)
+def test_every_kind_of_plan_runs_on_the_local_backend(planner):
+    assert planner in PLANNERS
     plan = ew.plan([zoo_graph("line"), zoo_graph("two_branch")], "rpi3*2+jetson-tx2@4g",
                    planner=planner)
     inputs = {"line": zoo_model("line")[1], "two_branch": zoo_model("two_branch")[1]}

@@ -17,7 +17,7 @@ from edgeweave.errors import WorkerError
 from edgeweave.runtime.ray_cluster import worker_command
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
-from tests.runtime.test_local import THREE, _faulty_plan, _spread_plan, ran
+from tests.runtime.test_local import KINDS, THREE, _faulty_plan, _spread_plan, ran
 
 FOUR = "rpi4b*3+edge-server@wifi"
 MODES = ("compiled", "plain", "messages")  # "auto" is one of them
@@ -51,11 +51,6 @@ def test_frames_held_back_by_the_driver_arrive_at_their_time_as_in_the_simulator
     assert list(result.timeline.latency_s) == sorted(result.timeline.latency_s)
 
 
-# one planner per kind of plan — a device alone, a cut, bands, fused stacks, tiles, relays,
-# pieces — each run starting its actors (seconds); every planner runs on local workers
-KINDS = ("local", "neurosurgeon", "equal-split", "fused", "deepthings", "bodp", "mo")
-
-
 @pytest.mark.parametrize("planner", KINDS)
 def test_every_kind_of_plan_runs_on_the_ray_backend(planner):
     assert planner in PLANNERS
@@ -68,7 +63,7 @@ def test_every_kind_of_plan_runs_on_the_ray_backend(planner):
         torch.testing.assert_close(output["two_branch"], zoo_output("two_branch")[0])
 
 
-@pytest.mark.parametrize("mode", MODES[:2])  # messages: the local loop's error path
+@pytest.mark.parametrize("mode", MODES[:1])  # plain: compiled's error path; messages: local's
 def test_a_failing_actor_is_named_with_its_frame(mode):
     plan, x = _faulty_plan(faulty.RaisesInWorker)
     with pytest.raises(WorkerError, match="Device 'edge-server' failed on frame 0 .*refuses "

@@ -2,7 +2,10 @@
 
 The tables name torch operations by their semantics (a ReLU is element-wise wherever it
 appears); nothing here knows any model. Anything not listed is ``OTHER``, which is always
-safe: a planner then treats the layer as needing its whole inputs.
+safe: a planner then treats the layer as needing its whole inputs. A module is classified
+by its class only when its ``forward`` is torch's own (a subclass that pads or activates
+in its own ``forward``, such as a "same"-padding convolution, is ``OTHER``); ATen ops from
+``torch.export`` are read as the torch functions whose arguments they share.
 """
 
 from __future__ import annotations
@@ -27,11 +30,33 @@ _ELEMENTWISE_FUNCTIONS = {
     operator.imul, torch.add, torch.sub, torch.mul, torch.div, torch.neg, torch.abs,
     torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.clamp, torch.maximum, torch.minimum,
     F.relu, F.relu6, F.leaky_relu, F.silu, F.sigmoid, F.tanh, F.hardswish, F.hardsigmoid,
-    F.hardtanh, F.gelu, F.elu, F.mish, F.softplus, F.dropout, F.batch_norm,
+    F.hardtanh, F.gelu, F.elu, F.mish, F.softplus, F.dropout, torch.clone,
 }
+# batch norm with running statistics, by where its statistics, weight and bias arguments are
+BATCH_NORM_ARGS = {F.batch_norm: {"mean": 1, "var": 2, "weight": 3, "bias": 4, "training": 5,
+                                  "eps": 7},
+                   torch.ops.aten.batch_norm.default: {"weight": 1, "bias": 2, "mean": 3,
+                                                       "var": 4, "training": 5, "eps": 7}}
 _ELEMENTWISE_METHODS = {
     "add", "sub", "mul", "div", "neg", "abs", "relu", "sigmoid", "tanh", "exp", "clamp",
     "contiguous", "add_", "mul_", "relu_", "clone", "float",
+}
+_ATEN_AS_FUNCTION = {  # ATen op name -> the torch function with the same leading arguments
+    **{name: getattr(torch, name) for name in (
+        "add", "sub", "mul", "div", "neg", "abs", "relu", "sigmoid", "tanh", "exp", "clamp",
+        "maximum", "minimum", "flatten", "reshape", "squeeze", "unsqueeze", "cat", "concat",
+        "concatenate")},
+    **{f"{name}_": getattr(torch, name) for name in ("add", "sub", "mul", "div", "relu",
+                                                     "sigmoid", "tanh", "clamp")},
+    **{name: getattr(F, name) for name in (
+        "conv1d", "conv2d", "conv3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+        "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+        "adaptive_avg_pool3d", "linear", "relu6", "leaky_relu", "silu", "hardswish",
+        "hardsigmoid", "hardtanh", "gelu", "elu", "mish", "softplus", "dropout")},
+    **{f"{name}_": getattr(F, name) for name in ("leaky_relu", "silu", "hardswish",
+                                                 "hardsigmoid", "hardtanh", "elu")},
+    "view": torch.reshape, "clone": torch.clone, "contiguous": torch.clone,
+    "alias": torch.clone, "detach": torch.clone,
 }
 _RESHAPE_FUNCTIONS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 _RESHAPE_METHODS = {"flatten", "view", "reshape", "squeeze", "unsqueeze"}
@@ -65,6 +90,11 @@ def classify(node: fx.Node, root: nn.Module, input_shapes: list[tuple[int, ...]]
 
 def _classify_module(module: nn.Module, input_shapes, output_shape) -> Classified:
     name = type(module).__name__
+    if not type(module).forward.__module__.startswith("torch.nn."):
+        return OpKind.OTHER, None, {"op": name}  # its own forward: its class says nothing
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and (
+            module.training or module.running_mean is None):
+        return OpKind.OTHER, None, {"op": name}  # normalises by the batch's own statistics
     if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
         spatial = len(module.kernel_size)
         padding = _conv_padding(module.padding, module.kernel_size, module.dilation)
@@ -105,6 +135,10 @@ def _classify_module(module: nn.Module, input_shapes, output_shape) -> Classifie
 
 def _classify_function(node: fx.Node, input_shapes, output_shape) -> Classified:
     target, name = node.target, getattr(node.target, "__name__", str(node.target))
+    if isinstance(target, torch._ops.OpOverload):
+        target = _ATEN_AS_FUNCTION.get(target.overloadpacket.__name__, target)
+    if target in BATCH_NORM_ARGS:
+        return _batch_norm_function(node, target, name)
     if target in _ELEMENTWISE_FUNCTIONS:
         return OpKind.ELEMENTWISE, None, {"op": name}
     if target in _RESHAPE_FUNCTIONS:
@@ -131,6 +165,16 @@ def _classify_function(node: fx.Node, input_shapes, output_shape) -> Classified:
         return OpKind.ADAPTIVE_POOL, None, {"op": name, "mode": _ADAPTIVE_FUNCTIONS[target],
                                             "output_size": tuple(output_shape[2:])}
     return OpKind.OTHER, None, {"op": name}
+
+
+def _batch_norm_function(node: fx.Node, target, name: str) -> Classified:
+    """Element-wise when normalising by stored statistics (parameters, not computed)."""
+    where = BATCH_NORM_ARGS[target]
+    stored = all(isinstance(_arg(node, where[k], k, None), fx.Node)
+                 and _arg(node, where[k], k, None).op == "get_attr" for k in ("mean", "var"))
+    if not stored or _arg(node, where["training"], "training", False) is not False:
+        return OpKind.OTHER, None, {"op": name}
+    return OpKind.ELEMENTWISE, None, {"op": "batch_norm"}
 
 
 def _conv_function(node: fx.Node, spatial: int, name: str) -> Classified:

@@ -1,6 +1,10 @@
 """``trace``: from an ``nn.Module`` and an example input to a ``LayerGraph``.
 
-torch.fx traces the module symbolically; one run of the traced graph on the example
+Two ways to capture the graph: torch.fx traces the module symbolically (layers keep their
+modules' names and classes), and ``torch.export`` captures what fx cannot — control flow
+on shapes, item assignment, iteration, "same" padding computed in ``forward`` — as ATen
+ops on parameters. ``method="auto"`` takes fx where it works and export where it does not.
+Forward arguments the example does not give keep their defaults. One run of the traced graph on the example
 records every node's output shape, dtype and FLOPs (torch's ``FlopCounterMode`` for
 convolutions, linear layers and matrix products, a multiply-add counting as 2 FLOPs;
 one FLOP per output element for element-wise ops, two for batch norm, one per window
@@ -12,6 +16,7 @@ input shapes, which a plan is made for anyway.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -21,21 +26,26 @@ from torch import fx, nn
 from torch.utils._pytree import tree_leaves, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from edgeweave.errors import ExampleInputError, ModelError, UntraceableModelError
+from edgeweave.errors import (ExampleInputError, ModelError, UnknownNameError,
+                              UntraceableModelError)
 from edgeweave.graph.classify import classify
 from edgeweave.graph.layer import Layer, OpKind
 from edgeweave.graph.layer_graph import LayerGraph
 
 LeafSpec = str | type[nn.Module]
+METHODS = ("auto", "fx", "export")
 
 
 def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
-          leaf_modules: Iterable[LeafSpec] = (), name: str | None = None) -> LayerGraph:
+          leaf_modules: Iterable[LeafSpec] = (), name: str | None = None,
+          method: str = "auto") -> LayerGraph:
     """Trace ``module`` on ``example`` into a ``LayerGraph``.
 
-    ``example`` is one tensor or a tuple of tensors (one per forward argument).
-    ``leaf_modules`` lists submodules to keep whole, by qualified name (``"layer1.0"``) or
-    by class: use it for a module torch.fx cannot trace. ``name`` names the graph.
+    ``example`` is one tensor or a tuple of tensors (the first forward arguments; the rest
+    keep their defaults). ``leaf_modules`` lists submodules fx keeps whole, by qualified
+    name (``"layer1.0"``) or by class. ``method`` is ``"fx"``, ``"export"`` (torch.export)
+    or ``"auto"``: fx, and torch.export where fx cannot trace the model. ``name`` names the
+    graph.
 
     >>> import torch
     >>> g = trace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()),
@@ -45,16 +55,70 @@ def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
     """
     if not isinstance(module, nn.Module):
         raise ModelError(f"trace() needs a torch.nn.Module, got {type(module).__name__}.")
+    if method not in METHODS:
+        raise UnknownNameError(f"Unknown trace method '{method}'; use one of "
+                               f"{', '.join(METHODS)}.")
     inputs = _example_tuple(example)
-    graph_module = _symbolic_trace(module, tuple(leaf_modules))
-    placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != len(inputs):
-        raise ExampleInputError(
-            f"{type(module).__name__}.forward takes {len(placeholders)} input(s) "
-            f"({', '.join(n.target for n in placeholders)}); the example gives {len(inputs)}.")
-    records = _Profiler(graph_module).profile(inputs)
+    defaults = _defaults_after(module, len(inputs))
+    graph_module, records = _capture(module, inputs, tuple(leaf_modules), defaults, method)
     _fold_shape_constants(graph_module, records)
     return _build(graph_module, records, name or type(module).__name__)
+
+
+def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[LeafSpec, ...],
+             defaults: dict[str, Any], method: str) -> tuple[fx.GraphModule, dict]:
+    """The graph by ``method`` and its profile. ``auto`` checks fx's graph against the
+    model itself: fx records one path through code that tests what a traced value is, and
+    such a graph can fail on the example or compute something else; export's then."""
+    if method == "export":
+        return _profiled(_export(module, inputs), inputs)[:2]
+    if method == "fx":
+        return _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)[:2]
+    try:
+        graph_module, records, output = _profiled(
+            _symbolic_trace(module, leaves, len(inputs), defaults), inputs)
+    except UntraceableModelError as error:
+        why = str(error)
+    except ExampleInputError as error:
+        try:
+            _eager(module, inputs)
+        except ExampleInputError:
+            raise error from None  # the example does not fit the model: fx's names the layer
+        why = str(error)
+    else:
+        if _same(output, _eager(module, inputs)):
+            return graph_module, records
+        why = ("torch.fx traced a graph whose output differs from the model's (code that "
+               "branches on what a traced value is).")
+    try:
+        return _profiled(_export(module, inputs), inputs)[:2]
+    except UntraceableModelError as export_error:
+        raise UntraceableModelError(f"{why} {export_error}") from None
+
+
+def _eager(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+    try:
+        with torch.no_grad():
+            return module(*inputs)
+    except Exception as error:
+        raise ExampleInputError(f"Running {type(module).__name__} on the example failed: "
+                                f"{type(error).__name__}: {error}") from None
+
+
+def _same(output: Any, expected: Any) -> bool:
+    ours, theirs = tree_leaves(output), tree_leaves(expected)
+    return len(ours) == len(theirs) and all(
+        torch.allclose(a, b, rtol=1e-4, atol=1e-5) if isinstance(a, torch.Tensor)
+        and isinstance(b, torch.Tensor) and a.shape == b.shape else a == b
+        for a, b in zip(ours, theirs))
+
+
+def _profiled(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]
+              ) -> tuple[fx.GraphModule, dict, Any]:
+    for node in graph_module.graph.nodes:
+        node.type = None  # an annotation written as a string cannot be pickled to a worker
+    profiler = _Profiler(graph_module)
+    return graph_module, profiler.profile(inputs), profiler.output
 
 
 def _example_tuple(example) -> tuple[torch.Tensor, ...]:
@@ -86,10 +150,30 @@ class _Tracer(fx.Tracer):
             raise
 
 
-def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...]) -> fx.GraphModule:
+def _defaults_after(module: nn.Module, given: int) -> dict[str, Any]:
+    """The forward parameters after the first ``given``, with their defaults."""
+    parameters = [p for p in inspect.signature(module.forward).parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    positional = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
+    if len(positional) < given and not any(
+            p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values()):
+        raise ExampleInputError(
+            f"{type(module).__name__}.forward takes {len(positional)} input(s) "
+            f"({', '.join(p.name for p in positional)}); the example gives {given}.")
+    rest = positional[given:] + [p for p in parameters if p.kind is p.KEYWORD_ONLY]
+    missing = [p.name for p in rest if p.default is p.empty]
+    if missing:
+        raise ExampleInputError(
+            f"{type(module).__name__}.forward needs {', '.join(missing)} as well; the example "
+            f"gives {given} input(s) and the rest have no default.")
+    return {p.name: p.default for p in rest}
+
+
+def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...], given: int,
+                    defaults: dict[str, Any]) -> fx.GraphModule:
     tracer = _Tracer(leaves)
     try:
-        graph = tracer.trace(module)
+        graph = tracer.trace(module, concrete_args=defaults or None)
     except Exception as error:
         where = tracer.failed_in
         owner = type(module.get_submodule(where)).__name__ if where else type(module).__name__
@@ -99,7 +183,60 @@ def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...]) -> fx.Graph
         raise UntraceableModelError(
             f"torch.fx cannot trace {place}: {type(error).__name__}: {error}. "
             f"To keep it whole, {fix}.") from None
+    _drop_specialised(graph, given)
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
+
+
+def _drop_specialised(graph: fx.Graph, given: int) -> None:
+    """Remove the placeholders fx made for the arguments after the first ``given``, fixed
+    to their defaults, and the assertions on them: their values are baked in the graph."""
+    for placeholder in [n for n in graph.nodes if n.op == "placeholder"][given:]:
+        checks, frontier = [], [placeholder]
+        while frontier:
+            frontier = [u for node in frontier for u in node.users if u not in checks]
+            checks += frontier
+        for node in reversed(checks):
+            graph.erase_node(node)
+        graph.erase_node(placeholder)
+
+
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
+    """The model captured by ``torch.export`` as a graph of ATen ops that reads its
+    parameters as attributes, returning what the model's forward returns."""
+    try:
+        program = torch.export.export(module, inputs, strict=False)
+    except Exception as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise UntraceableModelError(
+            f"torch.export cannot capture {type(module).__name__} either: "
+            f"{type(error).__name__}: {first[:300]}. Keep the part it stops at out of the "
+            "model, or trace with method='fx' and mark that module as a leaf.") from None
+    graph_module = program.module()
+    graph = graph_module.graph
+    for node in list(graph.nodes):  # export's input checks: the plan fixes the shapes anyway
+        if node.op == "call_module" and not node.users:
+            graph.erase_node(node)
+    output = next(n for n in graph.nodes if n.op == "output")
+    spec = graph._codegen.pytree_info.out_spec  # export's module rebuilds its outputs
+    graph._codegen = fx.graph.CodeGen()
+    output.args = (_structure(list(output.args[0]), spec),)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
+
+
+def _structure(leaves: list, spec) -> Any:
+    """``leaves`` in the output's structure, tuples, lists and dicts (any other container,
+    a model-output class, say, as the dict of its fields)."""
+    if spec.is_leaf():
+        return leaves.pop(0)
+    children = [_structure(leaves, child) for child in spec.children()]
+    if spec.type in (tuple, list):
+        return spec.type(children)
+    keys = spec.context
+    if isinstance(keys, (list, tuple)) and len(keys) == len(children):
+        return dict(zip(keys, children))
+    return tuple(children)
 
 
 class _Profiler(fx.Interpreter):
@@ -111,8 +248,9 @@ class _Profiler(fx.Interpreter):
         self.records: dict[str, dict[str, Any]] = {}
 
     def profile(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, Any]]:
+        """Each node's record; the graph's output is kept in ``output``."""
         with torch.no_grad():
-            self.run(*inputs)
+            self.output = self.run(*inputs)
         return self.records
 
     def run_node(self, n: fx.Node) -> Any:
@@ -204,7 +342,8 @@ def _elementwise_flops(kind: OpKind, attrs, geometry, input_shapes, output_shape
         return 0
     out = math.prod(output_shape)
     if kind is OpKind.ELEMENTWISE:
-        return 2 * out if "BatchNorm" in str(attrs.get("op", "")) else out
+        op = str(attrs.get("op", ""))
+        return 2 * out if "BatchNorm" in op or op == "batch_norm" else out
     if kind is OpKind.POOL:
         return out * math.prod(geometry.kernel)
     if kind is OpKind.ADAPTIVE_POOL:

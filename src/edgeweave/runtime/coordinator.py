@@ -13,7 +13,9 @@ charged the coordinator's hand-over) and is done when its outputs are back there
 when the source computed them, else when they reach the coordinator, which stands for the
 source on the way back (later when an emulated link delivers them late).
 
-A worker that is lost (dead, or silent for ``detect_s``) has its units moved onto a
+A worker that is lost (dead, or silent for ``detect_s`` — or three times its longest
+compute so far, if longer: a worker busy with a long unit on a loaded machine is slow, not
+dead) has its units moved onto a
 survivor by ``planners.recover.without``; every survivor switches to the new plan,
 re-sends the results it holds to units that moved, and the adopter recomputes the lost
 units of every unfinished frame. If no survivor can hold the units, or a unit raises, the
@@ -25,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 
 from edgeweave.cost import CostModel
@@ -41,10 +43,18 @@ class Workers(Protocol):
 
     hint: str  # added to an error before the first frame: what may have gone wrong
 
-    def lost(self, devices: Collection[str], frozen: bool) -> list[tuple[str, str]]:
+    def lost(self, devices: Collection[str], frozen: bool,
+             busy_s: Mapping[str, float] = {}) -> list[tuple[str, str]]:
         """(device, what happened) for each of ``devices`` whose worker died, or (when
-        ``frozen``) stopped answering for ``detect_s`` — then killed, to be sure."""
+        ``frozen``) stopped answering for ``detect_s`` — or for three times its longest
+        compute so far (``busy_s``), if longer — then killed, to be sure."""
         ...
+
+
+def patience_s(detect_s: float, busy_s: float) -> float:
+    """How long a worker may be silent before it counts as frozen: ``detect_s``, or three
+    times the longest compute it has run, if longer."""
+    return max(detect_s, 3.0 * busy_s)
 
 
 class Coordinator:
@@ -62,6 +72,7 @@ class Coordinator:
         self.faults: list[str] = []
         self.lost: set[str] = set()
         self.resent: set[int] = set()  # frames whose inputs were sent again after a fault
+        self.busy_s: dict[str, float] = {}  # each device's longest compute so far
 
     def send(self, device: str, message: tuple) -> None:
         self._send(device, message)  # a dead worker is found by check_workers
@@ -134,6 +145,10 @@ class Coordinator:
                 continue
             report: Report = message[1]
             frame = report.frame
+            for event in report.events:
+                if event.kind == "compute":
+                    self.busy_s[event.resource] = max(self.busy_s.get(event.resource, 0.0),
+                                                      event.end_s - event.start_s)
             reports[frame].append(report)
             if frame not in self.resent:
                 for model, at in report.arrived_s.items():
@@ -186,7 +201,7 @@ class Coordinator:
                           ("input", frame, unit.graph, self.frames[frame][unit.graph]))
 
     def check_workers(self, frame: int) -> None:
-        for device, what in self.workers.lost(self.live, frozen=True):
+        for device, what in self.workers.lost(self.live, frozen=True, busy_s=self.busy_s):
             self.recover(device, what, frame)
 
     def recover(self, device: str, what: str, frame: int) -> None:

@@ -13,7 +13,8 @@ processes here; events travel with the segment reports, not one message per unit
 
 The coordinator (``runtime.coordinator``) feeds each frame's inputs to its models' source
 devices (``Plan.sources``), collects the model outputs and re-plans around a worker whose
-process dies or whose heartbeat stops for ``detect_s``. Each worker is a loop around its
+process dies, or whose heartbeat and CPU time both stop for ``detect_s`` (longer when its
+units take longer: ``coordinator.patience_s``). Each worker is a loop around its
 device's ``DeviceWorker`` (``runtime.local_worker``), which also steals stealable units
 (``Plan.pool``) from their homes as ``units.stealing`` says.
 """
@@ -23,12 +24,13 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
 
 from edgeweave.runtime.backend import LocalOptions, Measured
-from edgeweave.runtime.coordinator import Coordinator
+from edgeweave.runtime.coordinator import Coordinator, patience_s
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.local_worker import COORDINATOR, serve
 from edgeweave.runtime.pipes import Sender, read_into
@@ -90,7 +92,10 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
 
 class _Processes:
     """The worker processes as the coordinator sees them: dead when their process has
-    exited, frozen when their heartbeat is older than ``detect_s``."""
+    exited; frozen when neither their heartbeat nor (where ``/proc`` tells) their CPU time
+    has moved for ``detect_s`` — or three times their longest compute, if longer. A worker
+    starved of CPU on a loaded machine still gains CPU time now and then, and a heartbeat
+    thread can wait behind compute that holds the interpreter; a stopped one gains none."""
 
     hint = (" Worker processes are spawned: a script that runs the local backend needs "
             "`if __name__ == '__main__':`.")
@@ -98,15 +103,39 @@ class _Processes:
     def __init__(self, processes: dict, beats, detect_s: float) -> None:
         self.processes, self.beats, self.detect_s = processes, beats, detect_s
         self.index = {device: i for i, device in enumerate(processes)}
+        self.progress: dict[str, tuple[int | None, float]] = {}  # CPU ticks, when they moved
 
-    def lost(self, devices, frozen: bool) -> list[tuple[str, str]]:
-        """Each of ``devices`` whose worker died or (``frozen``) stopped beating."""
+    def lost(self, devices, frozen: bool, busy_s=None) -> list[tuple[str, str]]:
+        """Each of ``devices`` whose worker died or (``frozen``) stopped making progress."""
         now, found = time.monotonic(), []
         for device in devices:
             process = self.processes[device]
             if not process.is_alive():
                 found.append((device, f"died (exit code {process.exitcode})"))
-            elif frozen and now - self.beats[self.index[device]] > self.detect_s:
+                continue
+            if not frozen:
+                continue
+            window = patience_s(self.detect_s, (busy_s or {}).get(device, 0.0))
+            if now - max(self.beats[self.index[device]], self._moved(device, now)) > window:
                 process.kill()
-                found.append((device, f"stopped answering for {self.detect_s:.1f} s"))
+                found.append((device, f"stopped answering for {window:.1f} s"))
         return found
+
+    def _moved(self, device: str, now: float) -> float:
+        """When the worker's CPU time last grew (as far as we have seen; 0 if unknown)."""
+        ticks = cpu_ticks(self.processes[device].pid)
+        seen, when = self.progress.get(device, (ticks, 0.0))
+        if ticks is not None and ticks != seen:
+            seen, when = ticks, now
+        self.progress[device] = seen, when
+        return when
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """User and system CPU time of a running process, in clock ticks, from ``/proc``;
+    None where there is none, or the process is stopped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("T", "t", "Z") else int(fields[11]) + int(fields[12])

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from edgeweave.runtime.backend import Measured, RayOptions, keep_freed_memory
-from edgeweave.runtime.coordinator import Coordinator
+from edgeweave.runtime.coordinator import Coordinator, patience_s
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.local_worker import COORDINATOR, HEARTBEAT_S, Loop
 from edgeweave.errors import WorkerError
@@ -140,16 +140,18 @@ class _Actors:
             arrived_s={model: at - offset for model, at in report.arrived_s.items()},
             events=tuple(on_driver_clock(e, self.offsets, 0.0) for e in report.events))
 
-    def lost(self, devices, frozen: bool) -> list[tuple[str, str]]:
-        """Each of ``devices`` whose actor died or (``frozen``) stopped beating."""
+    def lost(self, devices, frozen: bool, busy_s=None) -> list[tuple[str, str]]:
+        """Each of ``devices`` whose actor died or (``frozen``) stopped beating for
+        ``detect_s``, or three times its longest compute (``busy_s``) if longer."""
         found = []
         for device in devices:
             done, _ = self.ray.wait([self.serving[device]], timeout=0)
+            window = patience_s(self.detect_s, (busy_s or {}).get(device, 0.0))
             if done and self._died(done[0]):
                 found.append((device, "died"))
-            elif frozen and time.time() - self.beats[device] > self.detect_s:
+            elif frozen and time.time() - self.beats[device] > window:
                 self.ray.kill(self.actors[device])
-                found.append((device, f"stopped answering for {self.detect_s:.1f} s"))
+                found.append((device, f"stopped answering for {window:.1f} s"))
         return found
 
     def _died(self, serving) -> bool:

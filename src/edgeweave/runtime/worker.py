@@ -33,12 +33,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import WorkerError
 from edgeweave.units import Event, Need, Plan, Region, Unit, unit_compute_s
 from edgeweave.units.timing import stack_compute_s
-from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge
+from edgeweave.units.compute import Piece, compute_unit, crop, input_unit, merge, value_bytes
 from edgeweave.units.segments import Segment, segments
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.units.stealing import outside_needs
@@ -66,7 +67,7 @@ class Parcel:
     @property
     def n_bytes(self) -> int:
         """Bytes the parcel carries."""
-        return sum(t.numel() * t.element_size() for t in self.tensors.values())
+        return sum(map(value_bytes, self.tensors.values()))
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ class DeviceWorker:
         (its home) holds."""
         needs = whole.needs if whole is not None else self._task_needs(task)
         tensors = {(n.unit, n.layer, n.region): self._value(frame, n) for n in needs}
-        size = sum(t.numel() * t.element_size() for t in tensors.values())
+        size = sum(map(value_bytes, tensors.values()))
         sent, due = self.emulation.transfer(self.plan, self.device, taker, size, self.clock())
         return Parcel(frame, self.device, task.units[-1], tensors, sent, due)
 
@@ -307,7 +308,7 @@ class DeviceWorker:
                     self.held[frame, uid][need.layer], need.region)
         parcels = []
         for target, tensors in sorted(by_device.items()):
-            size = sum(t.numel() * t.element_size() for t in tensors.values())
+            size = sum(map(value_bytes, tensors.values()))
             sent, due = self.emulation.transfer(self.plan, self.device, target, size,
                                                 self.clock())
             parcels.append((target, Parcel(frame, self.device, units[-1], tensors, sent, due)))
@@ -323,7 +324,7 @@ class DeviceWorker:
         due = self.clock()
         source = self.plan.sources[self.plan.unit(segment.units[0]).graph]  # outputs go back
         if outputs and self.device != source:  # the way back, on the (emulated) link
-            size = sum(t.numel() * t.element_size() for _, t in outputs.values())
+            size = sum(value_bytes(t) for _, t in outputs.values())
             sent, due = self.emulation.transfer(self.plan, self.device, source, size, due)
             self._record(Event("transfer", frame, segment.units[-1],
                                f"{self.device}->{source}", sent, due, size))
@@ -437,4 +438,5 @@ def frame_outputs(plan: Plan, reports: Sequence[Report]) -> dict[tuple[str, str]
 
 def replace_tensors(parcel: Parcel, change: Callable[[torch.Tensor], object]) -> Parcel:
     """The parcel with every tensor changed by ``change`` (copied, as a transfer would)."""
-    return dataclasses.replace(parcel, tensors={k: change(t) for k, t in parcel.tensors.items()})
+    return dataclasses.replace(parcel, tensors={k: tree_map_only(torch.Tensor, change, t)
+                                                for k, t in parcel.tensors.items()})

@@ -11,19 +11,28 @@ the region reads nothing outside what was placed, if slower.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils._pytree import tree_leaves
 
 from edgeweave.errors import GraphError
 from edgeweave.graph import Layer, LayerGraph, OpKind
+from edgeweave.graph.classify import BATCH_NORM_ARGS
 from edgeweave.units.plan import Need, Unit, freed_after, layer_regions
 from edgeweave.units.region import Region, input_regions
 
 Piece = tuple[Region, torch.Tensor]  # a tensor and the region of its layer's output it holds
+
+
+def value_bytes(value: Any) -> int:
+    """Bytes of the tensors in a layer's value (one tensor, or a tuple of them, say)."""
+    return sum(t.numel() * t.element_size() for t in tree_leaves(value)
+               if isinstance(t, torch.Tensor))
 
 
 def crop(piece: Piece, region: Region) -> torch.Tensor:
@@ -112,21 +121,37 @@ def _pad(tensor: torch.Tensor, window: Region, have: Region, spatial: int, value
 
 
 def _conv(graph, layer, region, pieces) -> torch.Tensor | None:
-    conv = _module(graph, layer)
-    if not isinstance(conv, nn.Conv2d) or len(pieces) != 1:
+    weights = _weights(graph, layer, nn.Conv2d)
+    if weights is None or len(pieces) != 1 or len(layer.geometry.kernel) != 2:
         return None
+    weight, bias = weights
     (have, tensor), = pieces.values()
     window = input_regions(layer, region)[0]
     g = layer.geometry
     c0, c1 = region.bounds[1]
     per_group = layer.output_shape[1] // g.groups
     first, last = c0 // per_group, (c1 - 1) // per_group  # whole groups, cut afterwards
-    weight = conv.weight[first * per_group:(last + 1) * per_group]
-    bias = None if conv.bias is None else conv.bias[first * per_group:(last + 1) * per_group]
+    weight = weight[first * per_group:(last + 1) * per_group]
+    bias = None if bias is None else bias[first * per_group:(last + 1) * per_group]
     x, padding, skip = _conv_borders(tensor, window, have, g.stride)
     out = F.conv2d(x, weight, bias, g.stride, padding, g.dilation, last - first + 1)
     return out[:, c0 - first * per_group:c1 - first * per_group, skip[0]:skip[0] + region.shape[2],
                skip[1]:skip[1] + region.shape[3]]
+
+
+def _weights(graph: LayerGraph, layer: Layer, kind: type[nn.Module]) -> tuple | None:
+    """Weight and bias of a convolution or linear layer: its module's, or the parameters
+    its function call reads (None when it computes them, or is some other module)."""
+    module = _module(graph, layer)
+    if module is not None:
+        return (module.weight, module.bias) if isinstance(module, kind) else None
+    node = graph.node(layer.name)
+    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+    if not all(v is None or (isinstance(v, torch.fx.Node) and v.op == "get_attr")
+               for v in (weight, bias)) or weight is None:
+        return None
+    return _argument(graph, node, 1, "weight"), _argument(graph, node, 2, "bias")
 
 
 def _conv_borders(tensor: torch.Tensor, window: Region, have: Region, stride):
@@ -177,19 +202,43 @@ def _rest(region: Region, spatial: int) -> tuple[slice, ...]:
 
 
 def _elementwise(graph, layer, region, pieces) -> torch.Tensor | None:
-    module = _module(graph, layer)
     tensors = {p: t for p, (_, t) in pieces.items()}
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    norm = _batch_norm(graph, layer)
+    if norm is not None:
         c0, c1 = region.bounds[1]
+        mean, var, weight, bias, eps = norm
         (x,) = tensors.values()
-        return F.batch_norm(x, module.running_mean[c0:c1], module.running_var[c0:c1],
-                            None if module.weight is None else module.weight[c0:c1],
-                            None if module.bias is None else module.bias[c0:c1],
-                            False, 0.0, module.eps)
-    if module is not None and any(True for _ in module.parameters()):
-        return None  # other per-channel parameters (PReLU): embed
+        return F.batch_norm(x, mean[c0:c1], var[c0:c1],
+                            None if weight is None else weight[c0:c1],
+                            None if bias is None else bias[c0:c1], False, 0.0, eps)
+    module = _module(graph, layer)
+    if layer.params or (module is not None and any(True for _ in module.parameters())):
+        return None  # parameters of full size (PReLU's, a layer scale): embed
     # each input piece is the region itself, or 1 where the input broadcasts
     return _run(graph, layer, tensors)
+
+
+def _batch_norm(graph: LayerGraph, layer: Layer) -> tuple | None:
+    """Statistics, weight, bias and eps of a batch norm layer (module or function)."""
+    module = _module(graph, layer)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module.running_mean, module.running_var, module.weight, module.bias, module.eps
+    node = graph.node(layer.name)
+    where = BATCH_NORM_ARGS.get(node.target)
+    if module is not None or where is None:
+        return None
+    values = {key: _argument(graph, node, index, key) for key, index in where.items()}
+    return values["mean"], values["var"], values["weight"], values["bias"], values["eps"]
+
+
+def _argument(graph: LayerGraph, node, index: int, name: str) -> Any:
+    """A call's argument, with a parameter (a ``get_attr`` node) read from the module."""
+    value = node.args[index] if len(node.args) > index else node.kwargs.get(name)
+    if isinstance(value, torch.fx.Node):
+        if value.op != "get_attr":
+            raise GraphError(f"Layer '{node.name}' reads '{name}' from another layer.")
+        return functools.reduce(getattr, value.target.split("."), graph.module)
+    return value
 
 
 def _concat(graph, layer, region, pieces) -> torch.Tensor:
@@ -217,13 +266,13 @@ def _upsample(graph, layer, region, pieces) -> torch.Tensor | None:
 
 
 def _linear(graph, layer, region, pieces) -> torch.Tensor | None:
-    module = _module(graph, layer)
-    if not isinstance(module, nn.Linear):
+    weights = _weights(graph, layer, nn.Linear)
+    if weights is None or len(pieces) != 1:
         return None
+    weight, bias = weights
     (x,) = (t for _, t in pieces.values())
     f0, f1 = region.bounds[-1]
-    bias = None if module.bias is None else module.bias[f0:f1]
-    return F.linear(x, module.weight[f0:f1], bias)
+    return F.linear(x, weight[f0:f1], None if bias is None else bias[f0:f1])
 
 
 _FAST = {OpKind.CONV: _conv, OpKind.POOL: _pool, OpKind.ELEMENTWISE: _elementwise,

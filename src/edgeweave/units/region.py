@@ -32,9 +32,10 @@ class Region:
     bounds: tuple[tuple[int, int], ...]
 
     @classmethod
-    def full(cls, shape: Sequence[int]) -> Region:
-        """The whole tensor of ``shape``."""
-        return cls(tuple((0, int(size)) for size in shape))
+    def full(cls, shape: Sequence[int] | None) -> Region:
+        """The whole tensor of ``shape``; ``None`` (a layer whose value is not one tensor,
+        a tuple from ``chunk``, say) gives ``Region(())``, the whole value."""
+        return cls(tuple((0, int(size)) for size in shape or ()))
 
     @classmethod
     def parse(cls, text: str) -> Region:
