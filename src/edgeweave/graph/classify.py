@@ -161,7 +161,8 @@ def _classify_function(node: fx.Node, input_shapes, output_shape) -> Classified:
         return _conv_function(node, _CONV_FUNCTIONS[target], name)
     if target in _POOL_FUNCTIONS:
         return _pool_function(node, *_POOL_FUNCTIONS[target], name)
-    if target in _ADAPTIVE_FUNCTIONS and isinstance(_arg(node, 1, "output_size", None), (int, tuple)):
+    size = _arg(node, 1, "output_size", None)
+    if target in _ADAPTIVE_FUNCTIONS and isinstance(size, (int, tuple, list)):
         return OpKind.ADAPTIVE_POOL, None, {"op": name, "mode": _ADAPTIVE_FUNCTIONS[target],
                                             "output_size": tuple(output_shape[2:])}
     return OpKind.OTHER, None, {"op": name}

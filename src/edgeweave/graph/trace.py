@@ -4,13 +4,13 @@ Two ways to capture the graph: torch.fx traces the module symbolically (layers k
 modules' names and classes), and ``torch.export`` captures what fx cannot — control flow
 on shapes, item assignment, iteration, "same" padding computed in ``forward`` — as ATen
 ops on parameters. ``method="auto"`` takes fx where it works and export where it does not.
-Forward arguments the example does not give keep their defaults. One run of the traced graph on the example
-records every node's output shape, dtype and FLOPs (torch's ``FlopCounterMode`` for
-convolutions, linear layers and matrix products, a multiply-add counting as 2 FLOPs;
-one FLOP per output element for element-wise ops, two for batch norm, one per window
-element for pools). Values that only depend on shapes (``x.size(0)``) are folded into
-constants, so the graph that remains computes tensors only; it is valid for the example's
-input shapes, which a plan is made for anyway.
+Forward arguments the example does not give keep their defaults. One run of the traced
+graph on the example records every node's output shape, dtype and FLOPs (torch's
+``FlopCounterMode`` for convolutions, linear layers and matrix products, a multiply-add
+counting as 2 FLOPs; one FLOP per output element for element-wise ops, two for batch
+norm, one per window element for pools). Values that only depend on shapes
+(``x.size(0)``) are folded into constants, so the graph that remains computes tensors
+only; it is valid for the example's input shapes, which a plan is made for anyway.
 """
 
 from __future__ import annotations
@@ -152,11 +152,10 @@ class _Tracer(fx.Tracer):
 
 def _defaults_after(module: nn.Module, given: int) -> dict[str, Any]:
     """The forward parameters after the first ``given``, with their defaults."""
-    parameters = [p for p in inspect.signature(module.forward).parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    every = list(inspect.signature(module.forward).parameters.values())
+    parameters = [p for p in every if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     positional = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
-    if len(positional) < given and not any(
-            p.kind is p.VAR_POSITIONAL for p in inspect.signature(module.forward).parameters.values()):
+    if len(positional) < given and not any(p.kind is p.VAR_POSITIONAL for p in every):
         raise ExampleInputError(
             f"{type(module).__name__}.forward takes {len(positional)} input(s) "
             f"({', '.join(p.name for p in positional)}); the example gives {given}.")
