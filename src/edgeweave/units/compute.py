@@ -146,10 +146,9 @@ def _weights(graph: LayerGraph, layer: Layer, kind: type[nn.Module]) -> tuple | 
     if module is not None:
         return (module.weight, module.bias) if isinstance(module, kind) else None
     node = graph.node(layer.name)
-    weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
-    bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
-    if not all(v is None or (isinstance(v, torch.fx.Node) and v.op == "get_attr")
-               for v in (weight, bias)) or weight is None:
+    weight, bias = _raw(node, 1, "weight"), _raw(node, 2, "bias")
+    if weight is None or not all(v is None or (isinstance(v, torch.fx.Node) and v.op == "get_attr")
+                                 for v in (weight, bias)):
         return None
     return _argument(graph, node, 1, "weight"), _argument(graph, node, 2, "bias")
 
@@ -211,8 +210,7 @@ def _elementwise(graph, layer, region, pieces) -> torch.Tensor | None:
         return F.batch_norm(x, mean[c0:c1], var[c0:c1],
                             None if weight is None else weight[c0:c1],
                             None if bias is None else bias[c0:c1], False, 0.0, eps)
-    module = _module(graph, layer)
-    if layer.params or (module is not None and any(True for _ in module.parameters())):
+    if layer.params:
         return None  # parameters of full size (PReLU's, a layer scale): embed
     # each input piece is the region itself, or 1 where the input broadcasts
     return _run(graph, layer, tensors)
@@ -231,9 +229,13 @@ def _batch_norm(graph: LayerGraph, layer: Layer) -> tuple | None:
     return values["mean"], values["var"], values["weight"], values["bias"], values["eps"]
 
 
+def _raw(node, index: int, name: str) -> Any:
+    return node.args[index] if len(node.args) > index else node.kwargs.get(name)
+
+
 def _argument(graph: LayerGraph, node, index: int, name: str) -> Any:
     """A call's argument, with a parameter (a ``get_attr`` node) read from the module."""
-    value = node.args[index] if len(node.args) > index else node.kwargs.get(name)
+    value = _raw(node, index, name)
     if isinstance(value, torch.fx.Node):
         if value.op != "get_attr":
             raise GraphError(f"Layer '{node.name}' reads '{name}' from another layer.")
