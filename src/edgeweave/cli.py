@@ -469,6 +469,9 @@ def plan_command(
         console.print(_models_table(made, [("predicted", timeline)]))
     if "summary" in made.notes:
         console.print(f"{made.planner}: {made.notes['summary']}", highlight=False)
+    if "kept_whole" in made.notes:
+        console.print(f"kept whole (the region kernels cannot split them): "
+                      f"{made.notes['kept_whole']}", highlight=False, markup=False)
     console.print(f"predicted latency {timeline.latency_s[0] * 1e3:.1f} ms, planned in "
                   f"{planning_s * 1e3:.0f} ms" + (f"; saved to {output}" if output else "")
                   + (f"; partition map in {partition_map}" if partition_map else ""))

@@ -6,6 +6,7 @@ equal to the model."""
 from __future__ import annotations
 
 import os
+import pickle
 
 import pytest
 import torch
@@ -17,6 +18,8 @@ from edgeweave.graph import OpKind
 from edgeweave.planners import PLANNERS
 from edgeweave.runtime.coordinator import patience_s
 from edgeweave.runtime.local import cpu_ticks
+from edgeweave.units import Region
+from edgeweave.units.compute import compute_region
 
 CLUSTER = "rpi4b*2@ethernet"
 
@@ -75,6 +78,41 @@ def test_tuple_values_defaults_and_functional_parameters_plan_equal(method):
     assert any(layer.attrs.get("op") == "batch_norm" and layer.kind is OpKind.ELEMENTWISE
                for layer in graph)
     _equal_under_every_planner(graph, module, x)
+
+
+class SplitByShape(nn.Module):
+    """A shape read and folded away (its node erased), then a split: unpickled, fx's
+    re-traced code would number the split's items differently."""
+
+    def forward(self, x):
+        a, b = x.split(x.shape[1] // 2, 1)
+        return torch.cat([b.relu_(), a], 1)
+
+
+def test_an_unpickled_graph_keeps_its_layer_names():
+    graph = ew.trace(SplitByShape(), torch.randn(1, 4, 8, 8))
+    again = pickle.loads(pickle.dumps(graph))
+    assert [n.name for n in again.module.graph.nodes] == [n.name for n in graph.module.graph.nodes]
+    x = torch.randn(1, 4, 8, 8)
+    torch.testing.assert_close(again.run(x), SplitByShape()(x.clone()))
+
+
+@pytest.mark.parametrize("method", ["fx", "export"])
+def test_in_place_ops_never_write_into_a_shared_piece(method):
+    # piece planners compute overlapping bands of an in-place activation from one stored
+    # tensor on one device (MONAI's BasicUNet): each band must work on a copy
+    module = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.LeakyReLU(inplace=True)).eval()
+    graph = ew.trace(module, torch.randn(1, 3, 12, 12), method=method)
+    conv, activation = [layer for layer in graph if layer.kind is not OpKind.INPUT]
+    assert activation.attrs["in_place"] and "in_place" not in conv.attrs
+    stored = torch.randn(conv.output_shape)
+    kept = stored.clone()
+    whole = Region.full(conv.output_shape)
+    for rows in ((0, 8), (4, 12)):  # overlapping bands
+        band = compute_region(graph, activation.name, whole.along(2, *rows),
+                              {conv.name: (whole, stored)})
+        torch.testing.assert_close(band, F.leaky_relu(kept[:, :, rows[0]:rows[1]]))
+    assert torch.equal(stored, kept)
 
 
 def test_a_module_with_its_own_forward_is_not_read_by_its_class():

@@ -88,6 +88,28 @@ def classify(node: fx.Node, root: nn.Module, input_shapes: list[tuple[int, ...]]
     return OpKind.OTHER, None, {}
 
 
+_IN_PLACE_OPERATORS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                       operator.iand, operator.ior}
+
+
+def mutates_input(node: fx.Node, root: nn.Module) -> bool:
+    """Whether the node writes into one of its inputs (``relu_``, ``+=``, an
+    ``inplace=True`` module or function). The region kernels then run it on copies: a
+    piece may be a view of a tensor that overlapping pieces, or other layers, still read."""
+    if node.op == "call_module":
+        return bool(getattr(root.get_submodule(node.target), "inplace", False))
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("_")
+    if node.op != "call_function":
+        return False
+    if isinstance(node.target, torch._ops.OpOverload):
+        return any(a.alias_info is not None and a.alias_info.is_write
+                   for a in node.target._schema.arguments)
+    name = getattr(node.target, "__name__", "")
+    return (node.target in _IN_PLACE_OPERATORS or node.kwargs.get("inplace") is True
+            or (name.endswith("_") and not name.startswith("_")))
+
+
 def _classify_module(module: nn.Module, input_shapes, output_shape) -> Classified:
     name = type(module).__name__
     if not type(module).forward.__module__.startswith("torch.nn."):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx
+from torch.fx.graph import _Namespace
 
 from edgeweave.errors import ExampleInputError, GraphError
 from edgeweave.graph.layer import Layer
@@ -47,7 +48,8 @@ class LayerGraph:
     """The layers of a model in topological order, its inputs, outputs and parameters.
 
     ``param_sizes`` maps every parameter or buffer name to its size in bytes; ``module`` is
-    the traced ``fx.GraphModule`` that executes the layers.
+    the traced ``fx.GraphModule`` that executes the layers; ``captured_by`` the capture
+    method that made it (``"fx"`` or ``"export"``).
     """
 
     layers: tuple[Layer, ...]
@@ -56,14 +58,20 @@ class LayerGraph:
     param_sizes: Mapping[str, int]
     name: str
     module: fx.GraphModule = field(repr=False)
+    captured_by: str = "fx"
 
     def __getstate__(self) -> dict[str, Any]:
-        # pickled for worker processes: the fields only, not the cached indexes
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # pickled for worker processes: the fields only, not the cached indexes; and the
+        # node names, which unpickling (fx re-traces the generated code) may not reproduce
+        state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**state, "node_names": [n.name for n in self.module.graph.nodes]}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        names = state.pop("node_names", None)
         for name, value in state.items():
             object.__setattr__(self, name, value)
+        if names is not None:
+            _rename_nodes(self.module, names)
 
     # -- access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -344,3 +352,18 @@ def _layer_dict(layer: Layer) -> dict[str, Any]:
             "groups": geometry.groups, "ceil_mode": geometry.ceil_mode},
         "attrs": {k: list(v) if isinstance(v, tuple) else v for k, v in layer.attrs.items()},
     }
+
+
+def _rename_nodes(module: fx.GraphModule, names: list[str]) -> None:
+    """Give the nodes of an unpickled graph module, in order, their original names."""
+    nodes = list(module.graph.nodes)
+    if [n.name for n in nodes] == names:
+        return
+    if len(nodes) != len(names):
+        raise GraphError(f"An unpickled graph has {len(nodes)} nodes where {len(names)} "
+                         "were pickled.")
+    namespace = _Namespace()  # a fresh one: the re-traced names are all given back
+    for node, name in zip(nodes, names):
+        node.name = namespace.create_name(name, node)
+    module.graph._graph_namespace = namespace
+    module.recompile()

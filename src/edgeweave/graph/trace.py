@@ -15,6 +15,7 @@ only; it is valid for the example's input shapes, which a plan is made for anywa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import math
@@ -28,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from edgeweave.errors import (ExampleInputError, ModelError, UnknownNameError,
                               UntraceableModelError)
-from edgeweave.graph.classify import classify
+from edgeweave.graph.classify import classify, mutates_input
 from edgeweave.graph.layer import Layer, OpKind
 from edgeweave.graph.layer_graph import LayerGraph
 
@@ -60,20 +61,23 @@ def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
                                f"{', '.join(METHODS)}.")
     inputs = _example_tuple(example)
     defaults = _defaults_after(module, len(inputs))
-    graph_module, records = _capture(module, inputs, tuple(leaf_modules), defaults, method)
+    graph_module, records, captured_by = _capture(module, inputs, tuple(leaf_modules),
+                                                  defaults, method)
     _fold_shape_constants(graph_module, records)
-    return _build(graph_module, records, name or type(module).__name__)
+    graph = _build(graph_module, records, name or type(module).__name__)
+    return dataclasses.replace(graph, captured_by=captured_by)
 
 
 def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[LeafSpec, ...],
-             defaults: dict[str, Any], method: str) -> tuple[fx.GraphModule, dict]:
-    """The graph by ``method`` and its profile. ``auto`` checks fx's graph against the
+             defaults: dict[str, Any], method: str) -> tuple[fx.GraphModule, dict, str]:
+    """The graph by ``method``, its profile and the method that made it. ``auto`` checks fx's graph against the
     model itself: fx records one path through code that tests what a traced value is, and
     such a graph can fail on the example or compute something else; export's then."""
     if method == "export":
-        return _profiled(_export(module, inputs), inputs)[:2]
+        return *_profiled(_export(module, inputs), inputs)[:2], "export"
     if method == "fx":
-        return _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)[:2]
+        fx_graph = _symbolic_trace(module, leaves, len(inputs), defaults)
+        return *_profiled(fx_graph, inputs)[:2], "fx"
     try:
         graph_module, records, output = _profiled(
             _symbolic_trace(module, leaves, len(inputs), defaults), inputs)
@@ -87,11 +91,11 @@ def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[
         why = str(error)
     else:
         if _same(output, _eager(module, inputs)):
-            return graph_module, records
+            return graph_module, records, "fx"
         why = ("torch.fx traced a graph whose output differs from the model's (code that "
                "branches on what a traced value is).")
     try:
-        return _profiled(_export(module, inputs), inputs)[:2]
+        return *_profiled(_export(module, inputs), inputs)[:2], "export"
     except UntraceableModelError as export_error:
         raise UntraceableModelError(f"{why} {export_error}") from None
 
@@ -316,6 +320,8 @@ def _layer(node: fx.Node, root: nn.Module, records: dict[str, dict],
         target = str(node.target)
     else:
         kind, geometry, attrs = classify(node, root, input_shapes, output_shape)
+        if mutates_input(node, root):
+            attrs = {**attrs, "in_place": True}
         target = node.target if isinstance(node.target, str) else _qualname(node.target)
     flops = record["flops"] or _elementwise_flops(kind, attrs, geometry, input_shapes,
                                                   output_shape)

@@ -16,10 +16,11 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import CostModel
 from edgeweave.errors import EdgeweaveError, UnknownNameError
 from edgeweave.graph import LayerGraph
+from edgeweave.graph.layer import OpKind
 from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
                                 memetic, modnn, neurosurgeon)
 from edgeweave.planners.problem import Problem
-from edgeweave.units import Plan, Stream
+from edgeweave.units import Plan, Region, Stream
 
 Planner = Callable[[Problem, random.Random], Plan]
 
@@ -84,7 +85,26 @@ def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
     loaded = Cluster.load(cluster)
     problem = Problem(by_name, loaded, CostModel.for_cluster(loaded), {**defaults, **options},
                       dict(models or {}), _streams(workload or {}, sources or {}, by_name, loaded))
-    return function(problem, random.Random(seed))
+    return _kept_whole(function(problem, random.Random(seed)))
+
+
+def _kept_whole(made: Plan) -> Plan:
+    """A plan that splits layers notes, under ``kept_whole``, the ops it could not split
+    (attention's matrix products and softmax, norms over a whole token, a module with its
+    own forward): the region kernels compute those only whole, so each runs on one device."""
+    if all(unit.region == Region.full(made.graphs[unit.graph][unit.last].output_shape)
+           for unit in made.units if made.graphs[unit.graph][unit.last].output_shape):
+        return made
+    count: dict[str, int] = {}
+    for graph in made.graphs.values():
+        for layer in graph:
+            if layer.kind is OpKind.OTHER:
+                op = str(layer.attrs.get("op", layer.target)).removesuffix(".default")
+                count[op] = count.get(op, 0) + 1
+    if not count:
+        return made
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(count.items(), key=lambda c: -c[1]))
+    return dataclasses.replace(made, notes={**made.notes, "kept_whole": ops})
 
 
 def _streams(workload: Mapping[str, Any], sources: Mapping[str, str],

@@ -67,6 +67,9 @@ def compute_region(graph: LayerGraph, name: str, region: Region,
         except GraphError:
             raise GraphError(f"Layer '{name}' region {region!r} needs {clipped!r} of layer "
                              f"'{producer}'; only {available[producer][0]!r} is there.") from None
+    if layer.attrs.get("in_place"):  # never write into a tensor that others still read
+        pieces = {p: (r, t.clone() if isinstance(t, torch.Tensor) else t)
+                  for p, (r, t) in pieces.items()}
     with torch.no_grad():
         if _is_whole(graph, layer, region, pieces):
             return _run(graph, layer, {p: t for p, (_, t) in pieces.items()})
@@ -326,8 +329,9 @@ def merge(pieces: list[Piece]) -> Piece:
 def assemble(region: Region, pieces: list[Piece]) -> torch.Tensor:
     """One tensor of ``region`` from pieces that together cover it (a need met by several
     producers, or an output computed in bands or tiles)."""
-    if len(pieces) == 1 and pieces[0][0] == region:
-        return pieces[0][1]
+    for have, tensor in pieces:
+        if have == region:  # a whole non-tensor value (Region(())) always takes this path
+            return tensor
     result = None
     for have, tensor in pieces:
         part = have.intersect(region)

@@ -1,0 +1,74 @@
+"""The third-party model sweep: every model of ``tests/sweep/catalogue.py`` (torchvision,
+timm, segmentation_models_pytorch, MONAI, efficientnet_pytorch, Hugging Face transformers,
+Ultralytics; random weights, small inputs) captured, its FLOPs counted against torch's own
+counter, planned by every planner and run inline against the model's output, and one split
+plan (EdgeFlow's) run on the local backend.
+
+Writes the "sweep" section of docs/models.md. The suite runs a fast subset of the same
+check (``tests/sweep``); ``pytest -m sweep`` runs the rest.
+Run: .venv/bin/python bench/model_sweep.py [model name ...]   (libraries: the test extra)
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sections import write_section  # noqa: E402
+from tests.sweep.catalogue import CATALOGUE, import_tolerantly  # noqa: E402
+from tests.sweep.check import CLUSTER, Result, check  # noqa: E402
+
+MODELS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "models.md"
+
+
+def _row(result: Result) -> str:
+    entry = result.entry
+    if result.refusal:
+        return f"| {entry.library} | `{entry.name}` | refused | | | | | {result.refusal} |"
+    outcomes = list(result.planners.values())
+    ok = sum(o == "ok" for o in outcomes)
+    refused = [f"{name}: {o.removeprefix('refused: ')}" for name, o in result.planners.items()
+               if o.startswith("refused")]
+    notes = "; ".join(result.defects + refused)
+    return (f"| {entry.library} | `{entry.name}` | {result.captured_by} | {result.layers} | "
+            f"{result.flops_ratio:.3f} | {ok}/{len(outcomes)} | {result.local or '-'} | "
+            f"{notes.replace('|', '/')} |")
+
+
+def main(names: list[str]) -> None:
+    entries = [e for e in CATALOGUE if not names or e.name in names]
+    results = []
+    for entry in entries:
+        if import_tolerantly(entry.library) is None:
+            print(f"{entry.id}: not installed", flush=True)
+            continue
+        result = check(entry, local=True)
+        print(f"{entry.id}: {result.seconds:.0f} s {_row(result)}", flush=True)
+        results.append(result)
+        if not names:  # the table after each model: a long sweep stopped early still shows
+            _write(results, len(entries))
+
+
+def _write(results: list[Result], total: int) -> None:
+    defects = sum(bool(r.defects) for r in results)
+    table = "\n".join([
+        f"Measured by `bench/model_sweep.py` on {platform.node()} ({platform.machine()}, "
+        f"{torch.get_num_threads()} threads), cluster `{CLUSTER}`: {len(results)} of "
+        f"{total} models, {defects} with a defect. Columns: the capture method `auto` chose, the layers, "
+        "edgeweave's FLOPs over torch's `FlopCounterMode`, the planners whose inline run "
+        "equals the model (the rest refused with one line, listed), and EdgeFlow's plan "
+        "on the local backend.",
+        "",
+        "| library | model | capture | layers | FLOPs / torch | planners equal | local | notes |",
+        "|---|---|---|---|---|---|---|---|",
+        *(_row(r) for r in results),
+    ])
+    write_section("sweep", table, MODELS_PAGE)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

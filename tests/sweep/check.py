@@ -1,0 +1,132 @@
+"""One model of the sweep checked end to end: capture, FLOPs against torch's own counter,
+every planner's plan run inline (and, where asked, one on the local backend) against the
+model's own output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
+
+import edgeweave as ew
+from edgeweave.errors import EdgeweaveError
+from edgeweave.planners import PLANNERS
+from tests.sweep.catalogue import Entry
+
+CLUSTER = "rpi4b*2+edge-server@ethernet"  # three devices: uneven thirds find region bugs
+QUICK = {name: {"particles": 8, "loops": 10, "patience": 5} for name in ("lo", "po", "mo")}
+LOCAL_PLANNER = "edgeflow"  # splits layers and moves tensors between processes
+
+
+@dataclass
+class Result:
+    """What one model did: each planner's outcome is "ok", "refused: …" (an
+    EdgeweaveError) or "WRONG: …" / "RAISED: …" (a defect)."""
+
+    entry: Entry
+    captured_by: str = ""
+    layers: int = 0
+    flops_ratio: float = float("nan")  # edgeweave's count over torch's counter
+    refusal: str = ""  # the capture's own EdgeweaveError, if any
+    planners: dict[str, str] = field(default_factory=dict)
+    local: str = ""
+    seconds: float = 0.0
+
+    @property
+    def defects(self) -> list[str]:
+        """Everything the sweep forbids: a raw exception, a wrong output, FLOPs off by more
+        than 10%."""
+        found = [f"{name}: {outcome}" for name, outcome in self.planners.items()
+                 if outcome.startswith(("WRONG", "RAISED"))]
+        if self.local.startswith(("WRONG", "RAISED")):
+            found.append(f"local backend: {self.local}")
+        if not self.refusal and not 0.9 <= self.flops_ratio <= 1.1:
+            found.append(f"FLOPs {self.flops_ratio:.3f}x torch's counter")
+        return found
+
+
+def reference(module: torch.nn.Module, inputs: tuple) -> tuple[list[torch.Tensor], int]:
+    """The model's own output tensors and torch's FLOP count on the example."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        output = module(*inputs)
+    return [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)], counter.get_total_flops()
+
+
+def _compare(output, expected: list[torch.Tensor]) -> str:
+    tensors = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
+    if len(tensors) != len(expected):
+        return f"WRONG: {len(tensors)} output tensors, the model gives {len(expected)}"
+    for ours, theirs in zip(tensors, expected):
+        scale = max(1.0, float(theirs.abs().max())) if theirs.is_floating_point() else 1.0
+        try:
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4 * scale)
+        except AssertionError as error:
+            return "WRONG: " + str(error).splitlines()[-1].strip()
+    return "ok"
+
+
+def _outcome(action) -> str:
+    try:
+        return action()
+    except EdgeweaveError as error:
+        return f"refused: {str(error).splitlines()[0]}"
+    except Exception as error:  # noqa: BLE001 - the sweep records every defect
+        return f"RAISED: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+@contextlib.contextmanager
+def _workers_tolerate_torchvision() -> Iterator[None]:
+    """Spawned workers start with ``worker_site/sitecustomize.py`` (and this repository)
+    on their path."""
+    saved = os.environ.get("PYTHONPATH")
+    here = Path(__file__).resolve().parent
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(here / "worker_site"), str(here.parent.parent), *filter(None, [saved])])
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
+          local: bool = False) -> Result:
+    """Capture ``entry``'s model, count its FLOPs and run each planner's plan inline (and
+    one plan on the local backend if ``local``), comparing outputs with the model's."""
+    started = time.perf_counter()
+    result = Result(entry)
+    torch.manual_seed(0)
+    module, inputs = entry.build()
+    module.eval()
+    expected, torch_flops = reference(module, inputs)
+    try:
+        graph = ew.trace(module, inputs, name=entry.name)
+    except EdgeweaveError as error:
+        result.refusal = str(error).splitlines()[0]
+        result.seconds = time.perf_counter() - started
+        return result
+    result.captured_by, result.layers = graph.captured_by, len(graph)
+    result.flops_ratio = graph.flops / torch_flops if torch_flops else float("nan")
+    made: dict[str, ew.Plan] = {}
+
+    def inline(name: str) -> str:
+        made[name] = ew.plan(graph, CLUSTER, planner=name, seed=0, **QUICK.get(name, {}))
+        return _compare(ew.run(made[name], inputs, backend="inline").output, expected)
+
+    for name in planners:
+        result.planners[name] = _outcome(lambda: inline(name))
+    if local and LOCAL_PLANNER in made:
+        with _workers_tolerate_torchvision():
+            result.local = _outcome(lambda: _compare(
+                ew.run(made[LOCAL_PLANNER], inputs, backend="local").output, expected))
+    result.seconds = time.perf_counter() - started
+    return result

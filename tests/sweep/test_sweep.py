@@ -1,0 +1,22 @@
+"""The third-party model sweep: models users bring (torchvision, timm, smp, MONAI,
+efficientnet_pytorch, Hugging Face, Ultralytics) traced, counted, planned by every planner
+and run equal to the model. The suite runs the fast subset; ``pytest -m sweep`` the rest,
+and ``bench/model_sweep.py`` writes the whole table to docs/models.md."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.sweep.catalogue import CATALOGUE, import_tolerantly
+from tests.sweep.check import check
+
+
+@pytest.mark.parametrize("entry", [
+    pytest.param(e, id=e.id, marks=() if e.fast else pytest.mark.sweep) for e in CATALOGUE])
+def test_model_plans_and_runs_equal_to_itself(entry):
+    if import_tolerantly(entry.library) is None:
+        pytest.skip(f"{entry.library} is not installed")
+    result = check(entry, local=entry.fast)
+    assert not result.refusal, result.refusal
+    assert not result.defects, "\n".join(result.defects)
+    assert "ok" in result.planners.values()  # at least one planner made a plan
