@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sections import write_section  # noqa: E402
-from tests.sweep.catalogue import CATALOGUE, import_tolerantly  # noqa: E402
-from tests.sweep.check import CLUSTER, Result, check  # noqa: E402
+from sections import write_section
+from tests.sweep.catalogue import CATALOGUE, import_tolerantly
+from tests.sweep.check import CLUSTER, Result, check
 
 MODELS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 
@@ -58,7 +58,8 @@ def _write(results: list[Result], total: int) -> None:
     table = "\n".join([
         f"Measured by `bench/model_sweep.py` on {platform.node()} ({platform.machine()}, "
         f"{torch.get_num_threads()} threads), cluster `{CLUSTER}`: {len(results)} of "
-        f"{total} models, {defects} with a defect. Columns: the capture method `auto` chose, the layers, "
+        f"{total} models, {defects} with a defect. Columns: the capture method `auto` "
+        "chose, the layers, "
         "edgeweave's FLOPs over torch's `FlopCounterMode`, the planners whose inline run "
         "equals the model (the rest refused with one line, listed), and EdgeFlow's plan "
         "on the local backend.",

@@ -31,7 +31,7 @@ def _fake_registrations_tolerated() -> Iterator[None]:
 
     def register_fake(op, func=None, /, **kwargs):
         try:
-            registered = original(op, func, **kwargs) if func is not None else original(op, **kwargs)
+            registered = original(op, func, **kwargs) if func else original(op, **kwargs)
         except RuntimeError:  # the op's compiled kernel is not loaded
             return func if func is not None else (lambda f: f)
         if func is not None:
@@ -99,7 +99,8 @@ def _torchvision(name: str, size: int, **kwargs) -> Callable:
 
 def _timm(name: str, size: int, **kwargs) -> Callable:
     def build():
-        return import_tolerantly("timm").create_model(name, pretrained=False, **kwargs), _image(size)
+        timm = import_tolerantly("timm")
+        return timm.create_model(name, pretrained=False, **kwargs), _image(size)
     return build
 
 
@@ -115,7 +116,8 @@ def _smp(architecture: str, size: int = 64) -> Callable:
 def _monai(name: str, size: int = 32, **kwargs) -> Callable:
     def build():
         networks = import_tolerantly("monai.networks.nets")
-        return getattr(networks, name)(spatial_dims=2, **kwargs), _image(size, kwargs.get("in_channels", 1))
+        model = getattr(networks, name)(spatial_dims=2, **kwargs)
+        return model, _image(size, kwargs["in_channels"])
     return build
 
 

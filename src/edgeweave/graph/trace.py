@@ -70,9 +70,10 @@ def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
 
 def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[LeafSpec, ...],
              defaults: dict[str, Any], method: str) -> tuple[fx.GraphModule, dict, str]:
-    """The graph by ``method``, its profile and the method that made it. ``auto`` checks fx's graph against the
-    model itself: fx records one path through code that tests what a traced value is, and
-    such a graph can fail on the example or compute something else; export's then."""
+    """The graph by ``method``, its profile and the method that made it. ``auto`` checks
+    fx's graph against the model itself: fx records one path through code that tests what
+    a traced value is, and such a graph can fail on the example or compute something else;
+    export's then."""
     if method == "export":
         return *_profiled(_export(module, inputs), inputs)[:2], "export"
     if method == "fx":
