@@ -89,8 +89,10 @@ class SplitByShape(nn.Module):
         return torch.cat([b.relu_(), a], 1)
 
 
-def test_an_unpickled_graph_keeps_its_layer_names():
-    graph = ew.trace(SplitByShape(), torch.randn(1, 4, 8, 8))
+@pytest.mark.parametrize("method", ["fx", "export"])
+def test_an_unpickled_graph_keeps_its_layer_names(method):
+    # worker processes receive graphs pickled; export's own module does not pickle
+    graph = ew.trace(SplitByShape(), torch.randn(1, 4, 8, 8), method=method)
     again = pickle.loads(pickle.dumps(graph))
     assert [n.name for n in again.module.graph.nodes] == [n.name for n in graph.module.graph.nodes]
     x = torch.randn(1, 4, 8, 8)

@@ -65,7 +65,9 @@ def test_bad_planner_and_options_are_named():
 
 
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
-@pytest.mark.parametrize("model", sorted(set(ew.models.names()) - set(MODELS)))
+# inception_resnet_v2 (824 layers, a minute of the suite) is split by test_edgeflow's sweep
+@pytest.mark.parametrize("model", sorted(set(ew.models.names()) - set(MODELS)
+                                         - {"inception_resnet_v2"}))
 def test_every_zoo_model_runs_inline_equal_to_the_model(planner, model):
     made = plan(zoo_graph(model), "rpi4b+edge-server@4g", planner=planner,
                 **QUICK.get(planner, {}))

@@ -10,13 +10,17 @@ import pytest
 from tests.sweep.catalogue import CATALOGUE, import_tolerantly
 from tests.sweep.check import check
 
+# the local backend where it once failed: node names lost in unpickling (a split's items),
+# and a MONAI model that did not pickle
+LOCAL_SAMPLE = {"torchvision:shufflenet_v2_x0_5", "monai:BasicUNet"}
+
 
 @pytest.mark.parametrize("entry", [
     pytest.param(e, id=e.id, marks=() if e.fast else pytest.mark.sweep) for e in CATALOGUE])
 def test_model_plans_and_runs_equal_to_itself(entry):
     if import_tolerantly(entry.library) is None:
         pytest.skip(f"{entry.library} is not installed")
-    result = check(entry, local=entry.fast)
+    result = check(entry, local=entry.id in LOCAL_SAMPLE or not entry.fast)
     assert not result.refusal, result.refusal
     assert not result.defects, "\n".join(result.defects)
     assert "ok" in result.planners.values()  # at least one planner made a plan

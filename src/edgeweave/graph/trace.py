@@ -225,8 +225,10 @@ def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModu
     graph._codegen = fx.graph.CodeGen()
     output.args = (_structure(list(output.args[0]), spec),)
     graph.lint()
-    graph_module.recompile()
-    return graph_module
+    # a plain module of what the graph reads: export's own carries hooks and a guard
+    # module that do not pickle, and worker processes receive the graph pickled
+    graph._tracer_cls, graph._tracer_extras = None, {}  # unpickling re-traces with fx's own
+    return fx.GraphModule(graph_module, graph)
 
 
 def _structure(leaves: list, spec) -> Any:
