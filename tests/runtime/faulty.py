@@ -45,6 +45,21 @@ class RaisesInWorker(nn.Module):
         return x
 
 
+class HoldsTheInterpreter(nn.Module):
+    """Computes for a while in a worker in one C call that never releases the interpreter
+    (``sum`` over a range), so the worker's heartbeat thread is starved as by a long
+    kernel on a loaded machine; a busy worker, not a dead one."""
+
+    def __init__(self, numbers: int) -> None:
+        super().__init__()
+        self.numbers = numbers
+
+    def forward(self, x):
+        if _in_worker() and bool(x.any()):
+            sum(range(self.numbers))
+        return x
+
+
 def model(middle: type[nn.Module]) -> nn.Sequential:
     """conv, the misbehaving module, conv."""
     return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), middle(), nn.Conv2d(4, 2, 3)).eval()

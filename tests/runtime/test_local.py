@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -81,6 +82,26 @@ def test_a_failing_worker_is_named_with_its_frame():
                                           "refuses to run here"):
         ew.run(plan, x, backend="local", frames=2)
     assert not multiprocessing.active_children()
+
+
+def test_a_worker_busy_for_longer_than_the_detection_time_is_not_declared_dead():
+    started = time.perf_counter()
+    sum(range(10**6))
+    numbers = int(10**6 * 1.0 / (time.perf_counter() - started))  # about a second's work
+    busy = faulty.HoldsTheInterpreter(numbers)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), busy,
+                                torch.nn.Conv2d(4, 2, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    graph = ew.trace(model, x, leaf_modules=[faulty.HoldsTheInterpreter], name="busy")
+    cluster = ew.Cluster.load("rpi4b+edge-server@ethernet")
+    plan = build_plan({"busy": graph}, cluster, [
+        whole(graph, "_0", "rpi4b"), whole(graph, "_1", "edge-server"),
+        whole(graph, "_2", "edge-server")])
+    # silent for about a second, three times the detection time, but gaining CPU time
+    result = ew.run(plan, x, backend="local", frames=2, detect_s=0.3)
+    assert not result.faults and len(result.outputs) == 2
+    for output in result.outputs:
+        torch.testing.assert_close(output, model(x))
 
 
 def test_a_worker_that_dies_before_the_first_frame_is_named_with_its_exit_code():
