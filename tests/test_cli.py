@@ -267,3 +267,16 @@ def test_bad_names_are_one_line(args, message):
     result = runner.invoke(app, args)
     assert result.exit_code == 1 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_saved_plan_naming_a_file_is_simulated_only_when_trusted(tmp_path):
+    model_file = tmp_path / "mine.py"
+    model_file.write_text("from edgeweave.models import get\nbuild = lambda: get('line')\n")
+    plan_file = tmp_path / "plan.json"
+    result = runner.invoke(app, ["plan", f"{model_file}:build", "-c", "rpi4b+edge-server@wifi",
+                                 "-o", str(plan_file)])
+    assert result.exit_code == 0, result.output
+    refused = runner.invoke(app, ["simulate", str(plan_file)])
+    assert refused.exit_code == 1 and "would import or run code" in refused.output
+    assert len(refused.output.strip().splitlines()) <= 3  # one message, wrapped
+    assert runner.invoke(app, ["simulate", str(plan_file), "--trust"]).exit_code == 0

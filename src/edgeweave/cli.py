@@ -481,11 +481,14 @@ def plan_command(
 def simulate(
     plan_file: Annotated[str, typer.Argument(help="A plan saved by `edgeweave plan -o`.")],
     frames: FramesOption = 1, interval: IntervalOption = None, gantt: GanttOption = None,
+    trust: Annotated[bool, typer.Option(
+        "--trust", help="Load models the plan names by module or file (runs that code).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a saved plan: latency per frame, throughput, busy time, bytes moved."""
     with _reported():
-        made = serialize.load(plan_file)
+        made = serialize.load(plan_file, trust_specs=trust)
         timeline = simulate_plan(made, frames, interval)
         if gantt:
             from edgeweave.report import gantt as draw

@@ -46,3 +46,20 @@ def test_bad_plan_files_are_named(tmp_path):
     broken = {**data, "order": {**data["order"], "rpi4b": []}}
     with pytest.raises(PlanError, match="must appear once in the order"):
         serialize.from_json(json.dumps(broken))
+
+
+def test_a_plan_file_naming_code_runs_nothing_unless_trusted(tmp_path):
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(f"open({str(marker)!r}, 'w').close()\n"
+                       "from edgeweave.models import get\nbuild = lambda: get('line')\n")
+    plan = ew.plan(zoo_graph("line"), "rpi4b+edge-server@wifi", models={"line": "line"})
+    data = json.loads(serialize.to_json(plan))
+    for spec in (f"{hostile}:build", "this:s"):
+        named = {**data, "models": {"line": {**data["models"]["line"], "spec": spec}}}
+        with pytest.raises(PlanError, match=f"'line' is loaded by '{spec}', which would import"):
+            serialize.from_json(json.dumps(named))
+    assert not marker.exists()
+    trusted = {**data, "models": {"line": {**data["models"]["line"], "spec": f"{hostile}:build"}}}
+    assert serialize.from_json(json.dumps(trusted), trust_specs=True).units == plan.units
+    assert marker.exists()

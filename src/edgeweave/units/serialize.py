@@ -4,7 +4,9 @@ The file records the cluster (fully explicit), the planner and its options, each
 spec (zoo name or ``module:attr``), input shapes and graph fingerprint, the units in their
 text forms, each device's order, the takers of stealable units and each model's stream
 (``workload``). Loading re-traces each model from its spec (or takes the graphs you
-pass), refuses a model whose fingerprint changed, and validates the plan.
+pass), refuses a model whose fingerprint changed, and validates the plan. A spec that
+names code — a module or a ``.py`` file, not a zoo model — is loaded only when the caller
+trusts the file (``trust_specs=True``): a shared plan must not run what it names.
 """
 
 from __future__ import annotations
@@ -46,15 +48,17 @@ def to_json(plan: Plan) -> str:
     } | ({"fallback": list(plan.fallback)} if plan.fallback else {}), indent=1)
 
 
-def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None) -> Plan:
-    """A validated plan from its JSON; ``graphs`` replaces re-tracing models by spec."""
+def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None,
+              trust_specs: bool = False) -> Plan:
+    """A validated plan from its JSON; ``graphs`` replaces re-tracing models by spec, and
+    ``trust_specs`` allows specs that import a module or run a file."""
     try:
         data: Any = json.loads(text)
         if data.get("edgeweave_plan") != VERSION:
             raise PlanError(f"Not an edgeweave plan of version {VERSION}.")
         cluster = Cluster.load(data["cluster"])
         models = {name: entry.get("spec") for name, entry in data["models"].items()}
-        loaded = _graphs(data["models"], graphs or {})
+        loaded = _graphs(data["models"], graphs or {}, trust_specs)
         units = tuple(Unit(u["id"], u["graph"], tuple(u["layers"]), Region.parse(u["region"]),
                            u["device"], tuple(Need.parse(n) for n in u["needs"]),
                            bool(u.get("relay", False)))
@@ -77,22 +81,30 @@ def save(plan: Plan, path: str | Path) -> None:
     Path(path).write_text(to_json(plan))
 
 
-def load(path: str | Path, graphs: Mapping[str, LayerGraph] | None = None) -> Plan:
-    """Read a plan written by ``save``."""
+def load(path: str | Path, graphs: Mapping[str, LayerGraph] | None = None,
+         trust_specs: bool = False) -> Plan:
+    """Read a plan written by ``save`` (``graphs`` and ``trust_specs`` as ``from_json``)."""
     path = Path(path)
     if not path.is_file():
         raise PlanError(f"No plan file '{path}'.")
-    return from_json(path.read_text(), graphs)
+    return from_json(path.read_text(), graphs, trust_specs)
 
 
-def _graphs(entries: Mapping[str, Any], given: Mapping[str, LayerGraph]) -> dict[str, LayerGraph]:
+def _graphs(entries: Mapping[str, Any], given: Mapping[str, LayerGraph],
+            trust_specs: bool) -> dict[str, LayerGraph]:
     from edgeweave.graph import trace
     from edgeweave.models import load as load_model
+    from edgeweave.models import names as zoo_names
 
     result = {}
     for name, entry in entries.items():
         if name in given:
             graph = given[name]
+        elif entry.get("spec") and not trust_specs and entry["spec"] not in zoo_names():
+            raise PlanError(f"The plan's model '{name}' is loaded by '{entry['spec']}', which "
+                            "would import or run code the plan file names: pass its traced "
+                            "graph (graphs={...}), or trust the file (trust_specs=True; "
+                            "--trust on the command line).")
         elif entry.get("spec"):
             shapes = entry["input_shapes"]
             module, example = load_model(entry["spec"], tuple(shapes[0]) if shapes else None)
