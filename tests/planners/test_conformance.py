@@ -59,6 +59,11 @@ def test_bad_planner_and_options_are_named():
         plan(graph, CLUSTERS[0], planner="magic")
     with pytest.raises(EdgeweaveError, match="Planner 'local' has no option\\(s\\) \\['depth'\\]"):
         plan(graph, CLUSTERS[0], planner="local", depth=3)
+    for value in ("x", -1, True):
+        with pytest.raises(EdgeweaveError, match=f"'max_paths' option of planner 'johnson' "
+                                                 f"must be an integer of at least 1. Got "
+                                                 f"{value!r} instead"):
+            plan(graph, CLUSTERS[0], planner="johnson", max_paths=value)
     with pytest.raises(EdgeweaveError, match="need different names"):
         plan([graph, graph], CLUSTERS[0])
     assert isinstance(ew.Cluster.load(CLUSTERS[0]), ew.Cluster)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgeweave.cluster import Device
+from edgeweave.errors import PlanError
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import baselines, neurosurgeon
 from edgeweave.planners.problem import Problem
@@ -394,8 +395,12 @@ def plan(problem: Problem, rng: random.Random) -> Plan:
     it at least as fast as all on the device, all on the server and Neurosurgeon's cut: the
     plan is never worse than those. ``notes`` says which won and, per model, the stretch,
     cuts, order, stage times and whether Theorem 3 (Extended Johnson optimal) holds."""
+    max_paths = problem.options["max_paths"]
+    if not isinstance(max_paths, int) or isinstance(max_paths, bool) or max_paths < 1:
+        raise PlanError(f"The 'max_paths' option of planner 'johnson' must be an integer of "
+                        f"at least 1. Got {max_paths!r} instead.")
     singles = {name: single_cut(problem, graph) for name, graph in problem.graphs.items()}
-    choices = {name: plan_graph(problem, graph, problem.options["max_paths"], singles[name])
+    choices = {name: plan_graph(problem, graph, max_paths, singles[name])
                for name, graph in problem.graphs.items()}
     candidates = {
         "extended-johnson": build(problem, choices),
