@@ -208,6 +208,11 @@ def test_bad_run_arguments():
         ew.run(plan, zoo_model("line")[1], frames=0)
     with pytest.raises(ew.EdgeweaveError, match="must be a float32 tensor of shape"):
         ew.run(plan, torch.zeros(1, 3, 5, 5), backend="local")
+    with pytest.raises(ew.EdgeweaveError, match="must be a tensor or a tuple of tensors; "
+                                                "got NoneType"):
+        ew.run(plan, None)
+    with pytest.raises(ew.EdgeweaveError, match="is on device 'meta'; give a CPU tensor"):
+        ew.run(plan, torch.zeros(1, 3, 32, 32, device="meta"), backend="local")
 
 
 def test_emulated_links_and_compute_last_at_least_their_predicted_times():

@@ -320,6 +320,9 @@ class LayerGraph:
             if not isinstance(tensor, torch.Tensor):
                 raise ExampleInputError(f"Input '{name}' must be a tensor, got "
                                         f"{type(tensor).__name__}.")
+            if tensor.device.type != "cpu":  # the workers compute on the CPU, with data
+                raise ExampleInputError(f"Input '{name}' of '{self.name}' is on device "
+                                        f"'{tensor.device}'; give a CPU tensor.")
             if tuple(tensor.shape) != layer.output_shape or str(tensor.dtype) != f"torch.{layer.dtype}":
                 raise ExampleInputError(
                     f"Input '{name}' of '{self.name}' must be a {layer.dtype} tensor of shape "

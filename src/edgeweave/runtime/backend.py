@@ -113,7 +113,13 @@ def normalise_inputs(plan: Plan, inputs: Inputs) -> dict[str, tuple[torch.Tensor
         if name not in by_graph:
             raise ExampleInputError(f"No input given for model '{name}'.")
         value = by_graph[name]
-        value = (value,) if isinstance(value, torch.Tensor) else tuple(value)
+        if isinstance(value, torch.Tensor):
+            value = (value,)
+        elif isinstance(value, list | tuple):
+            value = tuple(value)
+        else:
+            raise ExampleInputError(f"The input of model '{name}' must be a tensor or a tuple "
+                                    f"of tensors; got {type(value).__name__}.")
         graph.check_inputs(value)
         result[name] = value
     return result
