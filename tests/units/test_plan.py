@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import random
 
 import pytest
@@ -142,10 +143,26 @@ def test_invalid_plans_are_refused_by_name():
     with pytest.raises(PlanError, match="deadlocks"):
         validate(dataclasses.replace(plan, order={**plan.order,
                                                   "rpi4b": ("u0", "u2", "u1", "u3")}))
-    bad_need = Need("u0", "x", Region(((0, 1), (0, 3), (0, 40), (0, 32))))
-    with pytest.raises(PlanError, match="which unit u0 does not produce"):
+    bad_need = Need("u2", "x", Region(((0, 1), (0, 3), (0, 32), (0, 32))))
+    with pytest.raises(PlanError, match="which unit u2 does not produce"):
         validate(dataclasses.replace(plan, units=tuple(
             dataclasses.replace(u, needs=(bad_need,)) if u.id == "u1" else u
+            for u in plan.units)))
+    for region in ("[0:1,0:3,0:40,0:32]", "[0:1,0:3,-2:32,0:32]", "[0:1,0:3,0:32]",
+                   "[0:1,0:3,5:5,0:32]", "[0:1,0:4,0:32,0:32]"):
+        need = Need("u0", "x", Region.parse(region))
+        with pytest.raises(PlanError, match=f"Unit u1 need u0:x.*region {re.escape(region)} "
+                                            "of layer 'x' is empty, of the wrong rank or outside"):
+            validate(dataclasses.replace(plan, units=tuple(
+                dataclasses.replace(u, needs=(need,)) if u.id == "u1" else u
+                for u in plan.units)))
+    with pytest.raises(PlanError, match="Unit u1 belongs to model 'lime', which the plan does "
+                                        "not hold"):
+        validate(dataclasses.replace(plan, units=tuple(
+            dataclasses.replace(u, graph="lime") if u.id == "u1" else u for u in plan.units)))
+    with pytest.raises(PlanError, match="Unit u1 names layer 'nowhere', which model 'line'"):
+        validate(dataclasses.replace(plan, units=tuple(
+            dataclasses.replace(u, layers=("nowhere",)) if u.id == "u1" else u
             for u in plan.units)))
     with pytest.raises(PlanError, match="which its needs do not cover"):
         validate(dataclasses.replace(plan, units=tuple(

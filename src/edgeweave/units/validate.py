@@ -1,7 +1,9 @@
 """Checks that a plan can run and gives the model's outputs, and what it costs in memory.
 
 ``validate`` raises a ``PlanError`` naming the unit or device when: unit ids repeat; a unit
-sits on an unknown device or is missing from (or repeated in) its device's order; a need
+sits on an unknown device or is missing from (or repeated in) its device's order; a unit
+or need names a model or layer the plan does not hold, or a region that is empty, of the
+wrong rank or outside its layer's output; a need
 points at a unit that does not produce that region; a unit's needs do not cover what its
 region reads; some output element of a model is computed by no unit; the needs and the
 per-device orders form a cycle (a deadlock); a stealable unit (``Plan.pool``) is a model
@@ -41,6 +43,8 @@ def validate(plan: Plan) -> None:
     """Raise a ``PlanError`` unless ``plan`` can run and computes every model output."""
     _check_placement(plan)
     for unit in plan.units:
+        _check_names_and_regions(plan, unit)
+    for unit in plan.units:
         _check_needs(plan, unit)
     _check_outputs(plan)
     _check_pool(plan)
@@ -54,6 +58,26 @@ def validate(plan: Plan) -> None:
                 f"({footprint.weight_bytes / 1e6:.1f} MB weights + "
                 f"{footprint.peak_activation_bytes / 1e6:.1f} MB activations) but has "
                 f"{limit / 1e6:.1f} MB.")
+
+
+def _check_names_and_regions(plan: Plan, unit: Unit) -> None:
+    graph = plan.graphs.get(unit.graph)
+    if graph is None:
+        raise PlanError(f"Unit {unit.id} belongs to model '{unit.graph}', which the plan does "
+                        f"not hold (models: {', '.join(plan.graphs)}).")
+    for layer, region, what in ([(name, None, "") for name in unit.layers[:-1]]
+                                + [(unit.last, unit.region, "")]
+                                + [(n.layer, n.region, f" need {n!r}") for n in unit.needs]):
+        if layer not in graph:
+            raise PlanError(f"Unit {unit.id}{what} names layer '{layer}', which model "
+                            f"'{unit.graph}' does not have.")
+        shape = graph[layer].output_shape
+        if region is None or (shape is None and region == Region(())):
+            continue
+        full = Region.full(shape)
+        if region.ndim != full.ndim or region.is_empty or not full.contains(region):
+            raise PlanError(f"Unit {unit.id}{what}: region {region!r} of layer '{layer}' is "
+                            f"empty, of the wrong rank or outside its output {full!r}.")
 
 
 def _check_placement(plan: Plan) -> None:
