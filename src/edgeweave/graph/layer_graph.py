@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx
-from torch.fx.graph import _Namespace
 
 from edgeweave.errors import ExampleInputError, GraphError
 from edgeweave.graph.layer import Layer
@@ -61,17 +60,15 @@ class LayerGraph:
     captured_by: str = "fx"
 
     def __getstate__(self) -> dict[str, Any]:
-        # pickled for worker processes: the fields only, not the cached indexes; and the
-        # node names, which unpickling (fx re-traces the generated code) may not reproduce
+        # pickled for worker processes: the fields only, not the cached indexes; the module
+        # as its nodes, not as fx pickles it (re-tracing its generated code, which can
+        # rename nodes, and drop those whose values the code computes without a trace)
         state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**state, "node_names": [n.name for n in self.module.graph.nodes]}
+        return {**state, "module": _graph_state(self.module)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        names = state.pop("node_names", None)
-        for name, value in state.items():
+        for name, value in {**state, "module": _graph_module(*state["module"])}.items():
             object.__setattr__(self, name, value)
-        if names is not None:
-            _rename_nodes(self.module, names)
 
     # -- access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -357,16 +354,48 @@ def _layer_dict(layer: Layer) -> dict[str, Any]:
     }
 
 
-def _rename_nodes(module: fx.GraphModule, names: list[str]) -> None:
-    """Give the nodes of an unpickled graph module, in order, their original names."""
-    nodes = list(module.graph.nodes)
-    if [n.name for n in nodes] == names:
-        return
-    if len(nodes) != len(names):
-        raise GraphError(f"An unpickled graph has {len(nodes)} nodes where {len(names)} "
-                         "were pickled.")
-    namespace = _Namespace()  # a fresh one: the re-traced names are all given back
-    for node, name in zip(nodes, names):
-        node.name = namespace.create_name(name, node)
-    module.graph._graph_namespace = namespace
-    module.recompile()
+@dataclass(frozen=True)
+class _Ref:
+    """A node's argument that is another node, by name, in a pickled graph."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class _Op:
+    """An ATen operator (which does not pickle) by namespace, name and overload."""
+
+    namespace: str
+    name: str
+    overload: str
+
+    def resolve(self) -> Any:
+        return getattr(getattr(getattr(torch.ops, self.namespace), self.name), self.overload)
+
+
+def _graph_state(module: fx.GraphModule) -> tuple[dict[str, Any], list[tuple]]:
+    """What the graph reads (submodules, parameters, by target) and its nodes, in order."""
+    owned, nodes = {}, []
+    for node in module.graph.nodes:
+        if node.op in ("call_module", "get_attr"):
+            owned[node.target] = functools.reduce(getattr, node.target.split("."), module)
+        refer = functools.partial(fx.node.map_arg, fn=lambda n: _Ref(n.name))
+        target = node.target
+        if isinstance(target, torch._ops.OpOverload):
+            target = _Op(target.namespace, target._opname, target._overloadname)
+        nodes.append((node.op, node.name, target, refer(node.args), refer(node.kwargs)))
+    return owned, nodes
+
+
+def _graph_module(owned: dict[str, Any], nodes: list[tuple]) -> fx.GraphModule:
+    """The graph module ``_graph_state`` describes, with the same node names."""
+    graph, made = fx.Graph(), {}
+
+    def resolve(value):
+        return made[value.name] if isinstance(value, _Ref) else value
+
+    for op, name, target, args, kwargs in nodes:
+        target = target.resolve() if isinstance(target, _Op) else target
+        made[name] = graph.create_node(op, target, fx.node.map_aggregate(args, resolve),
+                                       fx.node.map_aggregate(kwargs, resolve), name=name)
+    return fx.GraphModule(owned, graph)
