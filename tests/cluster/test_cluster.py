@@ -83,6 +83,11 @@ links:
      "names device 'b', which is not in the cluster"),
     ("devices: [{name: a, preset: rpi4b}, {name: b, preset: rpi4b}]\n"
      "links: [{between: [a, b]}]", "needs a preset or both bandwidth_bps and latency_s"),
+    ("devices: [{name: a, preset: rpi4b, threads: 1000000}]",
+     "devices.0.threads: Input should be less than or equal to 256"),
+    ("devices: [{name: a, preset: rpi4b}, {name: b, preset: rpi4b}]\n"
+     "links: [{between: [a, b], preset: wifi}, {between: [b, a], preset: 4g}]",
+     "at most one link; given twice: \\[\\['a', 'b'\\]\\]"),
     ("just a string", "must be a mapping with 'devices'"),
     ("devices: [{name: a", "is not valid YAML"),
 ])
@@ -94,9 +99,11 @@ def test_malformed_files_get_one_clear_message(tmp_path, body, message):
     assert "\n" not in str(caught.value).strip() or "YAML" in str(caught.value)
 
 
-def test_missing_things_are_named():
+def test_missing_things_are_named(tmp_path):
     with pytest.raises(ClusterConfigError, match="No cluster file"):
         load("nowhere.yaml")
+    with pytest.raises(ClusterConfigError, match="is a folder; give a cluster file"):
+        load(str(tmp_path))
     cluster = load("rpi4b+edge-server@wifi")
     with pytest.raises(EdgeweaveError, match="has no device 'gpu'.*rpi4b, edge-server"):
         cluster.device("gpu")

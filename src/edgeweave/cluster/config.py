@@ -55,7 +55,7 @@ class DeviceSpec(_Strict):
     memory_bytes_per_s: PositiveFloat | None = None
     layer_overhead_s: float | None = Field(default=None, ge=0)
     memory_bytes: PositiveFloat | None = None
-    threads: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1, le=256)  # a million crashes torch
     profile: str | None = None
     profile_scale: PositiveFloat = 1.0
     segment_overhead_s: float = Field(default=0.0, ge=0)
@@ -87,6 +87,9 @@ def load(source: str | Path | Mapping[str, Any] | Cluster) -> Cluster:
     if isinstance(source, Mapping):
         return _from_spec(_validate(source, "cluster description"))
     text = str(source)
+    if Path(text).is_dir():
+        raise ClusterConfigError(f"'{text}' is a folder; give a cluster file (.yaml) or an "
+                                 "expression such as 'rpi4b*2+edge-server@wifi'.")
     if isinstance(source, Path) or text.endswith((".yaml", ".yml")) or Path(text).is_file():
         return _from_spec(_validate(_read_yaml(Path(text)), f"cluster file '{text}'"))
     return _from_expression(text)
@@ -137,6 +140,11 @@ def _from_spec(spec: ClusterSpec) -> Cluster:
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
         raise ClusterConfigError(f"Device names must be unique; repeated: {repeated}.")
+    twice = [sorted(p) for p, n in Counter(frozenset(k.between) for k in spec.links).items()
+             if n > 1]
+    if twice:
+        raise ClusterConfigError(f"Each pair of devices has at most one link; given twice: "
+                                 f"{twice}.")
     explicit = {frozenset(link.between): _link(link, names) for link in spec.links}
     default = _network(spec.network) if spec.network is not None else None
     links = []
