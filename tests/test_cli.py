@@ -63,8 +63,9 @@ def test_unknown_model_is_one_line_and_a_nonzero_exit():
 
 
 def test_bad_input_shape_is_one_line():
-    result = runner.invoke(app, ["inspect", "x.py:f", "--input-shape", "a,b"])
-    assert result.exit_code == 1 and "--input-shape must look like" in result.output
+    for shape in ("a,b", "1,3,-5,5", ""):
+        result = runner.invoke(app, ["inspect", "x.py:f", "--input-shape", shape])
+        assert result.exit_code == 1 and "--input-shape must look like" in result.output
 
 
 def test_demo_plans_simulates_and_runs(tmp_path):

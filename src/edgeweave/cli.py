@@ -123,9 +123,13 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
-        return tuple(int(part) for part in text.replace("x", ",").split(","))
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError:
-        raise EdgeweaveError(f"--input-shape must look like 1,3,224,224; got '{text}'.") from None
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise EdgeweaveError(f"--input-shape must look like 1,3,224,224 (sizes of at least "
+                             f"1); got '{text}'.")
+    return shape
 
 
 def load(spec: str, input_shape: str | None = None, leaves: list[str] | None = None,
