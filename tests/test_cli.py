@@ -281,3 +281,17 @@ def test_a_saved_plan_naming_a_file_is_simulated_only_when_trusted(tmp_path):
     assert refused.exit_code == 1 and "would import or run code" in refused.output
     assert len(refused.output.strip().splitlines()) <= 3  # one message, wrapped
     assert runner.invoke(app, ["simulate", str(plan_file), "--trust"]).exit_code == 0
+
+
+def test_outputs_create_their_folders_and_a_file_in_the_way_is_one_line(tmp_path):
+    nested = tmp_path / "new" / "deeper" / "plan.json"
+    result = runner.invoke(app, ["plan", "line", "-c", "rpi4b*2@wifi", "-o", str(nested)])
+    assert result.exit_code == 0 and nested.is_file()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["plan", "line", "-c", "rpi4b*2@wifi",
+                                 "-o", str(blocker / "plan.json")])
+    assert result.exit_code == 1 and "it is a file, not a folder" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["inspect", "x[/x]"])  # markup in a name is text
+    assert result.exit_code == 1 and "Unknown model 'x[/x]'" in result.output

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
@@ -82,7 +83,16 @@ def _reported() -> Iterator[None]:
     try:
         yield
     except EdgeweaveError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True)
+        raise typer.Exit(1) from None
+    except OSError as error:  # an output under a file, a folder not writable, …
+        if error.filename is None:
+            raise
+        why = ("it is a file, not a folder"
+               if isinstance(error, FileExistsError | NotADirectoryError)
+               else error.strerror or str(error))
+        errors.print(f"[bold red]error:[/] cannot write or read '{escape(str(error.filename))}'"
+                     f": {escape(why)}.", highlight=False, markup=True)
         raise typer.Exit(1) from None
 
 
@@ -355,6 +365,7 @@ def calibrate_command(
         _, inputs, graph = load(model)
         loaded = Cluster.load(cluster)
         path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"calibrating {model} on {len(loaded.devices)} devices",
                                 total=len(loaded.devices) + 2)  # then bands, hops

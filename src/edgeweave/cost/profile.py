@@ -84,6 +84,7 @@ def save(profiles: list[ModelProfile], path: str | Path) -> None:
             "fingerprint": profile.fingerprint, "layer_s": dict(profile.layer_s),
             "host": profile.host, "threads": profile.threads, "repeats": profile.repeats,
             "fixed_s": dict(profile.fixed_s)}
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1))
 
 

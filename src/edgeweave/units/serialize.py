@@ -78,6 +78,7 @@ def from_json(text: str, graphs: Mapping[str, LayerGraph] | None = None,
 
 def save(plan: Plan, path: str | Path) -> None:
     """Write the plan's JSON to ``path``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(to_json(plan))
 
 
