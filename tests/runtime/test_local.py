@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import sys
 import time
 
 import pytest
@@ -250,3 +251,12 @@ def test_bad_backend_options_are_named():
     with pytest.raises(ew.EdgeweaveError, match="Backend 'inline' has no option 'detect_s'"):
         ew.run(plan, x, detect_s=1.0)
     assert not multiprocessing.active_children()
+
+
+def test_the_ray_backend_without_ray_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray then fails
+    monkeypatch.delitem(sys.modules, "edgeweave.runtime.ray_backend", raising=False)
+    plan = ew.plan(zoo_graph("line"), "rpi4b")
+    with pytest.raises(ew.EdgeweaveError, match="The ray backend needs Ray, which is not "
+                                                "installed: pip install 'edgeweave\\[ray\\]'"):
+        ew.run(plan, zoo_model("line")[1], backend="ray")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
-from edgeweave.errors import ClusterConfigError
+from edgeweave.errors import ClusterConfigError, EdgeweaveError
 from edgeweave.units import Event
 
 
@@ -22,8 +22,11 @@ def import_ray():
     """Ray, imported with token authentication on unless the environment says otherwise
     (Ray reads the mode when it is imported), as ``edgeweave worker`` starts the nodes."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")
-    import ray
-
+    try:
+        import ray
+    except ImportError:
+        raise EdgeweaveError("The ray backend needs Ray, which is not installed: pip install "
+                             "'edgeweave[ray]' -c constraints.txt.") from None
     return ray
 
 
