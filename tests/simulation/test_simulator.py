@@ -111,6 +111,9 @@ def test_interval_and_event_text_form():
     assert repr(event) == "transfer f0 u1 A->B 0.000040-0.001840 800B"
     with pytest.raises(EdgeweaveError, match="frames must be >= 1"):
         simulate(_chain_plan(), frames=0)
+    with pytest.raises(EdgeweaveError, match="would keep .* unit runs in memory; simulate at "
+                                             "most"):
+        simulate(_chain_plan(), frames=10**7)
 
 
 @pytest.mark.parametrize("model", ["resnet18", "googlenet", "siamese", "yolov5s"])

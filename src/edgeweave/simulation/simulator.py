@@ -39,6 +39,9 @@ from edgeweave.units.stealing import Pool, Thief, outside_needs, tasks, unshrunk
 from edgeweave.units.timing import stack_compute_s, unit_compute_s, unit_times_s
 
 
+MAX_UNIT_RUNS = 5_000_000  # a few GB of events
+
+
 def simulate(plan: Plan, frames: int = 1, interval_s: float | None = None,
              cost: CostModel | None = None) -> Timeline:
     """Simulate ``frames`` rounds (a frame of each model) through ``plan`` on its cluster,
@@ -47,6 +50,11 @@ def simulate(plan: Plan, frames: int = 1, interval_s: float | None = None,
     if frames < 1 or (interval_s is not None and interval_s < 0):
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
+    if frames * len(plan.units) > MAX_UNIT_RUNS:  # the timeline keeps every event
+        raise EdgeweaveError(f"Simulating {frames} frames of this plan's {len(plan.units)} "
+                             f"units would keep {frames * len(plan.units):,} unit runs in "
+                             f"memory; simulate at most {MAX_UNIT_RUNS // len(plan.units):,} "
+                             "frames.")
     return _Run(plan, cost or CostModel.for_cluster(plan.cluster), frames, interval_s).go()
 
 
