@@ -144,11 +144,14 @@ def _killer(device, sig=signal.SIGKILL):
 @pytest.mark.parametrize("victim", ["rpi4b-1", "rpi4b-0"])  # a middle device; the input device
 def test_a_worker_killed_mid_run_loses_no_frame(victim):
     plan = _spread_plan("two_branch", THREE)
-    result = ew.run(plan, zoo_model("two_branch")[1], backend="local", frames=5,
-                    interval_s=0.4, on_frame=_killer(victim))
+    module = zoo_model("two_branch")[0]
+    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+              for i in range(5)]  # distinct frames: a lost or swapped one shows
+    result = ew.run(plan, stream=frames, backend="local", interval_s=0.4,
+                    on_frame=_killer(victim))
     assert len(result.outputs) == 5
-    for output in result.outputs:
-        torch.testing.assert_close(output, zoo_output("two_branch")[0])
+    for output, frame in zip(result.outputs, frames):
+        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
     assert len(result.faults) == 1 and f"device '{victim}' died" in result.faults[0]
     assert not multiprocessing.active_children()
 
@@ -212,6 +215,10 @@ def test_bad_run_arguments():
     with pytest.raises(ew.EdgeweaveError, match="must be a tensor or a tuple of tensors; "
                                                 "got NoneType"):
         ew.run(plan, None)
+    with pytest.raises(ew.EdgeweaveError, match="either inputs \\(with frames\\) or a stream"):
+        ew.run(plan, zoo_model("line")[1], stream=[zoo_model("line")[1]])
+    with pytest.raises(ew.EdgeweaveError, match="frames must be >= 1"):
+        ew.run(plan, stream=[])
     with pytest.raises(ew.EdgeweaveError, match="is on device 'meta'; give a CPU tensor"):
         ew.run(plan, torch.zeros(1, 3, 32, 32, device="meta"), backend="local")
 

@@ -86,11 +86,14 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
 
     # frame 0 is collected (and the actor killed) before frame 4 is sent in either mode
     # (at most four frames in flight), so frames 4 and 5 meet the dead actor for sure
-    result = ew.run(plan, zoo_model("two_branch")[1], backend="ray", mode=mode, frames=6,
-                    interval_s=0.3, on_frame=kill_rpi4b_1)
+    module = zoo_model("two_branch")[0]
+    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+              for i in range(6)]  # distinct frames: a lost or swapped one shows
+    result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.3,
+                    on_frame=kill_rpi4b_1)
     assert len(result.outputs) == 6
-    for output in result.outputs:
-        torch.testing.assert_close(output, zoo_output("two_branch")[0])
+    for output, frame in zip(result.outputs, frames):
+        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
     assert len(result.faults) == 1 and "device 'rpi4b-1' died" in result.faults[0]
     assert sorted({e.frame for e in result.timeline.events}) == list(range(6))
     # every frame's units ran, and after the loss none on the lost device

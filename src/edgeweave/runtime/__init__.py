@@ -13,7 +13,7 @@ Every backend runs a device's *segments* (``units.segments``) through
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -62,13 +62,15 @@ def backend_options(backend: str, **options: Any) -> Any:
     return made
 
 
-def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
+def run(plan: Plan, inputs: Inputs | None = None, backend: str = "inline", frames: int = 1,
         interval_s: float | None = None, timeout_s: float = 60.0,
-        on_frame: Callable[[int], None] | None = None, **options: Any) -> Run:
+        on_frame: Callable[[int], None] | None = None, stream: Iterable[Inputs] | None = None,
+        **options: Any) -> Run:
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames of
     each model, arriving as the plan's workload says — ``Plan.streams`` — or, given,
     ``interval_s`` apart) with a backend, stopping when nothing progresses for
-    ``timeout_s``; ``on_frame(frame)`` is called as frames complete.
+    ``timeout_s``; ``on_frame(frame)`` is called as frames complete. ``stream`` instead of
+    ``inputs`` gives each frame its own inputs, in order (``outputs[i]`` is frame ``i``'s).
 
     ``options`` are the backend's (``LocalOptions``, ``RayOptions``): the local backend can
     emulate the cluster's links and its devices' compute times (``emulate_links``,
@@ -78,17 +80,23 @@ def run(plan: Plan, inputs: Inputs, backend: str = "inline", frames: int = 1,
     worker that dies by re-planning its units onto the survivors.
     """
     chosen = backend_options(backend, **options)
+    if stream is not None and inputs is not None:
+        raise EdgeweaveError("Give run() either inputs (with frames) or a stream of inputs, "
+                             "not both.")
+    if stream is not None:
+        frames = len(stream := list(stream))
     if frames < 1 or (interval_s is not None and interval_s < 0):
         raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
                              f"{interval_s}.")
     validate(plan)  # a hand-made or edited plan: named, before any worker starts
     arrival_times(plan.streams, frames, interval_s)  # a stream with too few arrival times: named here
-    by_graph = normalise_inputs(plan, inputs)
+    by_frame = ([normalise_inputs(plan, frame) for frame in stream] if stream is not None
+                else [normalise_inputs(plan, inputs)] * frames)
     module, function = BACKENDS[backend][0].split(":")
     execute = getattr(importlib.import_module(module), function)
-    measured: Measured = execute(plan, [by_graph] * frames, interval_s, timeout_s, on_frame,
-                                 chosen)
-    by_model = isinstance(inputs, Mapping)  # a dict in, a dict out
+    measured: Measured = execute(plan, by_frame, interval_s, timeout_s, on_frame, chosen)
+    first = stream[0] if stream is not None else inputs
+    by_model = isinstance(first, Mapping)  # a dict in, a dict out
     return Run(tuple(o if by_model else next(iter(o.values())) for o in measured.outputs),
                measured.timeline, measured.faults)
 
