@@ -82,11 +82,12 @@ def test_tuple_values_defaults_and_functional_parameters_plan_equal(method):
 
 class SplitByShape(nn.Module):
     """A shape read and folded away (its node erased), then a split: unpickled, fx's
-    re-traced code would number the split's items differently."""
+    re-traced code would number the split's items differently. ``F.max_pool2d`` is a
+    function pickle cannot name."""
 
     def forward(self, x):
         a, b = x.split(x.shape[1] // 2, 1)
-        return torch.cat([b.relu_(), a], 1)
+        return F.max_pool2d(torch.cat([b.relu_(), a], 1), 2)
 
 
 @pytest.mark.parametrize("method", ["fx", "export"])

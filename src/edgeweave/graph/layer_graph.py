@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import fx
+from torch.fx.node import _get_qualified_name
 
 from edgeweave.errors import ExampleInputError, GraphError
 from edgeweave.graph.layer import Layer
@@ -373,6 +375,24 @@ class _Op:
         return getattr(getattr(getattr(torch.ops, self.namespace), self.name), self.overload)
 
 
+@dataclass(frozen=True)
+class _Function:
+    """A function that pickle cannot name (one made inside another, as torch's
+    ``F.max_pool2d``), by the qualified name fx's generated code uses for it."""
+
+    name: str
+
+    def resolve(self) -> Any:
+        parts = self.name.split(".")
+        for split in range(len(parts) - 1, 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            return functools.reduce(getattr, parts[split:], found)
+        raise GraphError(f"An unpickled graph calls '{self.name}', which cannot be imported.")
+
+
 def _graph_state(module: fx.GraphModule) -> tuple[dict[str, Any], list[tuple]]:
     """What the graph reads (submodules, parameters, by target) and its nodes, in order."""
     owned, nodes = {}, []
@@ -383,6 +403,8 @@ def _graph_state(module: fx.GraphModule) -> tuple[dict[str, Any], list[tuple]]:
         target = node.target
         if isinstance(target, torch._ops.OpOverload):
             target = _Op(target.namespace, target._opname, target._overloadname)
+        elif callable(target) and "<locals>" in getattr(target, "__qualname__", ""):
+            target = _Function(_get_qualified_name(target))
         nodes.append((node.op, node.name, target, refer(node.args), refer(node.kwargs)))
     return owned, nodes
 
@@ -395,7 +417,7 @@ def _graph_module(owned: dict[str, Any], nodes: list[tuple]) -> fx.GraphModule:
         return made[value.name] if isinstance(value, _Ref) else value
 
     for op, name, target, args, kwargs in nodes:
-        target = target.resolve() if isinstance(target, _Op) else target
+        target = target.resolve() if isinstance(target, _Op | _Function) else target
         made[name] = graph.create_node(op, target, fx.node.map_aggregate(args, resolve),
                                        fx.node.map_aggregate(kwargs, resolve), name=name)
     return fx.GraphModule(owned, graph)
