@@ -34,7 +34,7 @@ class Result:
     captured_by: str = ""
     layers: int = 0
     flops_ratio: float = float("nan")  # edgeweave's count over torch's counter
-    refusal: str = ""  # the capture's own EdgeweaveError, if any
+    refusal: str = ""  # why capture failed: its EdgeweaveError, or "RAISED: …" (a defect)
     planners: dict[str, str] = field(default_factory=dict)
     local: str = ""
     seconds: float = 0.0
@@ -45,6 +45,8 @@ class Result:
         than 10%."""
         found = [f"{name}: {outcome}" for name, outcome in self.planners.items()
                  if outcome.startswith(("WRONG", "RAISED"))]
+        if self.refusal.startswith("RAISED"):
+            found.append(f"capture: {self.refusal}")
         if self.local.startswith(("WRONG", "RAISED")):
             found.append(f"local backend: {self.local}")
         if not self.refusal and not 0.9 <= self.flops_ratio <= 1.1:
@@ -111,8 +113,9 @@ def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
     expected, torch_flops = reference(module, inputs)
     try:
         graph = ew.trace(module, inputs, name=entry.name)
-    except EdgeweaveError as error:
-        result.refusal = str(error).splitlines()[0]
+    except Exception as error:  # a refusal, or a defect if not an EdgeweaveError
+        raw = "" if isinstance(error, EdgeweaveError) else f"RAISED: {type(error).__name__}: "
+        result.refusal = raw + str(error).splitlines()[0]
         result.seconds = time.perf_counter() - started
         return result
     result.captured_by, result.layers = graph.captured_by, len(graph)

@@ -299,7 +299,8 @@ def _build(graph_module: fx.GraphModule, records: dict[str, dict], name: str) ->
     for node in graph_module.graph.nodes:  # plain tensor attributes, not in the state dict
         if node.op == "get_attr" and node.target not in param_sizes:
             value = functools.reduce(getattr, node.target.split("."), graph_module)
-            param_sizes[node.target] = value.numel() * value.element_size()
+            if isinstance(value, torch.Tensor):  # not a subgraph of a higher-order op
+                param_sizes[node.target] = value.numel() * value.element_size()
     layers: list[Layer] = []
     outputs: tuple[str, ...] = ()
     for node in graph_module.graph.nodes:
@@ -317,7 +318,7 @@ def _layer(node: fx.Node, root: nn.Module, records: dict[str, dict],
     producers = [n for n in node.all_input_nodes if n.op != "get_attr"]
     input_shapes = [records[n.name].get("shape", ()) for n in producers]
     output_shape = record.get("shape")
-    params = _params_of(node, root)
+    params = _params_of(node, root, param_sizes)
     if node.op == "placeholder":
         kind, geometry, attrs = OpKind.INPUT, None, {}
         target = str(node.target)
@@ -337,11 +338,12 @@ def _layer(node: fx.Node, root: nn.Module, records: dict[str, dict],
     )
 
 
-def _params_of(node: fx.Node, root: nn.Module) -> tuple[str, ...]:
+def _params_of(node: fx.Node, root: nn.Module, param_sizes: dict[str, int]) -> tuple[str, ...]:
     if node.op == "call_module":
         prefix = f"{node.target}."
         return tuple(prefix + key for key in root.get_submodule(node.target).state_dict())
-    return tuple(str(n.target) for n in node.all_input_nodes if n.op == "get_attr")
+    return tuple(str(n.target) for n in node.all_input_nodes  # not a higher-order op's
+                 if n.op == "get_attr" and str(n.target) in param_sizes)  # subgraph
 
 
 def _elementwise_flops(kind: OpKind, attrs, geometry, input_shapes, output_shape) -> int:
