@@ -43,7 +43,7 @@ def main(names: list[str]) -> None:
     entries = [e for e in CATALOGUE if not names or e.name in names]
     results = []
     for entry in entries:
-        if import_tolerantly(entry.library) is None:
+        if import_tolerantly(entry.module) is None:
             print(f"{entry.id}: not installed", flush=True)
             continue
         result = check(entry, local=True)

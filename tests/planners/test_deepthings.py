@@ -274,3 +274,24 @@ def test_the_reproduction_page_sets_the_plans_beside_the_seed(tmp_path):
     result.write(page)
     text = page.read_text()
     assert "| 3x3 | 1.53x | 1.07x | 1.53x |" in text and "Not reproduced yet" in text
+
+
+class _DeadBranch(torch.nn.Module):
+    """A layer computed and never read (timm's DLA keeps such a projection)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.unused = torch.nn.Conv2d(4, 2, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        self.unused(y)
+        return self.b(y)
+
+
+def test_a_layer_nothing_reads_is_left_out_of_the_tiles():
+    module, x = _DeadBranch().eval(), torch.randn(1, 3, 16, 16)
+    graph = ew.trace(module, x)
+    made = ew.plan(graph, CLUSTER, planner="deepthings", n=2, m=2)
+    assert_equals_model(run_inline(made, x), module(x))

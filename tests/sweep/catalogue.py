@@ -76,6 +76,11 @@ class Entry:
     fast: bool = False  # in the suite's default subset
 
     @property
+    def module(self) -> str:
+        """The library's import name."""
+        return {"smp": "segmentation_models_pytorch"}.get(self.library, self.library)
+
+    @property
     def id(self) -> str:
         return f"{self.library}:{self.name}"
 

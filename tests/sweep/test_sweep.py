@@ -18,7 +18,7 @@ LOCAL_SAMPLE = {"torchvision:shufflenet_v2_x0_5", "monai:BasicUNet"}
 @pytest.mark.parametrize("entry", [
     pytest.param(e, id=e.id, marks=() if e.fast else pytest.mark.sweep) for e in CATALOGUE])
 def test_model_plans_and_runs_equal_to_itself(entry):
-    if import_tolerantly(entry.library) is None:
+    if import_tolerantly(entry.module) is None:
         pytest.skip(f"{entry.library} is not installed")
     result = check(entry, local=entry.id in LOCAL_SAMPLE or not entry.fast)
     assert not result.refusal, result.refusal

@@ -180,6 +180,7 @@ def _tiles_on(problem: Problem, graph: LayerGraph, count: int, n: int, m: int,
     regions = tiles(shape, n, m)
     cell = {region: divmod(index, columns) for index, region in enumerate(regions)}
     stack = {region: required_regions(graph, {layers[-1]: region}, layers) for region in regions}
+    layers = tuple(name for name in layers if name in stack[regions[0]])  # not: one nothing reads
     odd = {r for r in regions if reuse and sum(cell[r]) % 2}
     computed = {r: stack[r] for r in regions}
     for region in odd:
