@@ -136,3 +136,25 @@ def test_the_worker_command_joins_as_the_device_with_token_auth(tmp_path):
         assert environment["RAY_AUTH_TOKEN_PATH"] == str(token)
         with pytest.raises(ClusterConfigError, match="No token file"):
             worker_command("rpi4b-0", address, str(tmp_path / "missing"))
+
+
+class _Positions(torch.nn.Module):
+    """A layer that reads nothing (``arange``, as in a transformer's positions)."""
+
+    def forward(self, x):
+        return torch.relu(x) + torch.arange(x.shape[-1], dtype=x.dtype)
+
+
+@pytest.mark.parametrize("mode", ["compiled", "plain"])
+def test_a_device_whose_units_read_nothing_runs_its_frames(mode, ray_instance):
+    from edgeweave.units.build import build_plan, whole
+
+    module, x = _Positions(), torch.randn(1, 3, 4, 4)
+    graph = ew.trace(module, x, name="positions")
+    cluster = ew.Cluster.load(THREE)
+    devices = {"relu": "rpi4b-0", "arange": "rpi4b-1", "add": "rpi4b-0"}
+    plan = build_plan({"positions": graph}, cluster,
+                      [whole(graph, name, devices[name]) for name in devices])
+    result = ew.run(plan, x, backend="ray", mode=mode, frames=2)
+    for output in result.outputs:
+        torch.testing.assert_close(output, module(x))

@@ -106,7 +106,9 @@ class DeviceActor:
 
     def run(self, segment: Segment, *arrived: Any) -> Any:
         """Run ``segment`` on what arrived: the frame's inputs ``(frame, floor, inputs)``
-        when it starts with an input unit, and the parcels of its producers."""
+        when it starts with an input unit (or reads nothing, as a layer computing a
+        constant such as ``arange``: then they only say which frame), and the parcels of
+        its producers."""
         parcels = [a for a in arrived if isinstance(a, Parcel)]
         given = [a for a in arrived if isinstance(a, tuple)]
         reports = [a for a in arrived if isinstance(a, Report)]  # order on this device only
@@ -119,7 +121,7 @@ class DeviceActor:
         for parcel in parcels:
             if parcel.sender != self.core.device:
                 self.core.receive(parcel)
-        if given:
+        if given and self.core.plan.is_input(segment.units[0]):
             unit = self.core.plan.unit(segment.units[0])
             self.core.receive_inputs(frame, unit.graph, given[0][2][unit.graph])
         sent, report = self.core.run(frame, segment)
@@ -343,6 +345,11 @@ class _Plain:
 
     in_flight = 4  # frames submitted before the oldest is collected (bounds what is held)
 
+    def _given(self, call: Segment) -> bool:
+        """Whether the call takes the frame's inputs: it starts with a model input, or
+        reads nothing else (its frame comes with them)."""
+        return self.plan.is_input(call.units[0]) or not self.reads[call]
+
     def call(self, call: Segment, *args) -> list:
         """Submit (or, compiled, bind) a call: one reference per target."""
         count = len(targets(self.plan, call))
@@ -359,7 +366,7 @@ class _Plain:
         """Submit one frame's calls; the driver's returns."""
         returned: dict[Segment, list] = {}
         for call in self.calls:
-            args = ([(frame, floor, inputs)] if self.plan.is_input(call.units[0]) else []) + [
+            args = ([(frame, floor, inputs)] if self._given(call) else []) + [
                 returned[producer][index] for producer, index in self.reads[call]]
             returned[call] = self.call(call, *args)
         return [refs[-1] for refs in returned.values()]
@@ -414,7 +421,7 @@ class _Compiled(_Plain):
         nodes: dict[Segment, list] = {}
         with InputNode() as source:
             for call in self.calls:
-                args = ([source] if plan.is_input(call.units[0]) else []) + [
+                args = ([source] if self._given(call) else []) + [
                     nodes[producer][index] for producer, index in self.reads[call]]
                 nodes[call] = self.call(call, *args)
             graph = MultiOutputNode([returned[-1] for returned in nodes.values()])
