@@ -18,6 +18,7 @@ from edgeweave.cluster import Cluster
 from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError
 from edgeweave.planners import memetic
+from edgeweave.planners.fitness import Fitness
 from edgeweave.planners.multilevel import cut_bytes, partition
 from edgeweave.planners.pieces import bands, piece_graph, piece_seconds, upward_ranks
 from edgeweave.planners.problem import Problem
@@ -114,7 +115,7 @@ def test_the_vectorised_fitness_equals_one_assignment_at_a_time():
     rank = upward_ranks(pieces, seconds, 1e-7)
     blocks = partition(pieces, 21, rank, [1.0] * len(seconds))
     order = sorted(range(len(pieces.pieces)), key=lambda p: (-rank[p], p))
-    fitness = memetic.Fitness(problem, pieces, blocks, order, seconds)
+    fitness = Fitness(problem, pieces, blocks, order, seconds)
     genomes = np.random.default_rng(1).integers(0, 4, (6, blocks.count))
     together = fitness(genomes)
     one_by_one = [fitness(genomes[i:i + 1])[0] for i in range(6)]

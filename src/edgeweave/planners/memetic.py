@@ -32,8 +32,8 @@ evaluations, default none), ``other_sources`` (True) and, for ``mo``, ``local``
 The fitness is a list schedule of the pieces on the cost model — each piece, in descending
 rank, starts when its device is free and what it reads has arrived, each transfer booked
 on its link (or shared medium, as the simulator does; the authors' model has no
-contention, which a cluster of point-to-point links reproduces) — evaluated for a whole
-swarm at once with numpy, so that the search takes seconds. The plan's
+contention, which a cluster of point-to-point links reproduces) — compiled
+(``planners.fitness``), so that the search takes seconds. The plan's
 ``notes["predicted_ms"]`` is ``simulate(plan)``, which also counts shared media;
 ``notes["bound_ms"]`` is the workload's lower bound (``planners.bound``) and
 ``notes["gap"]`` how far above it the plan is.
@@ -51,131 +51,18 @@ import numpy as np
 
 from edgeweave.errors import PlanError
 from edgeweave.planners.bound import lower_bound_s
+from edgeweave.planners.fitness import Fitness
 from edgeweave.planners.multilevel import Blocks, cut_bytes, partition
 from edgeweave.planners.pieces import PieceGraph, piece_graph, piece_seconds, upward_ranks
 from edgeweave.planners.problem import Problem
 from edgeweave.simulation import predicted_s
-from edgeweave.units import Part, Plan, Region, build_plan
+from edgeweave.units import Part, Plan, build_plan
 
 DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
             "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None,
             "other_sources": True}
 MEMETIC_DEFAULTS = {**DEFAULTS, "loops": 300, "local": "particles"}
 LOCAL_STEPS = ("best", "particles")
-
-
-class Fitness:
-    """The workload's completion time under many block -> device assignments at once."""
-
-    def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
-                 order: list[int], seconds: list[dict[str, float]],
-                 other_sources: bool = True) -> None:
-        names = problem.cluster.names
-        self.devices = len(names)
-        self.compute = np.array([[s[d] for d in names] for s in seconds])
-        self.per_byte = np.zeros((self.devices, self.devices))
-        self.latency = np.zeros((self.devices, self.devices))
-        channels: dict[str, int] = {}
-        # a device's own "channel" is the last column: never waited on (see __call__)
-        self.channel = np.full((self.devices, self.devices), -1, dtype=int)
-        for i, a in enumerate(names):
-            for j, b in enumerate(names):
-                if i != j:
-                    link = problem.cluster.link(a, b)
-                    self.per_byte[i, j] = 8.0 / link.bandwidth_bps
-                    self.latency[i, j] = link.latency_s
-                    self.channel[i, j] = channels.setdefault(link.channel, len(channels))
-        self.channels = len(channels) + 1
-        self.channel[self.channel < 0] = len(channels)
-        # what each piece reads: (producer, bytes, key), the key naming the region read,
-        # which a device receives once however many of its pieces read it (the simulator's rule)
-        keys: dict[tuple[int, Region], int] = {}
-        self.reads = [[(producer, float(size), keys.setdefault((producer, region), len(keys)))
-                       for producer, size, region in before]
-                      for before in _reads(pieces)]
-        self.keys = len(keys)
-        self.block_of = np.array(blocks.block_of)
-        source = {g.name: names.index(problem.source_of(g).name)
-                  for g in problem.graphs.values()}
-        self.fixed = [(p, source[piece.graph]) for p, piece in enumerate(pieces.pieces)
-                      if piece.is_input]
-        # the workload's objective (units.workload.objective_s) over each model's frame 0
-        models = list(problem.graphs)
-        streams = [problem.streams[m] for m in models]
-        self.arrival = np.array([s.arrival_s(0) for s in streams])
-        self.weight = np.array([s.weight for s in streams])
-        self.deadline = np.array([np.inf if s.deadline_s is None else s.deadline_s
-                                  for s in streams])
-        self.release = np.array([self.arrival[models.index(piece.graph)] if piece.is_input
-                                 else 0.0 for piece in pieces.pieces])
-        # as in the plan (build_plan): a device takes its inputs first, as they arrive
-        inputs = sorted((p for p in order if pieces.pieces[p].is_input), key=self.release.item)
-        self.order = inputs + [p for p in order if not pieces.pieces[p].is_input]
-        self.back = []  # (piece, its model, its source, bytes of outputs it sends back)
-        for p, piece in enumerate(pieces.pieces):
-            graph = problem.graphs[piece.graph]
-            if piece.layers[-1] in graph.outputs and not piece.is_input:
-                self.back.append((p, models.index(piece.graph), source[piece.graph],
-                                  piece.region.numel * graph[piece.layers[-1]].itemsize))
-        # the devices each block may run on: all, or (not ``other_sources``) its own
-        # model's source and the devices that are no model's source — the authors' set
-        # (the request device, the helpers, the server)
-        self.home = np.array([source[pieces.pieces[members[0]].graph]
-                              for members in blocks.members()], dtype=int)
-        self.allowed = np.ones((blocks.count, self.devices), dtype=bool)
-        if not other_sources:
-            self.allowed[:, list(set(source.values()))] = False
-            self.allowed[np.arange(blocks.count), self.home] = True
-        self.choices = [np.flatnonzero(row) for row in self.allowed]
-        self.evaluations = 0
-
-    def __call__(self, genomes: np.ndarray) -> np.ndarray:
-        """The objective of each row of ``genomes`` (a device index per block): with every
-        model arriving at once, unweighted, the workload's completion time."""
-        count = len(genomes)
-        self.evaluations += count
-        rows = np.arange(count)
-        device = genomes[:, np.maximum(self.block_of, 0)]
-        for piece, source in self.fixed:
-            device[:, piece] = source
-        finish = np.zeros(device.shape)
-        free = np.zeros((count, self.devices))
-        busy = np.zeros((count, self.channels))  # when each link or shared medium is free
-        got = np.full((count, self.keys, self.devices), np.inf)  # when a region reached a device
-        for piece in self.order:
-            here = device[:, piece]
-            ready = np.zeros(count)
-            for producer, size, key in self.reads[piece]:
-                there = device[:, producer]
-                done = finish[:, producer]
-                known = got[rows, key, here]
-                fresh = (there != here) & np.isinf(known)
-                channel = self.channel[there, here]
-                sent = np.maximum(done, busy[rows, channel]) + size * self.per_byte[there, here]
-                busy[rows, channel] = np.where(fresh, sent, busy[rows, channel])
-                arrive = np.where(fresh, sent + self.latency[there, here],
-                                  np.where(there != here, known, done))
-                got[rows, key, here] = arrive
-                ready = np.maximum(ready, arrive)
-            start = np.maximum(np.maximum(ready, free[rows, here]), self.release[piece])
-            finish[:, piece] = start + self.compute[piece, here]
-            free[rows, here] = finish[:, piece]
-        done = np.zeros((count, len(self.arrival)))
-        for piece, model, source, size in self.back:
-            there = device[:, piece]
-            done[:, model] = np.maximum(done[:, model], finish[:, piece] + (there != source) * (
-                size * self.per_byte[there, source] + self.latency[there, source]))
-        latency = done - self.arrival
-        overrun = np.maximum(0.0, latency - self.deadline).sum(axis=1)
-        return (latency * self.weight).max(axis=1) + overrun
-
-
-def _reads(pieces: PieceGraph) -> list[list[tuple[int, int, Region]]]:
-    """Per piece: (producer, bytes, the region of the producer's layer it reads)."""
-    result: list[list[tuple[int, int, Region]]] = [[] for _ in pieces.pieces]
-    for producer, consumer, size in pieces.edges:
-        result[consumer].append((producer, size, pieces.regions[producer, consumer]))
-    return result
 
 
 @dataclass
