@@ -27,7 +27,7 @@ class Fitness:
 
     def __init__(self, problem: Problem, pieces: PieceGraph, blocks: Blocks,
                  order: list[int], seconds: list[dict[str, float]],
-                 other_sources: bool = True) -> None:
+                 other_sources: bool = True, queue_transfers: bool = True) -> None:
         names = problem.cluster.names
         self.devices = len(names)
         self.compute = np.array([[s[d] for d in names] for s in seconds])
@@ -96,6 +96,9 @@ class Fitness:
             self.allowed[:, list(set(source.values()))] = False
             self.allowed[np.arange(blocks.count), self.home] = True
         self.choices = [np.flatnonzero(row) for row in self.allowed]
+        # False: the authors' rule (their cpplib's ready time): every transfer at its link's
+        # full rate from its producer's finish, none waiting for another
+        self.queue_transfers = queue_transfers
         self.evaluations = 0
 
     def __call__(self, genomes: np.ndarray) -> np.ndarray:
@@ -106,13 +109,13 @@ class Fitness:
         return _kernel()(genomes, self.block_of, self.fixed, self.order, self.read_start,
                          self.read_producer, self.read_size, self.read_key, self.compute,
                          self.per_byte, self.latency, self.channel, self.channels, self.keys,
-                         self.release, self.back, self.back_size, self.arrival, self.weight,
-                         self.deadline)
+                         self.queue_transfers, self.release, self.back, self.back_size,
+                         self.arrival, self.weight, self.deadline)
 
 
 def _schedule(genomes, block_of, fixed, order, read_start, read_producer, read_size,
-              read_key, compute, per_byte, latency, channel, channels, keys, release, back,
-              back_size, arrival, weight, deadline):  # pragma: no cover - compiled
+              read_key, compute, per_byte, latency, channel, channels, keys, queued, release,
+              back, back_size, arrival, weight, deadline):  # pragma: no cover - compiled
     """The list schedule of every row; compiled by ``_kernel``."""
     count, pieces, devices = genomes.shape[0], block_of.shape[0], compute.shape[1]
     models = arrival.shape[0]
@@ -141,7 +144,8 @@ def _schedule(genomes, block_of, fixed, order, read_start, read_producer, read_s
                     arrive = got[key, here]
                 else:
                     link = channel[there, here]
-                    sent = max(finish[producer], busy[link]) + read_size[r] * per_byte[there, here]
+                    begin = max(finish[producer], busy[link]) if queued else finish[producer]
+                    sent = begin + read_size[r] * per_byte[there, here]
                     busy[link] = sent
                     arrive = sent + latency[there, here]
                     got[key, here] = arrive

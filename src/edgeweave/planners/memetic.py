@@ -60,7 +60,7 @@ from edgeweave.units import Part, Plan, build_plan
 
 DEFAULTS = {"pieces": 3, "blocks": 21, "refine": True, "particles": 50, "loops": 600,
             "patience": 50, "w_max": 0.8, "w_min": 0.2, "evaluations": None,
-            "other_sources": True}
+            "other_sources": True, "queue_transfers": True}
 MEMETIC_DEFAULTS = {**DEFAULTS, "loops": 300, "local": "particles"}
 LOCAL_STEPS = ("best", "particles")
 
@@ -247,7 +247,8 @@ def _offload(problem: Problem, rng: random.Random, name: str, memetic: bool) -> 
     blocks = partition(pieces, options["blocks"], rank, weight, options["refine"])
     order = sorted(range(len(pieces.pieces)), key=lambda p: (-rank[p], p))
     generator = np.random.default_rng(rng.getrandbits(64))
-    fitness = Fitness(problem, pieces, blocks, order, seconds, options["other_sources"])
+    fitness = Fitness(problem, pieces, blocks, order, seconds, options["other_sources"],
+                      options["queue_transfers"])
     repair = Memory(problem, pieces, blocks, generator, fitness.allowed)
     found = pso_ga(fitness, blocks.count, repair, generator, options["particles"],
                    options["loops"], options["patience"], options["w_max"], options["w_min"],
@@ -288,7 +289,7 @@ def _check(name: str, options) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise PlanError(f"The '{key}' option of planner '{name}' must be a positive "
                             f"integer. Got {value!r} instead.")
-    for key in ("refine", "other_sources"):
+    for key in ("refine", "other_sources", "queue_transfers"):
         if not isinstance(options[key], bool):
             raise PlanError(f"The '{key}' option of planner '{name}' must be true or false. "
                             f"Got {options[key]!r} instead.")
