@@ -62,6 +62,35 @@ def test_unknown_model_is_one_line_and_a_nonzero_exit():
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("text, message", [
+    ("def build(:\n", r"Importing '.*bad\.py' raised SyntaxError: .*line 1\)"),
+    ("import no_such_package_here\n", "Cannot import '.*bad.py': No module named"),
+    ("raise RuntimeError('no GPU here')\n", "raised RuntimeError: no GPU here"),
+    ("def build():\n    raise ValueError('bad width')\n",
+     r"'.*bad\.py:build' raised ValueError: bad width"),
+])
+def test_a_model_file_that_fails_is_one_line(tmp_path, text, message):
+    (tmp_path / "bad.py").write_text(text)
+    result = runner.invoke(app, ["inspect", f"{tmp_path / 'bad.py'}:build",
+                                 "--input-shape", "1,3,8,8"])
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and re.search(message, lines[0]), result.output
+
+
+def test_a_module_spec_is_found_from_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "mynets_here").mkdir()
+    (tmp_path / "mynets_here" / "__init__.py").write_text(textwrap.dedent("""
+        import torch
+        def build():
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", ".")])
+    result = runner.invoke(app, ["inspect", "mynets_here:build", "--input-shape", "1,3,6,6"])
+    assert result.exit_code == 0, result.output
+
+
 def test_bad_input_shape_is_one_line():
     for shape in ("a,b", "1,3,-5,5", ""):
         result = runner.invoke(app, ["inspect", "x.py:f", "--input-shape", shape])

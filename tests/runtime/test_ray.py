@@ -74,6 +74,14 @@ def test_a_failing_actor_is_named_with_its_frame(mode):
     torch.testing.assert_close(result.output, zoo_output("line")[0])
 
 
+@pytest.mark.parametrize("mode", ["compiled", "messages"])
+def test_actors_slower_to_start_than_the_timeout_are_named_in_one_line(mode):
+    plan = _spread_plan("line", THREE)
+    with pytest.raises(WorkerError, match="did not start within 0.001 s") as caught:
+        ew.run(plan, zoo_model("line")[1], backend="ray", mode=mode, timeout_s=0.001)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
     plan = _spread_plan("two_branch", THREE)

@@ -128,8 +128,11 @@ def test_each_models_frames_run_at_their_times_on_workers(backend, request):
     if backend == "ray":
         request.getfixturevalue("ray_instance")
     graphs = [zoo_graph(n) for n in GRAPHS]
-    made = plan(graphs, "rpi4b*2@ethernet", planner="heft", workload={
+    # seed 000's memetic plan of both models: each model's pieces on both devices
+    made = plan(graphs, "rpi4b*2@ethernet", planner="mo", particles=8, loops=10, workload={
         "line": {"period_s": 0.05}, "two_branch": {"source": "rpi4b-1", "offset_s": 0.03}})
+    assert all({u.device for u in made.units if u.graph == name} == {"rpi4b-0", "rpi4b-1"}
+               for name in GRAPHS)
     result = ew.run(made, _inputs(), backend=backend, frames=3)
     for outputs in result.outputs:
         for name in GRAPHS:

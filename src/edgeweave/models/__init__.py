@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,7 +114,10 @@ def load(spec: str, input_shape: tuple[int, ...] | None = None,
     obj = getattr(_import(where), attr, None)
     if obj is None:
         raise UnknownNameError(f"'{where}' has no attribute '{attr}' (from model spec '{spec}').")
-    made = obj if isinstance(obj, nn.Module) else obj()
+    try:
+        made = obj if isinstance(obj, nn.Module) else obj()
+    except Exception as error:  # the user's factory: its failure is theirs, named in a line
+        raise ModelError(f"'{spec}' raised {_one_line(error)}") from None
     module, example = made if isinstance(made, tuple) else (made, None)
     if not isinstance(module, nn.Module):
         raise ModelError(f"'{spec}' gave a {type(module).__name__}, not a torch.nn.Module.")
@@ -125,6 +129,8 @@ def load(spec: str, input_shape: tuple[int, ...] | None = None,
 
 
 def _import(where: str):
+    """The module of a model spec: a ``.py`` file, or a module importable from the current
+    folder or the path; whatever importing it raises is named in one line."""
     try:
         if where.endswith(".py"):
             path = Path(where)
@@ -135,6 +141,20 @@ def _import(where: str):
             sys.modules.setdefault(path.stem, module)
             spec.loader.exec_module(module)
             return module
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.append(os.getcwd())  # as `python -m` would find it (last: no shadowing)
         return importlib.import_module(where)
     except ImportError as error:
         raise ModelError(f"Cannot import '{where}': {error}") from None
+    except ModelError:
+        raise
+    except Exception as error:  # the user's module failed while importing
+        raise ModelError(f"Importing '{where}' raised {_one_line(error)}") from None
+
+
+def _one_line(error: BaseException) -> str:
+    """``Kind: message`` on one line, with the file and line of a syntax error."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error.msg} ({error.filename}, line {error.lineno})"
+    message = " ".join(str(error).split())
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

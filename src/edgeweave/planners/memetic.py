@@ -26,8 +26,9 @@ Three planners, the seed's three variants: ``lo`` (layers whole, PSO-GA), ``po``
 PSO-GA) and ``mo`` (pieces, memetic). Their options: ``pieces`` (per layer; ``lo``: 1),
 ``blocks`` (k per model), ``refine`` (boundary FM while uncoarsening), ``particles``,
 ``loops``, ``patience``, ``w_max``, ``w_min``, ``evaluations`` (a budget of fitness
-evaluations, default none), ``other_sources`` (True) and, for ``mo``, ``local``
-(``particles``).
+evaluations, default none), ``other_sources`` (True), ``queue_transfers`` (True; False is
+the authors' rule, no transfer waiting for another on a link: ``planners.fitness``) and,
+for ``mo``, ``local`` (``particles``).
 
 The fitness is a list schedule of the pieces on the cost model — each piece, in descending
 rank, starts when its device is free and what it reads has arrived, each transfer booked

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from pathlib import Path
 
-from edgeweave.errors import ClusterConfigError, EdgeweaveError
+from edgeweave.errors import ClusterConfigError, EdgeweaveError, WorkerError
 from edgeweave.units import Event
 
 
@@ -98,13 +98,19 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
 
 
 def offsets_of(ray, actors: dict[str, Any], timeout_s: float) -> dict[str, float]:
-    """Each actor's clock minus the driver's, from the fastest of a few round trips."""
+    """Each actor's clock minus the driver's, from the fastest of a few round trips (the
+    first also waits for the actor to start: one that does not within ``timeout_s`` is
+    named)."""
     offsets = {}
     for device, actor in actors.items():
         trips = []
         for _ in range(5):
             before = time.time()
-            theirs = ray.get(actor.clock.remote(), timeout=timeout_s)
+            try:
+                theirs = ray.get(actor.clock.remote(), timeout=timeout_s)
+            except ray.exceptions.GetTimeoutError:
+                raise WorkerError(f"The actor of device '{device}' did not start within "
+                                  f"{timeout_s:g} s (the run's timeout_s).") from None
             after = time.time()
             trips.append((after - before, theirs - (before + after) / 2))
         offsets[device] = min(trips)[1]

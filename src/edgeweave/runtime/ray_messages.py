@@ -189,7 +189,8 @@ def execute(ray, plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]
             ray.get([actor.connect.remote(actors) for actor in actors.values()],
                     timeout=timeout_s)
         except ray.exceptions.GetTimeoutError:
-            raise WorkerError(f"The actors did not start within {timeout_s:.0f} s.") from None
+            raise WorkerError(f"The actors did not start within {timeout_s:g} s (the run's "
+                              "timeout_s).") from None
         except ray.exceptions.RayActorError as error:
             raise WorkerError(f"An actor died before the first frame, loading its plan: "
                               f"{first_line(error)}") from None
