@@ -7,6 +7,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -267,3 +268,20 @@ def test_the_ray_backend_without_ray_says_what_to_install(monkeypatch):
     with pytest.raises(ew.EdgeweaveError, match="The ray backend needs Ray, which is not "
                                                 "installed: pip install 'edgeweave\\[ray\\]'"):
         ew.run(plan, zoo_model("line")[1], backend="ray")
+
+
+def test_a_script_without_a_main_guard_gets_one_line(tmp_path):
+    # spawned workers re-run the script: each leaves quietly, the run names the cause
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import edgeweave as ew\n"
+        "module, x = ew.models.get('line')\n"
+        "plan = ew.plan(ew.trace(module, x), 'rpi4b*2@wifi', planner='equal-split')\n"
+        "try:\n"
+        "    ew.run(plan, x, backend='local')\n"
+        "except ew.EdgeweaveError as error:\n"
+        "    print(error)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and "needs `if __name__ == '__main__':`" in lines[0], lines

@@ -42,6 +42,10 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             on_frame: Callable[[int], None] | None = None,
             options: LocalOptions = LocalOptions()) -> Measured:
     """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes."""
+    if getattr(mp.current_process(), "_inheriting", False):
+        # a worker being spawned re-runs a script that has no `__main__` guard: it leaves
+        # quietly, and the run that spawned it names the cause (``_Processes.hint``)
+        raise SystemExit(1)
     context = mp.get_context("spawn")
     names = [COORDINATOR, *plan.order]
     pipes = {(a, b): context.Pipe(duplex=False) for a in names for b in names if a != b}
