@@ -4,7 +4,10 @@ the model's outputs in both modes, and failures are named."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -166,3 +169,35 @@ def test_a_device_whose_units_read_nothing_runs_its_frames(mode, ray_instance):
     result = ew.run(plan, x, backend="ray", mode=mode, frames=2)
     for output in result.outputs:
         torch.testing.assert_close(output, module(x))
+
+
+def _driver(tmp_path, body: str, env: dict[str, str]) -> list[str]:
+    """The lines a separate driver script prints, running ``body`` on the line model."""
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import ray\n"  # imported before edgeweave, as a Ray user's script may
+        "import edgeweave as ew\n"
+        "if __name__ == '__main__':\n"
+        "    module, x = ew.models.get('line')\n"
+        "    plan = ew.plan(ew.trace(module, x), 'rpi4b*2@wifi', planner='equal-split')\n"
+        "    try:\n"
+        f"        {body}\n"
+        "    except ew.EdgeweaveError as error:\n"
+        "        print(error)\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env=env)
+    return (done.stdout + done.stderr).strip().splitlines()
+
+
+def test_a_driver_that_imported_ray_first_runs_with_token_auth(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    lines = _driver(tmp_path, "print(tuple(ew.run(plan, x, backend='ray').output.shape))", env)
+    assert lines == ["(1, 10)"]
+
+
+def test_a_driver_without_the_token_is_one_line(tmp_path, ray_instance):
+    address = ray_instance.get_runtime_context().gcs_address
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
+           "HOME": str(tmp_path)}  # no ~/.ray/auth_token there
+    lines = _driver(tmp_path, f"ew.run(plan, x, backend='ray', address={address!r})", env)
+    assert len(lines) == 1 and f"Could not join the Ray cluster at '{address}'" in lines[0], lines

@@ -19,14 +19,21 @@ from edgeweave.units import Event
 
 
 def import_ray():
-    """Ray, imported with token authentication on unless the environment says otherwise
-    (Ray reads the mode when it is imported), as ``edgeweave worker`` starts the nodes."""
+    """Ray, with token authentication on unless the environment says otherwise, as
+    ``edgeweave worker`` starts the nodes. Ray reads the mode when it is imported: where the
+    caller imported it first (and has not joined a cluster), its configuration is read
+    again, so that the driver speaks as the instance it starts."""
+    imported_first = "ray" in sys.modules and "RAY_AUTH_MODE" not in os.environ
     os.environ.setdefault("RAY_AUTH_MODE", "token")
     try:
         import ray
     except ImportError:
         raise EdgeweaveError("The ray backend needs Ray, which is not installed: pip install "
                              "'edgeweave[ray]' -c constraints.txt.") from None
+    if imported_first and not ray.is_initialized():
+        from ray._raylet import Config  # what Ray's own tests use to switch the mode
+
+        Config.initialize("")
     return ray
 
 
@@ -72,7 +79,7 @@ def connect(ray, devices: Sequence[str], address: str | None) -> bool:
     elif started:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="error")
-        except (ConnectionError, RuntimeError) as error:
+        except (ConnectionError, RuntimeError, ray.exceptions.AuthenticationError) as error:
             raise ClusterConfigError(
                 f"Could not join the Ray cluster at '{address}': {first_line(error)} — is "
                 "the head's token here (~/.ray/auth_token or RAY_AUTH_TOKEN)?") from None
