@@ -85,6 +85,9 @@ def _reported() -> Iterator[None]:
     except EdgeweaveError as error:
         errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True)
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C: the run has stopped its workers on the way out
+        errors.print("[bold red]interrupted[/]", highlight=False, markup=True)
+        raise typer.Exit(130) from None
     except OSError as error:  # an output under a file, a folder not writable, …
         if error.filename is None:
             raise

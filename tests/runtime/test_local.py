@@ -285,3 +285,39 @@ def test_a_script_without_a_main_guard_gets_one_line(tmp_path):
                           timeout=300, cwd=tmp_path)
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1 and "needs `if __name__ == '__main__':`" in lines[0], lines
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(
+                    open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+        except (OSError, IndexError):
+            pass
+    return found
+
+
+def test_ctrl_c_in_a_terminal_stops_the_run_with_one_line_and_no_process_left():
+    command = [sys.executable, "-m", "edgeweave.cli", "run", "resnet18", "-c",
+               "rpi4b*2+edge-server@wifi", "-p", "equal-split", "--backend", "local",
+               "--frames", "1000"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(run.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # three workers and multiprocessing's resource tracker
+        workers = _children(run.pid)
+        time.sleep(2.0)  # the workers run frames
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130 and err.strip() == "interrupted", err
+    deadline = time.monotonic() + 30
+    while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]

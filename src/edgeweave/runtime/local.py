@@ -21,9 +21,12 @@ device's ``DeviceWorker`` (``runtime.local_worker``), which also steals stealabl
 
 from __future__ import annotations
 
+import contextlib
 import queue
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -62,8 +65,9 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             args=(device, plan.for_device(device), inbound, outbound, emulation, beats, index))
     inbox: queue.Queue = queue.Queue()
     try:
-        for process in workers.values():
-            process.start()
+        with _ignoring_interrupts():
+            for process in workers.values():
+                process.start()
         for (a, b), (reader, writer) in pipes.items():  # keep only the coordinator's ends
             if b != COORDINATOR:
                 reader.close()
@@ -84,14 +88,35 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 pipes[COORDINATOR, device][1].send(("stop",))
             except (OSError, ValueError):
                 pass  # that worker is gone
-        for process in (p for p in workers.values() if p.pid is not None):
-            process.join(timeout=2.0)
+        started = [p for p in workers.values() if p.pid is not None]
+        deadline = time.monotonic() + STOP_S
+        for process in started:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+        for process in started:
             if process.is_alive():
                 process.kill()
                 process.join()
         for reader, writer in pipes.values():
             reader.close()
             writer.close()
+
+
+STOP_S = 1.0  # how long stopped workers may take to finish what they run, all together
+
+
+@contextlib.contextmanager
+def _ignoring_interrupts() -> Iterator[None]:
+    """Processes started inside ignore Ctrl-C (an ignored signal stays ignored across the
+    exec of a spawn), so that one Ctrl-C in a terminal reaches the run alone, which stops
+    its workers; from a thread other than the main one, signals cannot be set: nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Processes:
