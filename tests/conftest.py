@@ -57,9 +57,11 @@ def ray_instance():
     """One local Ray instance for the whole test session (address="local": a stale cluster
     is never joined), offering the resource of every device in ``RAY_DEVICES``."""
     ray = pytest.importorskip("ray")
-    from edgeweave.runtime.ray_cluster import resource
+    from edgeweave.runtime.ray_cluster import remove_semaphores_left, resource, semaphores
 
+    before = semaphores()
     ray.init(address="local", resources={resource(d): 1.0 for d in RAY_DEVICES},
              include_dashboard=False, log_to_driver=False, logging_level="error")
     yield ray
     ray.shutdown()
+    remove_semaphores_left(before)

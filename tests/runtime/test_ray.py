@@ -17,7 +17,7 @@ import edgeweave as ew
 from edgeweave.errors import ClusterConfigError
 from edgeweave.planners import PLANNERS
 from edgeweave.errors import WorkerError
-from edgeweave.runtime.ray_cluster import worker_command
+from edgeweave.runtime.ray_cluster import semaphores, worker_command
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
 from tests.runtime.test_local import KINDS, THREE, _faulty_plan, _spread_plan, ran
@@ -191,8 +191,11 @@ def _driver(tmp_path, body: str, env: dict[str, str]) -> list[str]:
 
 def test_a_driver_that_imported_ray_first_runs_with_token_auth(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    before = semaphores()
     lines = _driver(tmp_path, "print(tuple(ew.run(plan, x, backend='ray').output.shape))", env)
     assert lines == ["(1, 10)"]
+    # a compiled graph's channels leave no semaphore once the run's own instance stops
+    assert semaphores() - before == set()
 
 
 def test_a_driver_without_the_token_is_one_line(tmp_path, ray_instance):

@@ -54,7 +54,8 @@ from edgeweave.planners.recover import without
 from edgeweave.runtime import ray_messages
 from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs, keep_freed_memory
 from edgeweave.runtime.ray_cluster import (connect, first_line, import_ray, offsets_of,
-                                           on_driver_clock, resource)
+                                           on_driver_clock, remove_semaphores_left, resource,
+                                           semaphores)
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
 from edgeweave.units import Event, Plan, Timeline, arrival_times
@@ -155,6 +156,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     if mode == "auto":
         mode = "messages" if plan.pool else "compiled"
     ray = import_ray()
+    left = semaphores()
     started = connect(ray, list(plan.order), options.address)
     if mode == "messages":
         try:
@@ -163,6 +165,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         finally:
             if started:
                 ray.shutdown()
+                remove_semaphores_left(left)
     session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute,
                        arrival_times(plan.streams, len(frames), interval_s))
     finished: list[list[tuple]] = []
@@ -189,6 +192,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         session.close()
         if started:
             ray.shutdown()
+            remove_semaphores_left(left)
     start, offsets = session.start_s, session.offsets
     outputs, recorded = [], list(session.recovered)
     for reports in finished:

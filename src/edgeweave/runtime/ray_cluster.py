@@ -104,6 +104,26 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
                                  "start it with `ray start --head` on the gateway.") from None
 
 
+SHARED_MEMORY = Path("/dev/shm")
+
+
+def semaphores() -> set[str]:
+    """The named semaphores of Ray's compiled-graph channels now in /dev/shm."""
+    try:
+        return {n for n in os.listdir(SHARED_MEMORY) if n.startswith(("sem.obj", "sem.hdr"))}
+    except OSError:
+        return set()
+
+
+def remove_semaphores_left(before: set[str]) -> None:
+    """Remove the channel semaphores that appeared since ``before`` and whose process (a
+    raylet) has ended: Ray leaves them behind when the instance a run started stops."""
+    for name in semaphores() - before:
+        pid = name[len("sem.obj"):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            (SHARED_MEMORY / name).unlink(missing_ok=True)
+
+
 def offsets_of(ray, actors: dict[str, Any], timeout_s: float) -> dict[str, float]:
     """Each actor's clock minus the driver's, from the fastest of a few round trips (the
     first also waits for the actor to start: one that does not within ``timeout_s`` is
