@@ -91,6 +91,26 @@ def test_a_module_spec_is_found_from_the_current_folder(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
 
 
+def test_plan_compare_and_run_take_an_input_shape_and_leaves(tmp_path):
+    source = tmp_path / "own.py"
+    source.write_text(textwrap.dedent("""
+        import torch
+        class Gate(torch.nn.Module):  # control flow on a value: only whole, as a leaf
+            def forward(self, x):
+                return x * 2 if float(x.sum()) > -1e9 else x
+        def build():
+            return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), Gate(), torch.nn.Conv2d(4, 4, 3))
+    """))
+    common = ["-c", "rpi4b*2@wifi", "--input-shape", "1,3,16,16", "--leaf", "1"]
+    for args in (["plan", f"{source}:build", "-p", "equal-split"],
+                 ["compare", f"{source}:build", "--planners", "local,equal-split"],
+                 ["run", f"{source}:build", "-p", "equal-split", "--backend", "inline",
+                  "--check"]):
+        result = runner.invoke(app, [*args, *common, "--json"])
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["max_abs_error"] == 0.0
+
+
 def test_bad_input_shape_is_one_line():
     for shape in ("a,b", "1,3,-5,5", ""):
         result = runner.invoke(app, ["inspect", "x.py:f", "--input-shape", shape])

@@ -72,6 +72,11 @@ BackendOption = Annotated[str, typer.Option(
 AddressOption = Annotated[str | None, typer.Option(
     help="ray: the head HEAD:PORT of a Ray cluster whose nodes joined with `edgeweave "
          "worker` (default: a Ray instance started here for the run).")]
+InputShapeOption = Annotated[str | None, typer.Option(
+    help="Input shape for your own model when its factory gives no example, e.g. "
+         "1,3,224,224 (every model given).")]
+LeafOption = Annotated[list[str] | None, typer.Option(
+    help="A submodule to keep whole (one that torch.fx cannot trace); repeatable.")]
 ModelArgument = Annotated[str, typer.Argument(
     help="A zoo model name (see `edgeweave models`), or your own model as "
          "package.module:factory or path/to/file.py:factory; several joined by commas "
@@ -164,16 +169,18 @@ class Loaded:
     graph: LayerGraph
 
 
-def load_workload(specs: str, seed: int = 0) -> list[Loaded]:
-    """The models of ``specs`` (comma-separated), each traced once; a spec given twice gets
-    its copies named ``spec#1``, ``spec#2``…"""
+def load_workload(specs: str, seed: int = 0, input_shape: str | None = None,
+                  leaves: list[str] | None = None) -> list[Loaded]:
+    """The models of ``specs`` (comma-separated), each traced once (``input_shape`` and
+    ``leaves`` as ``load`` takes them); a spec given twice gets its copies named
+    ``spec#1``, ``spec#2``…"""
     names = [spec.strip() for spec in specs.split(",") if spec.strip()]
     if not names:
         raise EdgeweaveError("No model given.")
     loaded = []
     for index, spec in enumerate(names):
         name = spec if names.count(spec) == 1 else f"{spec}#{names[:index].count(spec) + 1}"
-        module, inputs, graph = load(spec, seed=seed)
+        module, inputs, graph = load(spec, input_shape, leaves, seed)
         loaded.append(Loaded(name, spec, module, inputs,
                              graph if name == spec else dataclasses.replace(graph, name=name)))
     return loaded
@@ -238,11 +245,7 @@ def models_command(as_json: JsonOption = False) -> None:
 def inspect(
     model: ModelArgument,
     as_json: JsonOption = False,
-    input_shape: Annotated[str | None, typer.Option(
-        help="Input shape for your own model when its factory gives no example, e.g. "
-             "1,3,224,224.")] = None,
-    leaf: Annotated[list[str] | None, typer.Option(
-        help="A submodule to keep whole (one that torch.fx cannot trace); repeatable.")] = None,
+    input_shape: InputShapeOption = None, leaf: LeafOption = None,
     seed: Annotated[int, typer.Option(help="Seed of the weights and example input.")] = 0,
 ) -> None:
     """Trace a model and show its layers with shapes, FLOPs and bytes, and the totals."""
@@ -458,6 +461,7 @@ def plan_command(
     model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
     seed: SeedOption = 0, option: PlannerOptions = None, source: SourceOption = None,
     period: PeriodOption = None, deadline: DeadlineOption = None, weight: WeightOption = None,
+    input_shape: InputShapeOption = None, leaf: LeafOption = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Save the plan (JSON).")] = None,
     partition_map: Annotated[str | None, typer.Option(
         "--map", help="Draw the partition map (PNG): which device computes which part of "
@@ -467,7 +471,7 @@ def plan_command(
     """Plan a model (or several at once) on a cluster; show where the units go and the
     predicted latency."""
     with _reported():
-        workload = load_workload(model, seed)
+        workload = load_workload(model, seed, input_shape, leaf)
         made, planning_s = _plan(workload, cluster, planner, seed, option,
                                  streams_of(workload, source, period, deadline, weight))
         timeline = simulate_plan(made)
@@ -559,13 +563,14 @@ def compare(
     planners: Annotated[str | None, typer.Option(help="Comma-separated planners (default: all).")]
     = None,
     seed: SeedOption = 0, source: SourceOption = None, period: PeriodOption = None,
-    deadline: DeadlineOption = None, weight: WeightOption = None, as_json: JsonOption = False,
+    deadline: DeadlineOption = None, weight: WeightOption = None,
+    input_shape: InputShapeOption = None, leaf: LeafOption = None, as_json: JsonOption = False,
 ) -> None:
     """Every registered planner on one model (or several at once) and cluster: predicted
     latency, bytes, planning time."""
     names = planners.split(",") if planners else list(PLANNERS)
     with _reported(), Progress(console=errors, transient=True) as progress:
-        workload = load_workload(model, seed)
+        workload = load_workload(model, seed, input_shape, leaf)
         rows, _ = compare_planners(workload, cluster, names, seed, progress,
                                    streams_of(workload, source, period, deadline, weight))
     if as_json:
@@ -596,12 +601,13 @@ def run(
         "--trace", help="Write predicted and measured timelines as a Chrome trace (JSON).")] = None,
     gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
     source: SourceOption = None, period: PeriodOption = None, deadline: DeadlineOption = None,
-    weight: WeightOption = None, as_json: JsonOption = False,
+    weight: WeightOption = None, input_shape: InputShapeOption = None, leaf: LeafOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Plan a model (or several at once) and really execute the plan; --check compares with
     the models themselves."""
     with _reported():
-        workload = load_workload(model, seed)
+        workload = load_workload(model, seed, input_shape, leaf)
         inputs = _inputs(workload)
         made, _ = _plan(workload, cluster, planner, seed, option,
                         streams_of(workload, source, period, deadline, weight))
