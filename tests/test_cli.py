@@ -258,14 +258,25 @@ def test_run_on_the_ray_backend_prints_predicted_and_measured(ray_instance):
     assert re.search(r"measured \(ray backend \(plain\), [123] actors?\)", result.stdout)
 
 
-def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path):
+def test_profile_on_every_device_writes_a_cluster_that_plans_with_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["profile", "line", "-c", "rpi4b+edge-server@wifi", "-o",
-                                 str(tmp_path), "--repeats", "1", "--warmup", "0", "--json"])
+                                 "written", "--repeats", "1", "--warmup", "0", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data["devices"]) == {"rpi4b", "edge-server"}
     assert data["devices"]["rpi4b"]["host"].startswith("rpi4b on ")
-    cluster = ew.Cluster.load(data["cluster"])
+    # the file names its profiles relative to itself: the folder moves, and is read from
+    # anywhere; a plan saved with it holds absolute paths
+    (tmp_path / "written").rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path / "moved")
+    cluster = ew.Cluster.load(tmp_path / "moved" / "cluster.yaml")
+    tmp_path = tmp_path / "moved"
+    monkeypatch.chdir("/")
+    graph = ew.trace(*ew.models.get("line"))
+    serialize.save(ew.plan(graph, cluster, planner="neurosurgeon"), tmp_path / "plan.json")
+    saved = serialize.load(tmp_path / "plan.json", graphs={graph.name: graph})
+    assert ew.simulate(saved).latency_s[0] > 0
     assert all(d.profile for d in cluster.devices)
     cost = ew.CostModel.for_cluster(cluster)
     graph = ew.trace(*ew.models.get("line"))

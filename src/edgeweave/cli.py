@@ -315,9 +315,8 @@ def _profile_cluster(model, graph, inputs, cluster_spec, backend, address, outpu
                      warmup, as_json) -> None:
     from pathlib import Path
 
-    import yaml
-
     from edgeweave.cluster import Cluster
+    from edgeweave.cluster import config as cluster_config
     from edgeweave.runtime.profiling import cluster_with_profiles, profile_devices
 
     loaded = Cluster.load(cluster_spec)
@@ -328,7 +327,7 @@ def _profile_cluster(model, graph, inputs, cluster_spec, backend, address, outpu
         profiles = profile_devices(graph, inputs, loaded, backend, repeats, warmup, address,
                                    progress=lambda _: bar.advance(task))
     profiled = cluster_with_profiles(loaded, profiles, directory)
-    (directory / "cluster.yaml").write_text(yaml.safe_dump(profiled.to_dict(), sort_keys=False))
+    cluster_config.save(profiled, directory / "cluster.yaml")
     totals = {d: sum(p.layer_s.values()) for d, p in profiles.items()}
     if as_json:
         _echo_json({"model": model, "cluster": str(directory / "cluster.yaml"),
@@ -362,9 +361,8 @@ def calibrate_command(
     each device's worker; write a cluster whose cost model predicts that backend."""
     from pathlib import Path
 
-    import yaml
-
     from edgeweave.cluster import Cluster
+    from edgeweave.cluster import config as cluster_config
     from edgeweave.runtime.calibrate import calibrate
 
     with _reported():
@@ -378,7 +376,7 @@ def calibrate_command(
             calibrated = calibrate(graph, inputs, loaded, backend, emulate, repeats,
                                    path.with_name(path.stem + "-profiles"), address,
                                    progress=lambda _: bar.advance(task))
-        path.write_text(yaml.safe_dump(calibrated.to_dict(), sort_keys=False))
+        cluster_config.save(calibrated, path)
     if as_json:
         _echo_json({"model": model, "cluster": str(path), **calibrated.to_dict()})
         return

@@ -85,14 +85,31 @@ def load(source: str | Path | Mapping[str, Any] | Cluster) -> Cluster:
     if isinstance(source, Cluster):
         return source
     if isinstance(source, Mapping):
-        return _from_spec(_validate(source, "cluster description"))
+        return _from_spec(_validate(source, "cluster description"), Path.cwd())
     text = str(source)
     if Path(text).is_dir():
         raise ClusterConfigError(f"'{text}' is a folder; give a cluster file (.yaml) or an "
                                  "expression such as 'rpi4b*2+edge-server@wifi'.")
     if isinstance(source, Path) or text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        return _from_spec(_validate(_read_yaml(Path(text)), f"cluster file '{text}'"))
+        # a profile named relative to the file is found wherever the file is read from
+        return _from_spec(_validate(_read_yaml(Path(text)), f"cluster file '{text}'"),
+                          Path(text).resolve().parent)
     return _from_expression(text)
+
+
+def save(cluster: Cluster, path: str | Path) -> None:
+    """Write ``cluster`` as a YAML file that ``load`` reads back to an equal cluster, its
+    profiles named relative to the file's folder (the folder can move as a whole)."""
+    import os
+
+    import yaml
+
+    path = Path(path)
+    data = to_dict(cluster)
+    for device in data["devices"]:
+        if device["profile"]:
+            device["profile"] = os.path.relpath(device["profile"], path.resolve().parent)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def to_dict(cluster: Cluster) -> dict[str, Any]:
@@ -134,8 +151,10 @@ def _validate(data: Any, where: str) -> ClusterSpec:
         raise ClusterConfigError(f"Invalid {where}: {problems}.") from None
 
 
-def _from_spec(spec: ClusterSpec) -> Cluster:
-    devices = tuple(_device(d) for d in spec.devices)
+def _from_spec(spec: ClusterSpec, base: Path | None = None) -> Cluster:
+    """The cluster of a validated description; relative profile paths are taken from
+    ``base`` and held absolute."""
+    devices = tuple(_device(d, base) for d in spec.devices)
     names = [d.name for d in devices]
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
@@ -161,10 +180,12 @@ def _from_spec(spec: ClusterSpec) -> Cluster:
     return Cluster(spec.name, devices, tuple(links))
 
 
-def _device(spec: DeviceSpec) -> Device:
+def _device(spec: DeviceSpec, folder: Path | None) -> Device:
     base: dict[str, Any] = dict(_preset(presets.DEVICES, spec.preset, "device")) if spec.preset else {}
     overrides = spec.model_dump(exclude={"name", "preset"}, exclude_none=True)
     fields = {**base, **overrides}
+    if folder is not None and "profile" in fields:
+        fields["profile"] = str((folder / fields["profile"]).resolve())
     missing = [f for f in ("flops_per_s", "memory_bytes_per_s", "layer_overhead_s",
                            "memory_bytes") if f not in fields]
     if missing:

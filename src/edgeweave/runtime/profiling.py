@@ -100,7 +100,7 @@ def cluster_with_profiles(cluster: Cluster, profiles: dict[str, ModelProfile],
         if device.name in profiles:
             path = directory / f"{device.name}.json"
             save([profiles[device.name]], path)
-            device = dataclasses.replace(device, profile=str(path), profile_scale=1.0)
+            device = dataclasses.replace(device, profile=str(path.resolve()), profile_scale=1.0)
         devices.append(device)
     return dataclasses.replace(cluster, devices=tuple(devices))
 
