@@ -143,6 +143,20 @@ def test_profile_writes_a_profile_the_cost_model_reads(tmp_path):
     assert [p.model for p in profiles.values()] == ["line"]
 
 
+def test_a_saved_plan_of_two_models_runs_from_its_file(tmp_path):
+    saved = tmp_path / "plan.json"
+    result = runner.invoke(app, ["plan", "line,two_branch", "-c", "rpi4b*2@wifi", "-p",
+                                 "equal-split", "--source", "two_branch=rpi4b-1", "-o",
+                                 str(saved)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["run", str(saved), "--backend", "inline", "--check", "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["planner"] == "equal-split" and figures["max_abs_error"] < 1e-5
+    result = runner.invoke(app, ["run", "line", "--backend", "inline"])
+    assert result.exit_code == 1 and "--cluster is needed" in result.output
+
+
 def test_plan_then_simulate_with_a_gantt_chart(tmp_path):
     plan_file, chart = tmp_path / "plan.json", tmp_path / "g.png"
     result = runner.invoke(app, ["plan", "two_branch", "-c", "rpi4b+edge-server@wifi",

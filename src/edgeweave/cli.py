@@ -72,6 +72,8 @@ BackendOption = Annotated[str, typer.Option(
 AddressOption = Annotated[str | None, typer.Option(
     help="ray: the head HEAD:PORT of a Ray cluster whose nodes joined with `edgeweave "
          "worker` (default: a Ray instance started here for the run).")]
+TrustOption = Annotated[bool, typer.Option(
+    "--trust", help="Load models a saved plan names by module or file (runs that code).")]
 InputShapeOption = Annotated[str | None, typer.Option(
     help="Input shape for your own model when its factory gives no example, e.g. "
          "1,3,224,224 (every model given).")]
@@ -184,6 +186,22 @@ def load_workload(specs: str, seed: int = 0, input_shape: str | None = None,
         loaded.append(Loaded(name, spec, module, inputs,
                              graph if name == spec else dataclasses.replace(graph, name=name)))
     return loaded
+
+
+def _saved(path: str, trust: bool, seed: int) -> tuple[Plan, list[Loaded]]:
+    """A saved plan and its models (their modules and example inputs), by the plan's specs."""
+    made = serialize.load(path, trust_specs=trust)
+    workload = []
+    for name, graph in made.graphs.items():
+        spec = made.models.get(name)
+        if spec is None:
+            raise EdgeweaveError(f"The plan's model '{name}' names no spec to load it by: run "
+                                 "it from Python, with its inputs.")
+        shape = graph[graph.inputs[0]].output_shape if graph.inputs else None
+        module, example = models.load(spec, shape, seed)
+        inputs = example if isinstance(example, tuple) else (example,)
+        workload.append(Loaded(name, spec, module, inputs, graph))
+    return made, workload
 
 
 def streams_of(workload: list[Loaded], source: str | None = None, period: str | None = None,
@@ -501,9 +519,7 @@ def plan_command(
 def simulate(
     plan_file: Annotated[str, typer.Argument(help="A plan saved by `edgeweave plan -o`.")],
     frames: FramesOption = 1, interval: IntervalOption = None, gantt: GanttOption = None,
-    trust: Annotated[bool, typer.Option(
-        "--trust", help="Load models the plan names by module or file (runs that code).")
-    ] = False,
+    trust: TrustOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a saved plan: latency per frame, throughput, busy time, bytes moved."""
@@ -579,7 +595,13 @@ def compare(
 
 @app.command()
 def run(
-    model: ModelArgument, cluster: ClusterOption, planner: PlannerOption = "neurosurgeon",
+    model: Annotated[str, typer.Argument(
+        help="What `plan` takes (zoo names or your models, comma-separated), or a plan saved "
+             "by `edgeweave plan -o` (a .json file: no --cluster or --planner then).")],
+    cluster: Annotated[str | None, typer.Option(
+        "--cluster", "-c", help="Cluster expression (rpi4b+edge-server@wifi) or YAML file.")]
+    = None,
+    planner: PlannerOption = "neurosurgeon",
     backend: BackendOption = "local", frames: FramesOption = 1,
     interval: IntervalOption = None,
     emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
@@ -600,15 +622,22 @@ def run(
     gantt: GanttOption = None, seed: SeedOption = 0, option: PlannerOptions = None,
     source: SourceOption = None, period: PeriodOption = None, deadline: DeadlineOption = None,
     weight: WeightOption = None, input_shape: InputShapeOption = None, leaf: LeafOption = None,
-    as_json: JsonOption = False,
+    trust: TrustOption = False, as_json: JsonOption = False,
 ) -> None:
-    """Plan a model (or several at once) and really execute the plan; --check compares with
-    the models themselves."""
+    """Plan a model (or several at once) and really execute the plan, or execute a saved
+    plan; --check compares with the models themselves."""
     with _reported():
-        workload = load_workload(model, seed, input_shape, leaf)
+        if model.endswith(".json"):
+            made, workload = _saved(model, trust, seed)
+            planner = made.planner
+        else:
+            if cluster is None:
+                raise EdgeweaveError("--cluster is needed to plan the model(s); or give a plan "
+                                     "saved by `edgeweave plan -o`.")
+            workload = load_workload(model, seed, input_shape, leaf)
+            made, _ = _plan(workload, cluster, planner, seed, option,
+                            streams_of(workload, source, period, deadline, weight))
         inputs = _inputs(workload)
-        made, _ = _plan(workload, cluster, planner, seed, option,
-                        streams_of(workload, source, period, deadline, weight))
         with Progress(console=errors, transient=True) as bar:
             task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
                                 total=frames)
