@@ -121,6 +121,27 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
     assert max(kept.values()) == 1
 
 
+@pytest.mark.parametrize("mode", ["compiled", "messages"])
+def test_two_actors_killed_at_once_lose_no_frame(mode, ray_instance):
+    plan = _spread_plan("two_branch", FOUR)
+
+    def kill_two(frame):
+        if frame == 0:
+            for name in [n for n in ray_instance.util.list_named_actors()
+                         if n.startswith(("edgeweave-rpi4b-0-", "edgeweave-rpi4b-1-"))]:
+                ray_instance.kill(ray_instance.get_actor(name))
+
+    module = zoo_model("two_branch")[0]
+    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+              for i in range(6)]
+    result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.3,
+                    on_frame=kill_two)
+    for output, frame in zip(result.outputs, frames, strict=True):
+        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+    lost = " ".join(result.faults)
+    assert "'rpi4b-0'" in lost and "'rpi4b-1'" in lost
+
+
 def test_a_device_no_node_offers_is_a_config_error():
     plan = ew.plan(zoo_graph("line"), "jetson-nano+edge-server@wifi", planner="neurosurgeon")
     with pytest.raises(ClusterConfigError, match="No Ray node offers device\\(s\\) jetson-nano:"

@@ -276,8 +276,11 @@ class _Session:
         dead = self._dead(error, detect_s)
         for device, actor in self.actors.items():  # events whose returns were dropped
             if device not in dead:
-                self.recovered.extend(self.ray.get(actor.logged.remote(frame),
-                                                   timeout=self.timeout_s))
+                try:
+                    self.recovered.extend(self.ray.get(actor.logged.remote(frame),
+                                                       timeout=self.timeout_s))
+                except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
+                    dead.append(device)  # lost since it answered its ping
         if not dead:
             raise WorkerError(f"An actor failed on frame {frame}: {first_line(error)}")
         self.lost |= set(dead)
@@ -296,18 +299,19 @@ class _Session:
                    for device, actor in self.actors.items()]
         self.ray.get(updates, timeout=self.timeout_s)
         self.runner = self._runner()
-        return (f"device '{dead[0]}' died during frame {frame}; its {len(moved)} unit(s) "
-                f"moved to '{adopter}' and recomputed from what the survivors held")
+        who = " and ".join(f"'{device}'" for device in dead)
+        return (f"device {who} died during frame {frame}; {len(moved)} unit(s) moved to "
+                f"'{adopter}' and recomputed from what the survivors held")
 
     def _dead(self, error, detect_s: float) -> list[str]:
-        """The devices whose actor died: the one ``error`` names, else those that do not
-        answer a ping within ``detect_s``."""
+        """The devices whose actor died: the one ``error`` names, and every other that does
+        not answer a ping within ``detect_s`` (several may die at once)."""
         named = [d for d, a in self.actors.items()  # handles show their id only privately
                  if a._actor_id.hex() == getattr(error, "actor_id", None)]
-        if named:
-            return named
-        dead = []
+        dead = list(named)
         for device, actor in self.actors.items():
+            if device in named:
+                continue
             try:
                 self.ray.get(actor.clock.remote(), timeout=detect_s)
             except Exception:  # died, or stopped answering: lost either way
