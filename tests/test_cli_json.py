@@ -1,8 +1,8 @@
 """Every ``--json`` command that solves, shows progress or runs workers, run as a user
 scripts it (another process, its stdout a file): stdout holds one JSON document and
-nothing else — no solver banner, no progress bar. (``models``, ``inspect`` and ``demo``
-print through the same ``_echo_json``; ``tests/test_cli.py`` reads their JSON in process,
-and ``plan`` and ``compare`` here run the planners the demo runs.)"""
+nothing else — no solver banner, no progress bar. (``models``, ``inspect``, ``demo`` and
+``reproduce`` print through the same ``_echo_json``; ``tests/test_cli.py`` reads their JSON
+in process, and ``plan`` and ``compare`` here run the planners the demo runs.)"""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ def _commands(tmp):
         "run": ["run", "line", "-c", CLUSTER, "--frames", "2", "--check"],
         "calibrate": ["calibrate", "line", "-c", CLUSTER, "-o", str(tmp / "calibrated.yaml"),
                       "--repeats", "1"],
-        "reproduce": ["reproduce", "wang2021", "--out", str(tmp / "wang2021.md")],
     }
 
 

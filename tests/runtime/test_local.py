@@ -301,15 +301,14 @@ def _children(pid: int) -> list[int]:
 
 
 def test_ctrl_c_in_a_terminal_stops_the_run_with_one_line_and_no_process_left():
-    command = [sys.executable, "-m", "edgeweave.cli", "run", "resnet18", "-c",
-               "rpi4b*2+edge-server@wifi", "-p", "equal-split", "--backend", "local",
-               "--frames", "1000"]
+    command = [sys.executable, "-m", "edgeweave.cli", "run", "two_branch", "-c",
+               "rpi4b*2@wifi", "-p", "equal-split", "--backend", "local", "--frames", "100000"]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(_children(run.pid)) < 4 and time.monotonic() < deadline:
-            time.sleep(0.1)  # three workers and multiprocessing's resource tracker
+        while len(_children(run.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # two workers and multiprocessing's resource tracker
         workers = _children(run.pid)
         time.sleep(2.0)  # the workers run frames
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
