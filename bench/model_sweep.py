@@ -2,7 +2,8 @@
 timm, segmentation_models_pytorch, MONAI, efficientnet_pytorch, Hugging Face transformers,
 Ultralytics; random weights, small inputs) captured, its FLOPs counted against torch's own
 counter, planned by every planner and run inline against the model's output, and one split
-plan (EdgeFlow's) run on the local backend.
+plan (EdgeFlow's) run on the local backend and on Ray actors (one Ray instance for the
+sweep, its workers started with the sweep's torchvision tolerance).
 
 Writes the "sweep" section of docs/models.md. The suite runs a fast subset of the same
 check (``tests/sweep``); ``pytest -m sweep`` runs the rest.
@@ -20,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sections import write_section
 from tests.sweep.catalogue import CATALOGUE, import_tolerantly
-from tests.sweep.check import CLUSTER, Result, check
+from tests.sweep.check import CLUSTER, Result, check, workers_tolerate_torchvision
 
 MODELS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 
@@ -28,7 +29,7 @@ MODELS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 def _row(result: Result) -> str:
     entry = result.entry
     if result.refusal:
-        return f"| {entry.library} | `{entry.name}` | refused | | | | | {result.refusal} |"
+        return f"| {entry.library} | `{entry.name}` | refused | | | | | | {result.refusal} |"
     outcomes = list(result.planners.values())
     ok = sum(o == "ok" for o in outcomes)
     refused = [f"{name}: {o.removeprefix('refused: ')}" for name, o in result.planners.items()
@@ -36,17 +37,32 @@ def _row(result: Result) -> str:
     notes = "; ".join(result.defects + refused)
     return (f"| {entry.library} | `{entry.name}` | {result.captured_by} | {result.layers} | "
             f"{result.flops_ratio:.3f} | {ok}/{len(outcomes)} | {result.local or '-'} | "
-            f"{notes.replace('|', '/')} |")
+            f"{result.ray or '-'} | {notes.replace('|', '/')} |")
 
 
 def main(names: list[str]) -> None:
+    from edgeweave.cluster import Cluster
+    from edgeweave.runtime.ray_cluster import import_ray, resource
+
     entries = [e for e in CATALOGUE if not names or e.name in names]
+    ray = import_ray()
+    with workers_tolerate_torchvision():  # the instance's workers inherit the path
+        ray.init(address="local", include_dashboard=False, log_to_driver=False,
+                 logging_level="error",
+                 resources={resource(d): 1.0 for d in Cluster.load(CLUSTER).names})
+    try:
+        _sweep(entries, names)
+    finally:
+        ray.shutdown()
+
+
+def _sweep(entries, names: list[str]) -> None:
     results = []
     for entry in entries:
         if import_tolerantly(entry.module) is None:
             print(f"{entry.id}: not installed", flush=True)
             continue
-        result = check(entry, local=True)
+        result = check(entry, local=True, ray=True)
         print(f"{entry.id}: {result.seconds:.0f} s {_row(result)}", flush=True)
         results.append(result)
         if not names:  # the table after each model: a long sweep stopped early still shows
@@ -62,10 +78,11 @@ def _write(results: list[Result], total: int) -> None:
         "chose, the layers, "
         "edgeweave's FLOPs over torch's `FlopCounterMode`, the planners whose inline run "
         "equals the model (the rest refused with one line, listed), and EdgeFlow's plan "
-        "on the local backend.",
+        "on the local backend and on Ray actors (the `auto` mode: a compiled graph).",
         "",
-        "| library | model | capture | layers | FLOPs / torch | planners equal | local | notes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| library | model | capture | layers | FLOPs / torch | planners equal | local | ray | "
+        "notes |",
+        "|---|---|---|---|---|---|---|---|---|",
         *(_row(r) for r in results),
     ])
     write_section("sweep", table, MODELS_PAGE)

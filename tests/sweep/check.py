@@ -1,6 +1,6 @@
 """One model of the sweep checked end to end: capture, FLOPs against torch's own counter,
-every planner's plan run inline (and, where asked, one on the local backend) against the
-model's own output."""
+every planner's plan run inline (and, where asked, one on the local backend and on Ray)
+against the model's own output."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ class Result:
     refusal: str = ""  # why capture failed: its EdgeweaveError, or "RAISED: …" (a defect)
     planners: dict[str, str] = field(default_factory=dict)
     local: str = ""
+    ray: str = ""
     seconds: float = 0.0
 
     @property
@@ -47,8 +48,9 @@ class Result:
                  if outcome.startswith(("WRONG", "RAISED"))]
         if self.refusal.startswith("RAISED"):
             found.append(f"capture: {self.refusal}")
-        if self.local.startswith(("WRONG", "RAISED")):
-            found.append(f"local backend: {self.local}")
+        for backend, outcome in (("local", self.local), ("ray", self.ray)):
+            if outcome.startswith(("WRONG", "RAISED")):
+                found.append(f"{backend} backend: {outcome}")
         if not self.refusal and not 0.9 <= self.flops_ratio <= 1.1:
             found.append(f"FLOPs {self.flops_ratio:.3f}x torch's counter")
         return found
@@ -85,9 +87,9 @@ def _outcome(action) -> str:
 
 
 @contextlib.contextmanager
-def _workers_tolerate_torchvision() -> Iterator[None]:
-    """Spawned workers start with ``worker_site/sitecustomize.py`` (and this repository)
-    on their path."""
+def workers_tolerate_torchvision() -> Iterator[None]:
+    """Spawned workers (and a Ray instance started inside: its actors) start with
+    ``worker_site/sitecustomize.py`` (and this repository) on their path."""
     saved = os.environ.get("PYTHONPATH")
     here = Path(__file__).resolve().parent
     os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -102,9 +104,11 @@ def _workers_tolerate_torchvision() -> Iterator[None]:
 
 
 def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
-          local: bool = False) -> Result:
+          local: bool = False, ray: bool = False) -> Result:
     """Capture ``entry``'s model, count its FLOPs and run each planner's plan inline (and
-    one plan on the local backend if ``local``), comparing outputs with the model's."""
+    one plan on the local backend if ``local``, on Ray actors if ``ray``: a Ray that runs
+    already, whose actors must tolerate torchvision where the model needs it), comparing
+    outputs with the model's."""
     started = time.perf_counter()
     result = Result(entry)
     torch.manual_seed(0)
@@ -129,8 +133,11 @@ def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
     for name in planners:
         result.planners[name] = _outcome(lambda: inline(name))
     if local and LOCAL_PLANNER in made:
-        with _workers_tolerate_torchvision():
+        with workers_tolerate_torchvision():
             result.local = _outcome(lambda: _compare(
                 ew.run(made[LOCAL_PLANNER], inputs, backend="local").output, expected))
+    if ray and LOCAL_PLANNER in made:
+        result.ray = _outcome(lambda: _compare(
+            ew.run(made[LOCAL_PLANNER], inputs, backend="ray").output, expected))
     result.seconds = time.perf_counter() - started
     return result
