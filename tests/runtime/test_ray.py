@@ -5,6 +5,7 @@ the model's outputs in both modes, and failures are named."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -142,6 +143,30 @@ def test_two_actors_killed_at_once_lose_no_frame(mode, ray_instance):
     assert "'rpi4b-0'" in lost and "'rpi4b-1'" in lost
 
 
+@pytest.mark.parametrize("mode", ["compiled", "plain"])
+def test_a_frozen_actor_is_found_within_the_detection_time_and_replaced(mode, ray_instance):
+    plan = _spread_plan("two_branch", THREE)
+
+    def freeze_rpi4b_1(frame):
+        if frame == 0:
+            name = next(n for n in ray_instance.util.list_named_actors()
+                        if n.startswith("edgeweave-rpi4b-1-"))
+            actor = ray_instance.get_actor(name)
+            pid = ray_instance.get(actor.__ray_call__.options(concurrency_group="ping")
+                                   .remote(lambda self: os.getpid()))
+            os.kill(pid, signal.SIGSTOP)
+
+    module = zoo_model("two_branch")[0]
+    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+              for i in range(6)]
+    # the run would stop after timeout_s (60 s) without the pings
+    result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.2,
+                    on_frame=freeze_rpi4b_1, detect_s=1.0)
+    for output, frame in zip(result.outputs, frames, strict=True):
+        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+    assert len(result.faults) == 1 and "'rpi4b-1'" in result.faults[0]
+
+
 def test_a_device_no_node_offers_is_a_config_error():
     plan = ew.plan(zoo_graph("line"), "jetson-nano+edge-server@wifi", planner="neurosurgeon")
     with pytest.raises(ClusterConfigError, match="No Ray node offers device\\(s\\) jetson-nano:"
@@ -216,7 +241,10 @@ def test_a_driver_that_imported_ray_first_runs_with_token_auth(tmp_path):
     lines = _driver(tmp_path, "print(tuple(ew.run(plan, x, backend='ray').output.shape))", env)
     assert lines == ["(1, 10)"]
     # a compiled graph's channels leave no semaphore once the run's own instance stops
-    assert semaphores() - before == set()
+    # (another Ray on this machine may hold some meanwhile: those of live processes)
+    left = {n for n in semaphores() - before
+            if not os.path.exists(f"/proc/{n[len('sem.obj'):].split('-')[0]}")}
+    assert left == set()
 
 
 def test_a_driver_without_the_token_is_one_line(tmp_path, ray_instance):

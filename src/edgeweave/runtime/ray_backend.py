@@ -43,6 +43,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -64,6 +65,7 @@ from edgeweave.units.segments import Segment, receivers, segments
 # until read, so a device can run at most one frame ahead of the driver's reading anyway.
 IN_FLIGHT = 2
 DRIVER = "<driver>"
+PING = "ping"  # the concurrency group in which an actor answers pings
 
 
 def targets(plan: Plan, segment: Segment) -> tuple[str, ...]:
@@ -167,7 +169,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
                 ray.shutdown()
                 remove_semaphores_left(left)
     session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute,
-                       arrival_times(plan.streams, len(frames), interval_s))
+                       arrival_times(plan.streams, len(frames), interval_s), detect_s)
     finished: list[list[tuple]] = []
     faults: list[str] = []
     try:
@@ -178,7 +180,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             except (ray.exceptions.RayActorError, ray.exceptions.RayChannelError) as error:
                 # a compiled graph sees a dead actor as a closed channel
                 finished.extend(session.take_results())
-                faults.append(session.recover(error, len(finished), detect_s))
+                faults.append(session.recover(error, len(finished)))
             except ray.exceptions.GetTimeoutError:
                 raise WorkerError(f"No answer for {timeout_s:.0f} s on frame "
                                   f"{len(finished) + len(session.results)}: an actor stopped "
@@ -221,9 +223,10 @@ class _Session:
     the survivors' actors go on — with what they hold — under the re-planned plan."""
 
     def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float,
-                 emulate_compute: bool, due: Mapping[str, Sequence[float]]) -> None:
+                 emulate_compute: bool, due: Mapping[str, Sequence[float]],
+                 detect_s: float) -> None:
         self.ray, self.plan, self.mode, self.emulate = ray, plan, mode, emulate_compute
-        self.on_frame, self.timeout_s = on_frame, timeout_s
+        self.on_frame, self.timeout_s, self.detect_s = on_frame, timeout_s, detect_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
         self.offsets: dict[str, float] = {}
@@ -241,8 +244,9 @@ class _Session:
         return self.runner.results if self.runner is not None else []
 
     def start(self) -> None:
-        """Start an actor on each device with units, pinned by its resource."""
-        remote = self.ray.remote(num_cpus=0)(DeviceActor)
+        """Start an actor on each device with units, pinned by its resource; it answers
+        pings on a thread of their own (``PING``), while it computes too."""
+        remote = self.ray.remote(num_cpus=0, concurrency_groups={PING: 1})(DeviceActor)
         for device, ids in self.plan.order.items():
             if ids:
                 self.actors[device] = remote.options(
@@ -257,12 +261,39 @@ class _Session:
         kind = _Compiled if self.mode == "compiled" else _Plain
         return kind(self.ray, self.plan, self.actors, self.on_frame, self.arrival)
 
+    def _watch(self, stop: threading.Event) -> None:
+        """Until ``stop``, every ``detect_s``: kill each actor that does not answer a ping
+        within ``detect_s`` — frozen, since a busy one answers on its ping thread; the
+        call the driver waits on then fails, and the run recovers as from a death."""
+        while not stop.wait(self.detect_s):
+            for device in self._silent(self.actors):
+                self.ray.kill(self.actors[device])
+
+    def _silent(self, actors: Mapping[str, Any]) -> list[str]:
+        """The devices among ``actors`` that do not answer a ping within ``detect_s``."""
+        pings = {device: actor.clock.options(concurrency_group=PING).remote()
+                 for device, actor in actors.items()}
+        silent = []
+        for device, ping in pings.items():
+            try:
+                self.ray.get(ping, timeout=self.detect_s)
+            except Exception:  # died, or stopped answering: lost either way
+                silent.append(device)
+        return silent
+
     def feed(self, frames, first: int) -> None:
         """Send frames ``first``.. and collect their results."""
         if self.origin is None:  # frames sent again after a loss keep their times
             self.origin = time.time()
         due = {m: [self.origin + s for s in seconds] for m, seconds in self.due.items()}
-        self.runner.feed(frames, first, due, self.timeout_s)
+        stop = threading.Event()  # the watcher pings while the driver waits on results
+        watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
+        watcher.start()
+        try:
+            self.runner.feed(frames, first, due, self.timeout_s)
+        finally:
+            stop.set()
+            watcher.join()
 
     def take_results(self) -> list[list[tuple]]:
         """The frames collected since the last call, in order."""
@@ -270,10 +301,10 @@ class _Session:
         self.results.clear()
         return taken
 
-    def recover(self, error, frame: int, detect_s: float) -> str:
+    def recover(self, error, frame: int) -> str:
         """Re-plan around the dead actor(s); returns the line that reports it."""
         self.runner.close()
-        dead = self._dead(error, detect_s)
+        dead = self._dead(error)
         for device, actor in self.actors.items():  # events whose returns were dropped
             if device not in dead:
                 try:
@@ -303,20 +334,12 @@ class _Session:
         return (f"device {who} died during frame {frame}; {len(moved)} unit(s) moved to "
                 f"'{adopter}' and recomputed from what the survivors held")
 
-    def _dead(self, error, detect_s: float) -> list[str]:
+    def _dead(self, error) -> list[str]:
         """The devices whose actor died: the one ``error`` names, and every other that does
         not answer a ping within ``detect_s`` (several may die at once)."""
         named = [d for d, a in self.actors.items()  # handles show their id only privately
                  if a._actor_id.hex() == getattr(error, "actor_id", None)]
-        dead = list(named)
-        for device, actor in self.actors.items():
-            if device in named:
-                continue
-            try:
-                self.ray.get(actor.clock.remote(), timeout=detect_s)
-            except Exception:  # died, or stopped answering: lost either way
-                dead.append(device)
-        return dead
+        return named + self._silent({d: a for d, a in self.actors.items() if d not in named})
 
     def close(self) -> None:
         """Kill the actors (first: a compiled graph then tears down at once)."""
