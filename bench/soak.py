@@ -7,9 +7,8 @@ cross devices at every boundary), streams its frames and, after a random frame, 
 frames lost (fewer outputs than frames), wrong (an output that is not the model's on that
 frame, which also catches swapped frames) and whether the run stopped with an error
 instead. Models: two_branch (32 px, small tensors) and resnet18 at 224 px (multi-MB
-tensors through the local pipes' shared rings). On Ray, actors are killed (``ray.kill``),
-in the compiled and the messages mode by turns (a frozen actor is tested on the local
-backend and, in the messages mode, by the suite).
+tensors through the local pipes' shared rings). On Ray, actors are killed (``ray.kill``)
+or their processes stopped, in the compiled and the messages mode by turns.
 
 Writes the "soak" section of docs/benchmarks.md.
 Run: .venv/bin/python bench/soak.py [LOCAL_FRAMES [RAY_FRAMES]]   (default 1000 and 300)
@@ -82,13 +81,21 @@ def local_signaller(plan: ew.Plan, faults: list[tuple[int, str, int]]):
     return on_frame
 
 
-def ray_killer(ray, faults: list[tuple[int, str, int]]):
-    """Ray's: each device's actor killed (``ray.kill``) once its frame is done."""
+def ray_signaller(ray, faults: list[tuple[int, str, int]], mode: str):
+    """Ray's: an actor killed (``ray.kill``), or its process stopped, once the frame is
+    done (its process id asked on the thread that answers while the actor computes)."""
+    group = "mail" if mode == "messages" else "ping"
+
     def on_frame(frame: int) -> None:
-        for at, device, _ in faults:
+        for at, device, sig in faults:
             for name in ray.util.list_named_actors() if at == frame else ():
                 if name.startswith(f"edgeweave-{device}-"):
-                    ray.kill(ray.get_actor(name))
+                    actor = ray.get_actor(name)
+                    if sig == signal.SIGKILL:
+                        ray.kill(actor)
+                    else:
+                        os.kill(ray.get(actor.__ray_call__.options(concurrency_group=group)
+                                        .remote(lambda self: os.getpid())), sig)
     return on_frame
 
 
@@ -99,11 +106,11 @@ def one_round(rng: random.Random, backend: str, mode: str | None, ray=None) -> R
     plan, module = spread_plan(name)
     frames = frames_of(name, count, rng.randrange(1 << 30))
     devices = list(plan.order)
-    kinds = [signal.SIGKILL] if backend == "ray" else [signal.SIGKILL, signal.SIGSTOP]
+    kinds = [signal.SIGKILL, signal.SIGSTOP]
     victims = rng.sample(devices, 2 if rng.random() < 0.3 else 1)
     faults = [(rng.randrange(count // 2), device, rng.choice(kinds)) for device in victims]
     options = {"mode": mode} if backend == "ray" else {}
-    on_frame = (ray_killer(ray, faults) if backend == "ray"
+    on_frame = (ray_signaller(ray, faults, mode) if backend == "ray"
                 else local_signaller(plan, faults))
     start = time.perf_counter()
     error, outputs, recovered = "", [], 0
@@ -160,7 +167,8 @@ def table(rounds: list[Round]) -> str:
 def main() -> None:
     local_frames = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     ray_frames = int(sys.argv[2]) if len(sys.argv) > 2 else 300
-    rounds = soak("local", local_frames, (None,), seed=0)
+    if local_frames:
+        write_section("soak-local", table(soak("local", local_frames, (None,), seed=0)))
     if ray_frames:
         from edgeweave.runtime.ray_cluster import import_ray, resource
 
@@ -169,7 +177,8 @@ def main() -> None:
                  logging_level="error",
                  resources={resource(d): 1.0 for d in ew.Cluster.load(CLUSTER).names})
         try:
-            rounds += soak("ray", ray_frames, ("compiled", "messages"), seed=1, ray=ray)
+            write_section("soak-ray", table(soak("ray", ray_frames, ("compiled", "messages"),
+                                                 seed=1, ray=ray)))
         finally:
             ray.shutdown()
     models = ", ".join(f"{m} ({n} frames a round, {1e3 * s:.0f} ms apart)"
@@ -180,7 +189,7 @@ def main() -> None:
               "after a random frame of the round's first half, one random worker (in 30% of "
               "rounds two) is killed or frozen; `detect_s=1`. Every output is compared with "
               "the model on its own frame.")
-    write_section("soak", header + "\n\n" + table(rounds))
+    write_section("soak", header)
 
 
 if __name__ == "__main__":
