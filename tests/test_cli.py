@@ -155,6 +155,8 @@ def test_a_saved_plan_of_two_models_runs_from_its_file(tmp_path):
     assert figures["planner"] == "equal-split" and figures["max_abs_error"] < 1e-5
     result = runner.invoke(app, ["run", "line", "--backend", "inline"])
     assert result.exit_code == 1 and "--cluster is needed" in result.output
+    result = runner.invoke(app, ["run", str(saved), "-c", "rpi4b@wifi"])
+    assert result.exit_code == 1 and "brings its own cluster" in result.output
 
 
 def test_plan_then_simulate_with_a_gantt_chart(tmp_path):

@@ -628,6 +628,9 @@ def run(
     plan; --check compares with the models themselves."""
     with _reported():
         if model.endswith(".json"):
+            if cluster is not None:
+                raise EdgeweaveError("A saved plan brings its own cluster: drop --cluster "
+                                     "(or plan again with `edgeweave plan`).")
             made, workload = _saved(model, trust, seed)
             planner = made.planner
         else:
