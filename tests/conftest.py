@@ -6,8 +6,14 @@ import functools
 
 import pytest
 import torch
+from hypothesis import settings
 
 import edgeweave as ew
+
+# property tests check properties, not speed: a loaded machine (CI, or the suite beside a
+# benchmark) must not fail one on hypothesis's 200 ms deadline per example
+settings.register_profile("edgeweave", deadline=None)
+settings.load_profile("edgeweave")
 
 
 @functools.cache

@@ -142,7 +142,9 @@ class _Actors:
 
     def lost(self, devices, frozen: bool, busy_s=None) -> list[tuple[str, str]]:
         """Each of ``devices`` whose actor died or (``frozen``) stopped beating for
-        ``detect_s``, or three times its longest compute (``busy_s``) if longer."""
+        ``detect_s``, or three times its longest compute (``busy_s``) if longer, and does
+        not answer a ping within that time either (on a loaded machine the heartbeats can
+        wait in the queue behind reports, or the queue's process behind others)."""
         found = []
         for device in devices:
             done, _ = self.ray.wait([self.serving[device]], timeout=0)
@@ -150,9 +152,25 @@ class _Actors:
             if done and self._died(done[0]):
                 found.append((device, "died"))
             elif frozen and time.time() - self.beats[device] > window:
+                silence = self._silence(device, window)
+                if silence is None:
+                    self.beats[device] = time.time()
+                    continue
                 self.ray.kill(self.actors[device])
-                found.append((device, f"stopped answering for {window:.1f} s"))
+                found.append((device, silence))
         return found
+
+    def _silence(self, device: str, window: float) -> str | None:
+        """None when the actor answers a ping within ``window`` (on its mail thread, which
+        answers while the loop computes), else what happened to it."""
+        try:
+            self.ray.get(self.actors[device].clock.options(concurrency_group=MAIL).remote(),
+                         timeout=window)
+            return None
+        except self.ray.exceptions.RayActorError:
+            return "died"
+        except Exception:  # no answer: frozen
+            return f"stopped answering for {window:.1f} s"
 
     def _died(self, serving) -> bool:
         """Whether a finished ``serve`` call ended with its actor's death (a loop that
