@@ -122,21 +122,31 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
     assert max(kept.values()) == 1
 
 
-@pytest.mark.parametrize("mode", ["compiled"])  # plain: the same path; messages: local's
-def test_two_actors_killed_at_once_lose_no_frame(mode, ray_instance):
+@pytest.mark.parametrize("first", ["kill", "freeze"])
+def test_two_actors_lost_at_once_lose_no_frame(first, ray_instance):
+    # compiled (plain recovers the same way; messages as the local backend): rpi4b-0 killed
+    # or frozen and rpi4b-1 killed at once — a frozen actor must be killed before the
+    # compiled graph is torn down, which waits on every actor's loop
     plan = _spread_plan("two_branch", FOUR)
 
-    def kill_two(frame):
+    def lose_two(frame):
         if frame == 0:
-            for name in [n for n in ray_instance.util.list_named_actors()
-                         if n.startswith(("edgeweave-rpi4b-0-", "edgeweave-rpi4b-1-"))]:
-                ray_instance.kill(ray_instance.get_actor(name))
+            for device in ("rpi4b-0", "rpi4b-1"):
+                name = next(n for n in ray_instance.util.list_named_actors()
+                            if n.startswith(f"edgeweave-{device}-"))
+                actor = ray_instance.get_actor(name)
+                if device == "rpi4b-0" and first == "freeze":
+                    os.kill(ray_instance.get(actor.__ray_call__.options(
+                        concurrency_group="ping").remote(lambda self: os.getpid())),
+                        signal.SIGSTOP)
+                else:
+                    ray_instance.kill(actor)
 
     module = zoo_model("two_branch")[0]
     frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
               for i in range(6)]
-    result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.3,
-                    on_frame=kill_two)
+    result = ew.run(plan, stream=frames, backend="ray", mode="compiled", interval_s=0.3,
+                    on_frame=lose_two, detect_s=1.0)
     for output, frame in zip(result.outputs, frames, strict=True):
         torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
     lost = " ".join(result.faults)

@@ -303,8 +303,10 @@ class _Session:
 
     def recover(self, error, frame: int) -> str:
         """Re-plan around the dead actor(s); returns the line that reports it."""
-        self.runner.close()
         dead = self._dead(error)
+        for device in dead:  # first: a compiled graph's teardown waits on a frozen actor
+            self.ray.kill(self.actors[device])
+        self.runner.close()
         for device, actor in self.actors.items():  # events whose returns were dropped
             if device not in dead:
                 try:
@@ -312,6 +314,7 @@ class _Session:
                                                        timeout=self.timeout_s))
                 except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
                     dead.append(device)  # lost since it answered its ping
+                    self.ray.kill(actor)
         if not dead:
             raise WorkerError(f"An actor failed on frame {frame}: {first_line(error)}")
         self.lost |= set(dead)
@@ -322,7 +325,7 @@ class _Session:
             raise WorkerError(f"The actor of device '{dead[0]}' died while computing frame "
                               f"{frame}, and the run cannot go on: {cannot}") from None
         for device in dead:
-            self.ray.kill(self.actors.pop(device))
+            del self.actors[device]
         adopter = self.plan.unit(moved[0]).device if moved else None
         updates = [actor.adopt.remote(self.plan.units, self.plan.order,
                                       self.plan.for_device(device).graphs
