@@ -66,6 +66,7 @@ from edgeweave.units.segments import Segment, receivers, segments
 IN_FLIGHT = 2
 DRIVER = "<driver>"
 PING = "ping"  # the concurrency group in which an actor answers pings
+TEARDOWN_S = 10.0  # how long a compiled graph may take to tear down after a loss
 
 
 def targets(plan: Plan, segment: Segment) -> tuple[str, ...]:
@@ -236,6 +237,7 @@ class _Session:
         self.origin: float | None = None
         self.recovered: list[Event] = []  # events fetched after a loss
         self.lost: set[str] = set()
+        self.spawned = 0  # generations of actors started (a name is never reused)
         self.start_s = time.time()
 
     @property
@@ -244,18 +246,22 @@ class _Session:
         return self.runner.results if self.runner is not None else []
 
     def start(self) -> None:
-        """Start an actor on each device with units, pinned by its resource; it answers
-        pings on a thread of their own (``PING``), while it computes too."""
-        remote = self.ray.remote(num_cpus=0, concurrency_groups={PING: 1})(DeviceActor)
-        for device, ids in self.plan.order.items():
-            if ids:
-                self.actors[device] = remote.options(
-                    resources={resource(device): 0.001}, max_restarts=0,
-                    name=f"edgeweave-{device}-{os.getpid()}-{id(self):x}").remote(
-                        device, self.plan.for_device(device), self.emulate)
-        self.offsets = offsets_of(self.ray, self.actors, self.timeout_s)
+        """Start an actor on each device with units, pinned by its resource."""
+        self._spawn([device for device, ids in self.plan.order.items() if ids])
         self.runner = self._runner()
         self.start_s = time.time()
+
+    def _spawn(self, devices: Sequence[str]) -> None:
+        """Fresh actors for ``devices`` on the current plan, each answering pings on a
+        thread of its own (``PING``), while it computes too; their clocks' offsets."""
+        remote = self.ray.remote(num_cpus=0, concurrency_groups={PING: 1})(DeviceActor)
+        self.spawned += 1
+        fresh = {device: remote.options(
+            resources={resource(device): 0.001}, max_restarts=0,
+            name=f"edgeweave-{device}-{os.getpid()}-{id(self):x}-{self.spawned}").remote(
+                device, self.plan.for_device(device), self.emulate) for device in devices}
+        self.actors.update(fresh)
+        self.offsets.update(offsets_of(self.ray, fresh, self.timeout_s))
 
     def _runner(self) -> _Plain:
         kind = _Compiled if self.mode == "compiled" else _Plain
@@ -306,9 +312,14 @@ class _Session:
         dead = self._dead(error)
         for device in dead:  # first: a compiled graph's teardown waits on a frozen actor
             self.ray.kill(self.actors[device])
-        self.runner.close()
+        # a survivor's compiled loop may not stop (seen spinning on a channel to the dead
+        # actor, with multi-MB tensors): then the survivors are replaced, holding nothing
+        stuck = not self.runner.close(TEARDOWN_S)
+        if stuck:
+            for device in set(self.actors) - set(dead):
+                self.ray.kill(self.actors[device])
         for device, actor in self.actors.items():  # events whose returns were dropped
-            if device not in dead:
+            if device not in dead and not stuck:
                 try:
                     self.recovered.extend(self.ray.get(actor.logged.remote(frame),
                                                        timeout=self.timeout_s))
@@ -327,11 +338,13 @@ class _Session:
         for device in dead:
             del self.actors[device]
         adopter = self.plan.unit(moved[0]).device if moved else None
-        updates = [actor.adopt.remote(self.plan.units, self.plan.order,
-                                      self.plan.for_device(device).graphs
-                                      if device == adopter else None)
-                   for device, actor in self.actors.items()]
-        self.ray.get(updates, timeout=self.timeout_s)
+        if stuck:
+            self._spawn([device for device, ids in self.plan.order.items() if ids])
+        else:
+            self.ray.get([actor.adopt.remote(self.plan.units, self.plan.order,
+                                             self.plan.for_device(device).graphs
+                                             if device == adopter else None)
+                          for device, actor in self.actors.items()], timeout=self.timeout_s)
         self.runner = self._runner()
         who = " and ".join(f"'{device}'" for device in dead)
         return (f"device {who} died during frame {frame}; {len(moved)} unit(s) moved to "
@@ -349,7 +362,7 @@ class _Session:
         for actor in self.actors.values():
             self.ray.kill(actor)
         if self.runner is not None:
-            self.runner.close()
+            self.runner.close(TEARDOWN_S)
 
 
 class _Plain:
@@ -438,8 +451,10 @@ class _Plain:
         if self.on_frame is not None:
             self.on_frame(returned[0].frame)
 
-    def close(self) -> None:
-        """Release what the mode holds (nothing for plain calls)."""
+    def close(self, wait_s: float | None = None) -> bool:
+        """Release what the mode holds (nothing for plain calls); whether that finished
+        within ``wait_s``."""
+        return True
 
 
 class _Compiled(_Plain):
@@ -473,8 +488,11 @@ class _Compiled(_Plain):
     def submit(self, frame: int, floor: int, inputs: dict):
         return self.compiled.execute((frame, floor, inputs))
 
-    def close(self) -> None:
-        try:
-            self.compiled.teardown()
-        finally:
-            self.quiet.setLevel(self.level)
+    def close(self, wait_s: float | None = None) -> bool:
+        """Tear the graph down: whether that finished within ``wait_s`` (it waits on every
+        actor's loop; killing the actors ends it)."""
+        teardown = threading.Thread(target=self.compiled.teardown, daemon=True)
+        teardown.start()
+        teardown.join(wait_s)
+        self.quiet.setLevel(self.level)
+        return not teardown.is_alive()
