@@ -69,7 +69,7 @@ def frames_of(name: str, count: int, seed: int) -> list[torch.Tensor]:
     return [torch.randn(example.shape, generator=generator) for _ in range(count)]
 
 
-def local_signaller(plan: ew.Plan, faults: list[tuple[int, str, int]]):
+def local_signaller(faults: list[tuple[int, str, int]]):
     """An on_frame callback sending each (frame, device, signal) once that frame is done."""
     def on_frame(frame: int) -> None:
         for at, device, sig in faults:
@@ -111,7 +111,7 @@ def one_round(rng: random.Random, backend: str, mode: str | None, ray=None) -> R
     faults = [(rng.randrange(count // 2), device, rng.choice(kinds)) for device in victims]
     options = {"mode": mode} if backend == "ray" else {}
     on_frame = (ray_signaller(ray, faults, mode) if backend == "ray"
-                else local_signaller(plan, faults))
+                else local_signaller(faults))
     start = time.perf_counter()
     error, outputs, recovered = "", [], 0
     try:

@@ -28,6 +28,30 @@ MODES = ("compiled", "plain", "messages")  # "auto" is one of them
 pytestmark = pytest.mark.usefixtures("ray_instance")
 
 
+def _actor(ray, device: str):
+    """The running actor of ``device``."""
+    return ray.get_actor(next(n for n in ray.util.list_named_actors()
+                              if n.startswith(f"edgeweave-{device}-")))
+
+
+def _stop(ray, actor) -> None:
+    """Freeze an actor's process (SIGSTOP), its id asked on the thread that answers pings."""
+    os.kill(ray.get(actor.__ray_call__.options(concurrency_group="ping")
+                    .remote(lambda self: os.getpid())), signal.SIGSTOP)
+
+
+def _distinct_frames(count: int) -> list[torch.Tensor]:
+    """Distinct two_branch inputs: a lost or swapped frame shows."""
+    return [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
+            for i in range(count)]
+
+
+def _assert_each_frame_equals_the_model(result, frames) -> None:
+    module = zoo_model("two_branch")[0]
+    for output, frame in zip(result.outputs, frames, strict=True):
+        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", ["compiled", "messages"])  # plain: the kill tests run it
 def test_four_actors_three_frames_equal_the_model(mode):
     plan = _spread_plan("resnet18", FOUR)
@@ -92,20 +116,15 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
 
     def kill_rpi4b_1(frame):
         if frame == 0:
-            name = next(n for n in ray_instance.util.list_named_actors()
-                        if n.startswith("edgeweave-rpi4b-1-"))
-            ray_instance.kill(ray_instance.get_actor(name))
+            ray_instance.kill(_actor(ray_instance, "rpi4b-1"))
 
     # frame 0 is collected (and the actor killed) before frame 4 is sent in either mode
     # (at most four frames in flight), so frames 4 and 5 meet the dead actor for sure
-    module = zoo_model("two_branch")[0]
-    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
-              for i in range(6)]  # distinct frames: a lost or swapped one shows
+    frames = _distinct_frames(6)
     result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.3,
                     on_frame=kill_rpi4b_1)
     assert len(result.outputs) == 6
-    for output, frame in zip(result.outputs, frames):
-        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+    _assert_each_frame_equals_the_model(result, frames)
     assert len(result.faults) == 1 and "device 'rpi4b-1' died" in result.faults[0]
     assert sorted({e.frame for e in result.timeline.events}) == list(range(6))
     # every frame's units ran, and after the loss none on the lost device
@@ -122,58 +141,38 @@ def test_an_actor_killed_mid_run_loses_no_frame(mode, ray_instance):
     assert max(kept.values()) == 1
 
 
-@pytest.mark.parametrize("first", ["freeze"])  # with a kill beside it: both at once
-def test_two_actors_lost_at_once_lose_no_frame(first, ray_instance):
-    # compiled (plain recovers the same way; messages as the local backend): rpi4b-0 killed
-    # or frozen and rpi4b-1 killed at once — a frozen actor must be killed before the
-    # compiled graph is torn down, which waits on every actor's loop
+def test_two_actors_lost_at_once_lose_no_frame(ray_instance):
+    # compiled (plain recovers the same way; messages as the local backend): rpi4b-0 frozen
+    # and rpi4b-1 killed at once — a frozen actor must be killed before the compiled graph
+    # is torn down, which waits on every actor's loop
     plan = _spread_plan("two_branch", FOUR)
 
     def lose_two(frame):
         if frame == 0:
-            for device in ("rpi4b-0", "rpi4b-1"):
-                name = next(n for n in ray_instance.util.list_named_actors()
-                            if n.startswith(f"edgeweave-{device}-"))
-                actor = ray_instance.get_actor(name)
-                if device == "rpi4b-0" and first == "freeze":
-                    os.kill(ray_instance.get(actor.__ray_call__.options(
-                        concurrency_group="ping").remote(lambda self: os.getpid())),
-                        signal.SIGSTOP)
-                else:
-                    ray_instance.kill(actor)
+            _stop(ray_instance, _actor(ray_instance, "rpi4b-0"))
+            ray_instance.kill(_actor(ray_instance, "rpi4b-1"))
 
-    module = zoo_model("two_branch")[0]
-    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
-              for i in range(6)]
+    frames = _distinct_frames(6)
     result = ew.run(plan, stream=frames, backend="ray", mode="compiled", interval_s=0.3,
                     on_frame=lose_two, detect_s=1.0)
-    for output, frame in zip(result.outputs, frames, strict=True):
-        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+    _assert_each_frame_equals_the_model(result, frames)
     lost = " ".join(result.faults)
     assert "'rpi4b-0'" in lost and "'rpi4b-1'" in lost
 
 
-@pytest.mark.parametrize("mode", ["plain"])  # compiled: the test above freezes one too
-def test_a_frozen_actor_is_found_within_the_detection_time_and_replaced(mode, ray_instance):
+def test_a_frozen_actor_is_found_within_the_detection_time_and_replaced(ray_instance):
+    # plain (compiled: the test above freezes one too)
     plan = _spread_plan("two_branch", THREE)
 
     def freeze_rpi4b_1(frame):
         if frame == 0:
-            name = next(n for n in ray_instance.util.list_named_actors()
-                        if n.startswith("edgeweave-rpi4b-1-"))
-            actor = ray_instance.get_actor(name)
-            pid = ray_instance.get(actor.__ray_call__.options(concurrency_group="ping")
-                                   .remote(lambda self: os.getpid()))
-            os.kill(pid, signal.SIGSTOP)
+            _stop(ray_instance, _actor(ray_instance, "rpi4b-1"))
 
-    module = zoo_model("two_branch")[0]
-    frames = [torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(i))
-              for i in range(6)]
+    frames = _distinct_frames(6)
     # the run would stop after timeout_s (60 s) without the pings
-    result = ew.run(plan, stream=frames, backend="ray", mode=mode, interval_s=0.2,
+    result = ew.run(plan, stream=frames, backend="ray", mode="plain", interval_s=0.2,
                     on_frame=freeze_rpi4b_1, detect_s=1.0)
-    for output, frame in zip(result.outputs, frames, strict=True):
-        torch.testing.assert_close(output, module(frame), rtol=1e-4, atol=1e-5)
+    _assert_each_frame_equals_the_model(result, frames)
     assert len(result.faults) == 1 and "'rpi4b-1'" in result.faults[0]
 
 

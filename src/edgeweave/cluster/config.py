@@ -21,6 +21,7 @@ model's input arrives.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -100,8 +101,6 @@ def load(source: str | Path | Mapping[str, Any] | Cluster) -> Cluster:
 def save(cluster: Cluster, path: str | Path) -> None:
     """Write ``cluster`` as a YAML file that ``load`` reads back to an equal cluster, its
     profiles named relative to the file's folder (the folder can move as a whole)."""
-    import os
-
     import yaml
 
     path = Path(path)
@@ -151,10 +150,10 @@ def _validate(data: Any, where: str) -> ClusterSpec:
         raise ClusterConfigError(f"Invalid {where}: {problems}.") from None
 
 
-def _from_spec(spec: ClusterSpec, base: Path | None = None) -> Cluster:
+def _from_spec(spec: ClusterSpec, folder: Path | None = None) -> Cluster:
     """The cluster of a validated description; relative profile paths are taken from
-    ``base`` and held absolute."""
-    devices = tuple(_device(d, base) for d in spec.devices)
+    ``folder`` and held absolute."""
+    devices = tuple(_device(d, folder) for d in spec.devices)
     names = [d.name for d in devices]
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:

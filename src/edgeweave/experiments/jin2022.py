@@ -71,6 +71,14 @@ POSTER = {3: {"LO": (0.233, 0.685), "PO": (0.203, 0.547), "MO": (0.195, 0.425)},
           6: {"LO": (0.218, 0.663), "PO": (0.175, 0.438), "MO": (0.168, 0.356)}}
 POSTER_GAINS = {3: {"LO": (0.162, 0.331), "PO": (0.094, 0.206)},
                 6: {"LO": (0.262, 0.406), "PO": (0.084, 0.182)}}
+
+
+def poster_s(helpers: int, count: int, method: str) -> float | None:
+    """The poster's figure for a method, where it has one (N = 3 and N = 9)."""
+    figures = POSTER.get(helpers, {}).get(method)
+    return figures[(3, 9).index(count)] if figures and count in (3, 9) else None
+
+
 # the authors' code on a 2-core machine, N = 3, D = 3, one run each: seconds, search time
 AUTHORS_RUN = {"LO": (0.261, 160.0), "PO": (0.203, 1500.0), "MO": (0.204, 1500.0)}
 
@@ -175,6 +183,11 @@ class Row:
         return statistics.mean(self.seconds)
 
     @property
+    def text(self) -> str:
+        """``mean ± spread ms``, for a table."""
+        return f"{1e3 * self.mean:.0f} ± {1e3 * self.spread:.0f} ms"
+
+    @property
     def spread(self) -> float:
         """Standard deviation over the seeds (0 for one)."""
         return statistics.stdev(self.seconds) if len(self.seconds) > 1 else 0.0
@@ -247,11 +260,9 @@ class Result:
                       "| N | LO | PO | MO | the poster's LO / PO / MO | bound | MO's gap | "
                       "planning time LO / PO / MO |", "|---|---|---|---|---|---|---|---|"]
             for n in counts:
-                cells = [f"{1e3 * self.find(d, n, m).mean:.0f} ± "
-                         f"{1e3 * self.find(d, n, m).spread:.0f} ms" for m in PLANNERS]
-                poster = " / ".join(f"{1e3 * POSTER[d][m][(0, 1).index(0 if n == 3 else 1)]:.0f}"
-                                    for m in PLANNERS) + " ms" if n in (3, 9) and d in POSTER \
-                    else "—"
+                cells = [self.find(d, n, m).text for m in PLANNERS]
+                poster = " / ".join(f"{1e3 * poster_s(d, n, m):.0f}" for m in PLANNERS) + \
+                    " ms" if poster_s(d, n, "MO") else "—"
                 mo = self.find(d, n, "MO")
                 times = " / ".join(f"{statistics.mean(self.find(d, n, m).planning_s):.1f}"
                                    for m in PLANNERS) + " s"
@@ -266,7 +277,7 @@ class Result:
                           f"PO: {min(gains['PO']):.1%} to {max(gains['PO']):.1%} (the poster: "
                           f"{seed['PO'][0]:.1%} to {seed['PO'][1]:.1%}).", ""]
             if d in POSTER:
-                over = [(n, self.find(d, n, "MO").mean / POSTER[d]["MO"][0 if n == 3 else 1] - 1)
+                over = [(n, self.find(d, n, "MO").mean / poster_s(d, n, "MO") - 1)
                         for n in (3, 9) if n in counts]
                 lines += ["MO's mean against the poster's: " + ", ".join(
                     f"{o:+.0%} at N = {n}" for n, o in over) + ".", ""]
@@ -295,7 +306,6 @@ class Result:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + "\n"
 
-
     def _gap_section(self) -> list[str]:
         """MO's variants beside MO and the poster, where both have figures."""
         points = sorted({(r.helpers, r.count) for r in self.rows if r.method in VARIANTS})
@@ -303,16 +313,15 @@ class Result:
                  "| D | N | MO | " + " | ".join(VARIANTS) + " | the poster's MO |",
                  "|---|---|---|" + "---|" * len(VARIANTS) + "---|"]
         for d, n in points:
-            cells = [f"{1e3 * self.find(d, n, m).mean:.0f} ± {1e3 * self.find(d, n, m).spread:.0f}"
-                     f" ms" for m in ("MO", *VARIANTS)]
-            poster = POSTER.get(d, {}).get("MO")
-            mark = f"{1e3 * poster[0 if n == 3 else 1]:.0f} ms" if poster and n in (3, 9) else "—"
+            cells = [self.find(d, n, m).text for m in ("MO", *VARIANTS)]
+            target = poster_s(d, n, "MO")
+            mark = f"{1e3 * target:.0f} ms" if target else "—"
             lines.append(f"| {d} | {n} | {' | '.join(cells)} | {mark} |")
         lines += [""]
         for d, n in points:
-            if d not in POSTER or n not in (3, 9):
+            target = poster_s(d, n, "MO")
+            if target is None:
                 continue
-            target = POSTER[d]["MO"][0 if n == 3 else 1]
             best = min(("MO", *VARIANTS), key=lambda m: self.find(d, n, m).mean)
             lines.append(f"- D = {d}, N = {n}: closest to the poster is {best} "
                          f"({1e3 * self.find(d, n, best).mean:.0f} ms, "
