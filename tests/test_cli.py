@@ -371,3 +371,69 @@ def test_outputs_create_their_folders_and_a_file_in_the_way_is_one_line(tmp_path
     assert "Traceback" not in result.output
     result = runner.invoke(app, ["inspect", "x[/x]"])  # markup in a name is text
     assert result.exit_code == 1 and "Unknown model 'x[/x]'" in result.output
+
+
+def _images(folder, count):
+    """``count`` random images of several sizes, one grey, beside a file that is not one."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir()
+    for i in range(count):
+        pixels = np.random.default_rng(i).integers(0, 256, (20 + 3 * i, 41, 3), np.uint8)
+        image = Image.fromarray(pixels)
+        (image.convert("L") if i == 1 else image).save(folder / f"shot-{i:02d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_run_streams_a_folder_of_images_checking_and_writing_each_output(tmp_path):
+    import torch
+
+    from edgeweave.runtime.images import read_image
+
+    folder, written = _images(tmp_path / "shots", 5), tmp_path / "out"
+    result = runner.invoke(app, ["run", "two_branch", "-c", "rpi4b*2+edge-server@wifi", "-p",
+                                 "equal-split", "--images", str(folder), "--check",
+                                 "--outputs", str(written), "--json"])
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert figures["frames"] == 5 and figures["max_abs_error"] < 1e-4
+    assert len(figures["measured"]["models"]["two_branch"]["latency_ms"]) == 5
+    module = ew.models.get("two_branch")[0]
+    for i in range(5):  # each output is the model's on its own image, named after it
+        image = read_image(folder / f"shot-{i:02d}.png", (1, 3, 32, 32))
+        assert image.shape == (1, 3, 32, 32) and 0 <= image.min() and image.max() <= 1
+        torch.testing.assert_close(torch.load(written / f"shot-{i:02d}.pt"), module(image),
+                                   rtol=1e-4, atol=1e-5)
+    assert sorted(p.name for p in written.iterdir()) == [f"shot-{i:02d}.pt" for i in range(5)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--images", "nowhere"], "'nowhere' is not a folder of images."),
+    (["--images", "{empty}"], "holds no image files"),
+    (["--images", "{shots}", "--frames", "2"], "Give --frames or --images, not both"),
+    (["--images", "{broken}"], "Cannot read the image '"),
+])
+def test_bad_image_folders_are_one_line(tmp_path, args, message):
+    (tmp_path / "empty").mkdir()
+    _images(tmp_path / "shots", 1)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "bad.jpg").write_bytes(b"not a jpeg")
+    args = [a.format(empty=tmp_path / "empty", shots=tmp_path / "shots",
+                     broken=tmp_path / "broken") for a in args]
+    result = runner.invoke(app, ["run", "line", "-c", "rpi4b*2@wifi", "-p", "equal-split",
+                                 *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_images_feed_only_a_model_with_one_image_input(tmp_path):
+    folder = _images(tmp_path / "shots", 1)
+    result = runner.invoke(app, ["run", "line,two_branch", "-c", "rpi4b*2@wifi", "--images",
+                                 str(folder)])
+    assert result.exit_code == 1 and "--images feeds one model" in result.output
+    result = runner.invoke(app, ["run", "torch.nn:Identity", "--input-shape", "1,5,8",
+                                 "-c", "rpi4b", "--images", str(folder)])
+    assert result.exit_code == 1 and "Images can feed a model with one input of shape " \
+        "(1, C, H, W)" in result.output, result.output

@@ -18,8 +18,9 @@ STAGES = ("errors", "models", "graph", "cluster", "cost", "units", "simulation",
 def test_exported_members():
     assert sorted(edgeweave.__all__) == sorted(
         ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-         "OpKind", "Plan", "Region", "Run", "Stream", "Timeline", "Unit", "__version__", "calibrate",
-         "models", "plan", "profile", "run", "simulate", "trace"])
+         "OpKind", "Plan", "Region", "Run", "Stream", "StreamRun", "Timeline", "Unit",
+         "__version__", "calibrate", "models", "plan", "profile", "run", "run_stream",
+         "simulate", "trace"])
     for name in edgeweave.__all__:
         assert hasattr(edgeweave, name)
 

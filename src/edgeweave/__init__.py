@@ -17,7 +17,7 @@ from edgeweave.cost import measure as profile
 from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Layer, LayerGraph, OpKind, trace
 from edgeweave.planners import plan
-from edgeweave.runtime import Run, run
+from edgeweave.runtime import Run, StreamRun, run, run_stream
 from edgeweave.runtime.calibrate import calibrate
 from edgeweave.simulation import simulate
 from edgeweave.units import Plan, Region, Stream, Timeline, Unit
@@ -25,5 +25,6 @@ from edgeweave.units import Plan, Region, Stream, Timeline, Unit
 __version__ = "0.1.0"
 
 __all__ = ["Cluster", "CostModel", "Device", "EdgeweaveError", "Layer", "LayerGraph", "Link",
-           "OpKind", "Plan", "Region", "Run", "Stream", "Timeline", "Unit", "__version__",
-           "calibrate", "models", "plan", "profile", "run", "simulate", "trace"]
+           "OpKind", "Plan", "Region", "Run", "Stream", "StreamRun", "Timeline", "Unit",
+           "__version__", "calibrate", "models", "plan", "profile", "run", "run_stream",
+           "simulate", "trace"]

@@ -27,9 +27,10 @@ from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
-from edgeweave.runtime import run as run_plan
+from edgeweave.runtime import run_stream
 from edgeweave.simulation import simulate as simulate_plan
-from edgeweave.units import Plan, Timeline, deadlines_met, footprints, serialize
+from edgeweave.units import (Plan, Timeline, arrival_times, deadlines_met, footprints,
+                             serialize)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, simulate and run DNN inference across heterogeneous edge devices.")
@@ -242,6 +243,79 @@ def _inputs(workload: list[Loaded]):
     if len(workload) == 1:
         return workload[0].inputs
     return {m.name: m.inputs for m in workload}
+
+
+IN_FLIGHT = 8  # images in the workers at once
+KEEP_EVENTS = 100  # frames of a stream of images whose events the timeline keeps
+
+
+@dataclass
+class _Feed:
+    """What `run` sends: the example inputs ``count`` times, or the images in ``files``."""
+
+    workload: list[Loaded]
+    count: int
+    files: list[Any] | None = None
+    shape: tuple[int, ...] = ()
+
+    def inputs(self) -> Iterator[Any]:
+        """Each frame's inputs, read as the run draws them."""
+        if self.files is None:
+            example = _inputs(self.workload)
+            return (example for _ in range(self.count))
+        from edgeweave.runtime.images import image_frames
+
+        return image_frames(self.files, self.shape)
+
+    def take(self, outputs, workload: list[Loaded], check: bool, folder: str | None,
+             advance) -> float | None:
+        """Take each frame's outputs as they come: compare them with the model's
+        (``check``; the largest difference is returned), write them to ``folder``."""
+        from pathlib import Path
+
+        import torch
+
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        frames = self.inputs() if check else None  # read again: never held all at once
+        error = None
+        for frame, output in enumerate(outputs):
+            if frames is not None:
+                given = next(frames)
+                given = {workload[0].name: given} if len(workload) == 1 else given
+                worst = max(max_error(m.module, _as_tuple(given[m.name]),
+                                      output if len(workload) == 1 else output[m.name])
+                            for m in workload)
+                error = worst if error is None else max(error, worst)
+            if folder:
+                name = self.files[frame].stem if self.files else f"frame-{frame:06d}"
+                torch.save(output, Path(folder) / f"{name}.pt")
+            advance()
+        return error
+
+
+def _as_tuple(inputs: Any) -> tuple[Any, ...]:
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
+def _frames(workload: list[Loaded], frames: int | None, images: str | None) -> _Feed:
+    """What `run` sends: ``frames`` times the example inputs, or a folder of images."""
+    if images is None:
+        count = 1 if frames is None else frames
+        if count < 1:
+            raise EdgeweaveError(f"--frames must be >= 1; got {count}.")
+        return _Feed(workload, count)
+    from edgeweave.runtime.images import image_files, image_shape
+
+    if frames is not None:
+        raise EdgeweaveError("Give --frames or --images, not both: every image is a frame.")
+    if len(workload) != 1:
+        raise EdgeweaveError("--images feeds one model; the workload has "
+                             f"{len(workload)} ({', '.join(m.name for m in workload)}).")
+    model = workload[0]
+    shape = image_shape([tuple(x.shape) for x in model.inputs], model.name)
+    files = image_files(images)
+    return _Feed(workload, len(files), files, shape)
 
 
 @app.command("models")
@@ -602,7 +676,17 @@ def run(
         "--cluster", "-c", help="Cluster expression (rpi4b+edge-server@wifi) or YAML file.")]
     = None,
     planner: PlannerOption = "neurosurgeon",
-    backend: BackendOption = "local", frames: FramesOption = 1,
+    backend: BackendOption = "local",
+    frames: Annotated[int | None, typer.Option(
+        help="Frames to send through the plan, each the model's example input (default 1).")]
+    = None,
+    images: Annotated[str | None, typer.Option(
+        help="A folder of images: each (in name order) is a frame, resized to the model's "
+             "input (1, C, H, W), values in [0, 1]; streamed, a few in the workers at a "
+             "time.")] = None,
+    outputs: Annotated[str | None, typer.Option(
+        help="Write each frame's outputs to this folder (torch.save): one file per image, "
+             "named after it, or per frame.")] = None,
     interval: IntervalOption = None,
     emulate: Annotated[bool, typer.Option(help="local backend: emulate the cluster's links "
                                           "and its devices' predicted compute times; ray: "
@@ -625,7 +709,8 @@ def run(
     trust: TrustOption = False, as_json: JsonOption = False,
 ) -> None:
     """Plan a model (or several at once) and really execute the plan, or execute a saved
-    plan; --check compares with the models themselves."""
+    plan, on its example inputs or a folder of images; --check compares every frame's
+    outputs with the models themselves."""
     with _reported():
         if model.endswith(".json"):
             if cluster is not None:
@@ -640,19 +725,22 @@ def run(
             workload = load_workload(model, seed, input_shape, leaf)
             made, _ = _plan(workload, cluster, planner, seed, option,
                             streams_of(workload, source, period, deadline, weight))
-        inputs = _inputs(workload)
-        with Progress(console=errors, transient=True) as bar:
-            task = bar.add_task(f"running {frames} frame(s) on the {backend} backend",
-                                total=frames)
-            options = {"local": {"detect_s": detect, "emulate_links": emulate,
-                                 "emulate_compute": emulate},
-                       "ray": {"detect_s": detect, "address": address, "mode": ray_mode,
-                               "emulate_compute": emulate}}
-            result = run_plan(made, inputs, backend, frames, interval, timeout,
-                              lambda _: bar.advance(task), **options.get(backend, {}))
-        error = max(max_error(m.module, m.inputs, o if len(workload) == 1 else o[m.name])
-                    for o in result.outputs for m in workload) if check else None
-        predicted = simulate_plan(made, frames, interval)
+        feed = _frames(workload, frames, images)
+        arrival_times(made.streams, feed.count, interval)  # too few arrival times: named now
+        options = {"local": {"detect_s": detect, "emulate_links": emulate,
+                             "emulate_compute": emulate},
+                   "ray": {"detect_s": detect, "address": address, "mode": ray_mode,
+                           "emulate_compute": emulate}}
+        with Progress(console=errors, transient=True) as bar, run_stream(
+                made, feed.inputs(), backend, interval, timeout,
+                in_flight=None if images is None else IN_FLIGHT,
+                keep_events=None if images is None else KEEP_EVENTS,
+                **options.get(backend, {})) as result:
+            task = bar.add_task(f"running {feed.count} frame(s) on the {backend} backend",
+                                total=feed.count)
+            error = feed.take(result, workload, check, outputs, lambda: bar.advance(task))
+        simulated = feed.count if images is None else min(feed.count, KEEP_EVENTS)
+        predicted = simulate_plan(made, simulated, interval)
         measured = result.timeline
         pictures = [(f"{model}, {planner}: predicted", predicted)] + (
             [(f"{model}, {planner}: measured", measured)] if measured else [])
@@ -664,15 +752,19 @@ def run(
             from edgeweave.report import chrome_trace
 
             chrome_trace(pictures, trace_file)
+    frames = feed.count
     figures = {"planner": planner, "backend": backend, "frames": frames,
                "predicted": _timeline_row(predicted), "max_abs_error": error,
                "measured": _timeline_row(measured) if measured else None,
                "measured_by": measured.source if measured else None,
-               "faults": list(result.faults), "gantt": gantt, "trace": trace_file}
+               "faults": list(result.faults), "gantt": gantt, "trace": trace_file,
+               "outputs": outputs}
     if as_json:
         _echo_json(figures)
     else:
-        table = _table(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s)",
+        kept = "" if simulated == frames else f" (predicted, bytes: the first {simulated})"
+        table = _table(f"{model} with {planner} on {made.cluster.name}, {frames} frame(s)"
+                       + kept,
                        ("", "mean latency ms", "throughput frames/s", "bytes moved"),
                        ("mean latency ms", "throughput frames/s", "bytes moved"))
         for label, timeline in (("predicted (simulated)", predicted),
@@ -687,6 +779,9 @@ def run(
                 [("measured", measured)] if measured else [])))
         if measured is None:
             console.print("inline backend: outputs computed in one process, nothing measured")
+        elif images is not None:
+            console.print(f"measured latency counts from when an image went in (at most "
+                          f"{IN_FLIGHT} in the workers at once); predicted, from its arrival")
         for fault in result.faults:
             console.print(f"[yellow]survived:[/] {fault}")
         if check:
@@ -695,6 +790,8 @@ def run(
                            ("Chrome trace", trace_file)):
             if path:
                 console.print(f"{what} in {path}")
+        if outputs:
+            console.print(f"outputs of {frames} frame(s) in {outputs}")
     if check and error > 1e-4:
         raise typer.Exit(2)
 

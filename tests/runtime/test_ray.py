@@ -68,6 +68,25 @@ def test_four_actors_three_frames_equal_the_model(mode):
     assert all(latency > 0 for latency in timeline.latency_s)
 
 
+@pytest.mark.parametrize("mode", ["compiled", "messages"])
+def test_a_stream_draws_its_frames_as_it_goes_and_gives_each_its_outputs(mode):
+    frames, drawn = _distinct_frames(10), []
+
+    def camera():
+        for frame in frames:
+            drawn.append(frame)
+            yield frame
+
+    module = zoo_model("two_branch")[0]
+    with ew.run_stream(_spread_plan("two_branch", THREE), camera(), backend="ray", mode=mode,
+                       in_flight=2) as outputs:
+        for taken, output in enumerate(outputs, start=1):
+            torch.testing.assert_close(output, module(frames[taken - 1]), rtol=1e-4,
+                                       atol=1e-5)
+            assert len(drawn) <= taken + 2 + 1  # compiled: two executions in flight
+    assert taken == 10 and len(outputs.timeline.latency_s) == 10
+
+
 def test_frames_held_back_by_the_driver_arrive_at_their_time_as_in_the_simulator():
     # more frames than the actors hold at once, all due at once: the later ones wait at
     # their camera, and their latency counts that wait, as the simulator's does

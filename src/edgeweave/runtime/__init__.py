@@ -13,13 +13,13 @@ Every backend runs a device's *segments* (``units.segments``) through
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, fields
 from typing import Any
 
 from edgeweave.errors import EdgeweaveError, UnknownNameError
-from edgeweave.runtime.backend import (InlineOptions, Inputs, LocalOptions, Measured,
-                                       RayOptions, check, normalise_inputs)
+from edgeweave.runtime.backend import (Frames, InlineOptions, Inputs, LocalOptions, RayOptions,
+                                       Record, check, normalise_inputs)
 from edgeweave.units import Plan, Timeline, arrival_times, validate
 
 # name -> (module and function of the backend, its options)
@@ -62,6 +62,82 @@ def backend_options(backend: str, **options: Any) -> Any:
     return made
 
 
+class StreamRun(Iterator[Any]):
+    """A plan running over a stream of frames (``run_stream``): iterating it gives each
+    frame's outputs in order (what the model returns, or a dict by model when frames are
+    dicts by model) as frames complete; ``faults`` and ``timeline`` say what happened so
+    far. ``close()`` (or leaving a ``with`` block, or breaking out of the loop) stops the
+    workers."""
+
+    def __init__(self, outputs: Iterator[dict[str, Any]], frames: Frames,
+                 record: Record) -> None:
+        self._outputs, self._frames, self._record = outputs, frames, record
+
+    def __next__(self) -> Any:
+        outputs = next(self._outputs)
+        return outputs if self._frames.by_model else next(iter(outputs.values()))
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        """One line per fault survived so far."""
+        return tuple(self._record.faults)
+
+    @property
+    def timeline(self) -> Timeline | None:
+        """The measured timeline of the frames out so far (``None`` for the inline
+        backend, which measures nothing): every frame's arrival and completion, the events
+        of the first ``keep_events``."""
+        return self._record.timeline()
+
+    def close(self) -> None:
+        """Stop the run: its workers are stopped, frames not yet out are dropped."""
+        self._outputs.close()
+
+    def __enter__(self) -> StreamRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+IN_FLIGHT = 8  # frames of a stream in the workers at once, by default
+
+
+def run_stream(plan: Plan, frames: Iterable[Inputs], backend: str = "inline",
+               interval_s: float | None = None, timeout_s: float = 60.0,
+               in_flight: int | None = IN_FLIGHT, keep_events: int | None = 100,
+               **options: Any) -> StreamRun:
+    """Run ``plan`` over a stream of frames — any iterable or generator of inputs (a tensor,
+    a tuple, or a dict by model for several models), drawn only as the run takes them —
+    and iterate over each frame's outputs, in order, as they complete.
+
+    Frames go in as the plan's workload says (``Plan.streams``) or ``interval_s`` apart, and
+    at most ``in_flight`` ahead of the last output taken (``None``: no bound), so that a
+    stream of any length runs in bounded memory: only the events of the first
+    ``keep_events`` frames are kept for the timeline (``None``: all), beside each frame's
+    arrival and completion times. The backend's ``options`` are ``run``'s. Everything is
+    checked before a worker starts; a worker lost midway is survived as in ``run``.
+    """
+    chosen = backend_options(backend, **options)
+    for name, value in (("in_flight", in_flight), ("keep_events", keep_events)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise EdgeweaveError(f"{name} must be a positive whole number of frames or None. "
+                                 f"Got {value!r} instead.")
+    if interval_s is not None and (not isinstance(interval_s, int | float) or interval_s < 0):
+        raise EdgeweaveError(f"interval_s must be >= 0 seconds or None. Got {interval_s!r} "
+                             "instead.")
+    validate(plan)  # a hand-made or edited plan: named, before any worker starts
+    drawn = Frames(plan, frames)
+    if not drawn.has(0):
+        raise EdgeweaveError("The stream has no frames.")
+    arrival_times(plan.streams, 1, interval_s)
+    module, function = BACKENDS[backend][0].split(":")
+    execute = getattr(importlib.import_module(module), function)
+    record = Record(keep_events)
+    return StreamRun(execute(plan, drawn, interval_s, timeout_s, chosen, record, in_flight),
+                     drawn, record)
+
+
 def run(plan: Plan, inputs: Inputs | None = None, backend: str = "inline", frames: int = 1,
         interval_s: float | None = None, timeout_s: float = 60.0,
         on_frame: Callable[[int], None] | None = None, stream: Iterable[Inputs] | None = None,
@@ -69,8 +145,10 @@ def run(plan: Plan, inputs: Inputs | None = None, backend: str = "inline", frame
     """Execute ``plan`` on ``inputs`` (the same inputs for each of ``frames`` frames of
     each model, arriving as the plan's workload says — ``Plan.streams`` — or, given,
     ``interval_s`` apart) with a backend, stopping when nothing progresses for
-    ``timeout_s``; ``on_frame(frame)`` is called as frames complete. ``stream`` instead of
-    ``inputs`` gives each frame its own inputs, in order (``outputs[i]`` is frame ``i``'s).
+    ``timeout_s``; ``on_frame(frame)`` is called as each frame's outputs come out, in
+    order. ``stream`` instead of ``inputs`` gives each frame its own inputs, in order
+    (``outputs[i]`` is frame ``i``'s); ``run_stream`` takes a stream of any length
+    without keeping every output.
 
     ``options`` are the backend's (``LocalOptions``, ``RayOptions``): the local backend can
     emulate the cluster's links and its devices' compute times (``emulate_links``,
@@ -79,26 +157,25 @@ def run(plan: Plan, inputs: Inputs | None = None, backend: str = "inline", frame
     plan as a compiled graph or plain calls (``mode``). Both distributed backends survive a
     worker that dies by re-planning its units onto the survivors.
     """
-    chosen = backend_options(backend, **options)
     if stream is not None and inputs is not None:
         raise EdgeweaveError("Give run() either inputs (with frames) or a stream of inputs, "
                              "not both.")
-    if stream is not None:
-        frames = len(stream := list(stream))
-    if frames < 1 or (interval_s is not None and interval_s < 0):
-        raise EdgeweaveError(f"frames must be >= 1 and interval_s >= 0; got {frames}, "
-                             f"{interval_s}.")
-    validate(plan)  # a hand-made or edited plan: named, before any worker starts
-    arrival_times(plan.streams, frames, interval_s)  # a stream with too few arrival times: named here
-    by_frame = ([normalise_inputs(plan, frame) for frame in stream] if stream is not None
-                else [normalise_inputs(plan, inputs)] * frames)
-    module, function = BACKENDS[backend][0].split(":")
-    execute = getattr(importlib.import_module(module), function)
-    measured: Measured = execute(plan, by_frame, interval_s, timeout_s, on_frame, chosen)
-    first = stream[0] if stream is not None else inputs
-    by_model = isinstance(first, Mapping)  # a dict in, a dict out
-    return Run(tuple(o if by_model else next(iter(o.values())) for o in measured.outputs),
-               measured.timeline, measured.faults)
+    if stream is None:
+        normalise_inputs(plan, inputs)  # named as the run's inputs, not as frame 0's
+        stream = [inputs] * frames if isinstance(frames, int) else ()
+    if isinstance(stream, Sized):
+        if len(stream) < 1:
+            raise EdgeweaveError(f"frames must be >= 1; got {len(stream)}.")
+        # a workload with too few arrival times: named before any worker starts
+        arrival_times(plan.streams, len(stream), interval_s)
+    with run_stream(plan, stream, backend, interval_s, timeout_s, in_flight=None,
+                    keep_events=None, **options) as outputs:
+        collected = []
+        for frame, output in enumerate(outputs):
+            collected.append(output)
+            if on_frame is not None:
+                on_frame(frame)
+        return Run(tuple(collected), outputs.timeline, outputs.faults)
 
 
 def run_inline(plan: Plan, inputs: Inputs) -> Any:
@@ -106,5 +183,5 @@ def run_inline(plan: Plan, inputs: Inputs) -> Any:
     return run(plan, inputs).output
 
 
-__all__ = ["BACKENDS", "InlineOptions", "LocalOptions", "Measured", "RayOptions", "Run",
-           "backend_options", "run", "run_inline"]
+__all__ = ["BACKENDS", "InlineOptions", "LocalOptions", "RayOptions", "Run", "StreamRun",
+           "backend_options", "run", "run_inline", "run_stream"]

@@ -1,8 +1,11 @@
-"""What every backend shares: the options each one takes, what it hands back, and the
-frames' inputs and outputs.
+"""What every backend shares: the options each one takes, the frames it draws
+(``Frames``), what it records (``Record``) and the outputs it stitches.
 
-A backend is a function ``(plan, frames, interval_s, timeout_s, on_frame, options) ->
-Measured`` that drives one ``worker.DeviceWorker`` per device over its transport; its
+A backend is a generator function ``(plan, frames, interval_s, timeout_s, options, record,
+in_flight)`` that drives one ``worker.DeviceWorker`` per device over its transport and
+yields each frame's outputs by model, in frame order, as frames complete; it draws frames
+from ``frames`` only as they are due, and at most ``in_flight`` ahead of the last it
+yielded (``None``: no bound), so that a stream of any length runs in bounded memory. Its
 options are a frozen dataclass, checked by ``check`` with one clear message.
 """
 
@@ -11,14 +14,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from edgeweave.errors import EdgeweaveError, ExampleInputError
-from edgeweave.units import Plan, Region, Timeline
+from edgeweave.units import Event, Plan, Region, Timeline
 from edgeweave.units.compute import Piece, assemble
 
 Inputs = torch.Tensor | tuple[torch.Tensor, ...] | Mapping[str, Any]
@@ -78,14 +81,75 @@ def _bad(backend: str, name: str, constraint: str, value: Any) -> None:
                          f"Got {value!r} instead.")
 
 
-@dataclass(frozen=True)
-class Measured:
-    """What a backend gives back: outputs by model per frame, the measured timeline
-    (``None`` for the inline backend, which measures nothing), one line per fault survived."""
+class Frames:
+    """A run's frames — inputs by model, checked — drawn from an iterable only when the run
+    needs them, and held until ``release``d (a frame may be sent again after a fault)."""
 
-    outputs: list[dict[str, Any]]
-    timeline: Timeline | None
-    faults: tuple[str, ...] = ()
+    def __init__(self, plan: Plan, source: Iterable[Inputs]) -> None:
+        self.plan, self.source = plan, iter(source)
+        self.held: dict[int, dict[str, tuple[torch.Tensor, ...]]] = {}
+        self.drawn = 0  # frames drawn so far
+        self.ended = False
+        self.by_model: bool | None = None  # whether frames come as dicts by model
+
+    def has(self, frame: int) -> bool:
+        """Whether the stream has frame ``frame``, drawing up to it."""
+        while not self.ended and self.drawn <= frame:
+            try:
+                value = next(self.source)
+            except StopIteration:
+                self.ended = True
+                break
+            try:
+                self.held[self.drawn] = normalise_inputs(self.plan, value)
+            except ExampleInputError as error:
+                raise ExampleInputError(f"Frame {self.drawn}: {error}") from None
+            if self.by_model is None:
+                self.by_model = isinstance(value, Mapping)
+            self.drawn += 1
+        return frame < self.drawn
+
+    def __getitem__(self, frame: int) -> dict[str, tuple[torch.Tensor, ...]]:
+        return self.held[frame]
+
+    def release(self, below: int) -> None:
+        """Forget frames before ``below``: their outputs are out."""
+        for frame in [f for f in self.held if f < below]:
+            del self.held[frame]
+
+
+@dataclass
+class Record:
+    """What a run measured, frame by frame as frames complete: per model, each frame's
+    arrival and completion time; the events of the first ``keep_events`` frames (of every
+    frame when ``None``: a stream of any length keeps a bounded record); one line per fault
+    survived. ``source`` names what measured it (``None``: nothing was, as inline)."""
+
+    keep_events: int | None = None
+    source: str | None = None
+    events: list[Event] = field(default_factory=list)
+    arrival_s: dict[str, list[float]] = field(default_factory=dict)
+    done_s: dict[str, list[float]] = field(default_factory=dict)
+    faults: list[str] = field(default_factory=list)
+
+    def add_events(self, events: Iterable[Event]) -> None:
+        """Keep ``events`` (on the run's clock) of the frames whose events are kept."""
+        self.events.extend(e for e in events
+                           if self.keep_events is None or e.frame < self.keep_events)
+
+    def complete(self, arrival_s: Mapping[str, float], done_s: Mapping[str, float]) -> None:
+        """The next frame is complete: per model, when it arrived and when it was done."""
+        for model, at in arrival_s.items():
+            self.arrival_s.setdefault(model, []).append(at)
+            self.done_s.setdefault(model, []).append(done_s[model])
+
+    def timeline(self) -> Timeline | None:
+        """The timeline of the frames complete so far (an event may have been reported
+        twice after a fault: once)."""
+        if self.source is None or not self.arrival_s:
+            return None
+        return Timeline.by_model(dict.fromkeys(self.events), self.arrival_s, self.done_s,
+                                 self.source)
 
 
 def collect_outputs(plan: Plan, pieces: Mapping[tuple[str, str], list[Piece]]) -> dict[str, Any]:

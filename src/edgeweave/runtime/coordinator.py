@@ -27,15 +27,15 @@ from __future__ import annotations
 import dataclasses
 import queue
 import time
-from collections.abc import Callable, Collection, Mapping
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any, Protocol
 
 from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
-from edgeweave.runtime.backend import Measured, collect_outputs
+from edgeweave.runtime.backend import Frames, Record, collect_outputs
 from edgeweave.runtime.worker import WARM_UP, Report, frame_outputs
-from edgeweave.units import Event, Plan, Timeline, arrival_times
+from edgeweave.units import Event, Plan
 
 
 class Workers(Protocol):
@@ -61,17 +61,17 @@ class Coordinator:
     """Feeds frames to the workers of ``plan`` and collects what they report."""
 
     def __init__(self, plan: Plan, workers: Workers, send: Callable[[str, tuple], None],
-                 inbox, timeout_s: float, clock: Callable[[], float] = time.perf_counter
-                 ) -> None:
+                 inbox, timeout_s: float, record: Record,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.plan, self.workers, self._send, self.inbox = plan, workers, send, inbox
+        self.record = record
         self.devices = tuple(plan.order)
         self.timeout_s, self.clock = timeout_s, clock
         self.cost = CostModel.for_cluster(plan.cluster)
         self.expected = {(u.id, layer) for u in plan.units for layer in u.layers
                          if layer in plan.graphs[u.graph].outputs}
-        self.faults: list[str] = []
         self.lost: set[str] = set()
-        self.resent: set[int] = set()  # frames whose inputs were sent again after a fault
+        self.open: dict[int, _Open] = {}  # frames fed and not yet yielded
         self.busy_s: dict[str, float] = {}  # each device's longest compute so far
 
     def send(self, device: str, message: tuple) -> None:
@@ -104,36 +104,41 @@ class Coordinator:
             if message is not None and message[0] == "ready":
                 ready.add(message[1])
 
-    def run(self, frames, interval_s: float | None, source: str, on_frame) -> Measured:
-        """Feed ``frames`` (each model's inputs of each round) at their times — each model's
-        as its stream says, or ``interval_s`` apart — and collect their outputs and
-        timeline (whose source is ``source``)."""
-        self.frames = {WARM_UP: frames[0], **dict(enumerate(frames))}
+    def run(self, frames: Frames, interval_s: float | None, in_flight: int | None = None
+            ) -> Iterator[dict[str, Any]]:
+        """Feed ``frames`` at their times — each model's as its stream says, or
+        ``interval_s`` apart, and at most ``in_flight`` ahead of the last frame yielded —
+        and yield each frame's outputs by model, in order, as frames complete; what was
+        measured goes to the record. A frame's state is dropped once it is yielded."""
+        self.frames, record = frames, self.record
         self.send_inputs(WARM_UP)  # warms the input channels; the workers drop it
         start = self.clock()
-        due = arrival_times(self.plan.streams, len(frames), interval_s)
-        arrival = {m: [start + s for s in seconds] for m, seconds in due.items()}
-        schedule = sorted((s, f, m) for m, seconds in due.items() for f, s in enumerate(seconds))
-        reports: list[list[Report]] = [[] for _ in frames]
-        received: list[set] = [set() for _ in frames]
-        finals: list[set] = [set() for _ in frames]  # devices whose last report is in
-        done = {m: [start] * len(frames) for m in self.plan.graphs}
-        noted: dict[tuple[int, str], float] = {}  # when a model's inputs reached its source
-        closed: set[int] = set()  # complete frames, whose data the workers were told to drop
-        self.fed: list[tuple[int, str]] = []  # (frame, model) whose inputs were sent
+        following = {model: 0 for model in self.plan.streams}  # each model's next frame
+        yielded = 0
         progress = time.monotonic()
-        while len(closed) < len(frames):
-            while len(self.fed) < len(schedule) and (
-                    self.clock() >= start + schedule[len(self.fed)][0]):
-                _, frame, model = schedule[len(self.fed)]
-                arrival[model][frame] = self.clock()
+        while True:
+            while yielded in self.open and self.open[yielded].closed:
+                state = self.open.pop(yielded)
+                record.complete({m: state.noted.get(m, sent) - start
+                                 for m, sent in state.sent.items()},
+                                {m: state.done.get(m, start) - start for m in state.sent})
+                outputs = collect_outputs(self.plan, frame_outputs(self.plan, state.reports))
+                yielded += 1
+                frames.release(yielded)
+                yield outputs
+                progress = time.monotonic()
+            while (due := self._due(frames, following, yielded, in_flight, start, interval_s)
+                   ) is not None and due[0] <= self.clock():
+                _, frame, model = due
+                self.open.setdefault(frame, _Open()).sent[model] = self.clock()
                 self.send_inputs(frame, model)
-                self.fed.append((frame, model))
-            pending = next((f for f in range(len(frames)) if len(received[f]) < len(
-                self.expected)), len(frames) - 1)
-            next_arrival = (start + schedule[len(self.fed)][0] if len(self.fed) < len(schedule)
-                            else float("inf"))
-            message = self.receive(max(0.0, min(next_arrival - self.clock(), 0.05)))
+                following[model] += 1
+            if due is None and frames.ended and not self.open:
+                return
+            pending = min((f for f, state in self.open.items()
+                           if len(state.received) < len(self.expected)), default=yielded)
+            wait_s = 0.05 if due is None else min(due[0] - self.clock(), 0.05)
+            message = self.receive(max(0.0, wait_s))
             self.check_workers(pending)
             if message is None:
                 if time.monotonic() - progress > self.timeout_s:
@@ -141,45 +146,52 @@ class Coordinator:
                                       f"{pending}: a worker stopped answering.")
                 continue
             progress = time.monotonic()
-            if message[0] != "report":
-                continue
-            report: Report = message[1]
-            frame = report.frame
-            for event in report.events:
-                if event.kind == "compute":
-                    self.busy_s[event.resource] = max(self.busy_s.get(event.resource, 0.0),
-                                                      event.end_s - event.start_s)
-            reports[frame].append(report)
-            if frame not in self.resent:
-                for model, at in report.arrived_s.items():
-                    noted[frame, model] = min(noted.get((frame, model), at), at)
-            if report.last:
-                finals[frame].add(report.device)
-            new = set(report.outputs) - received[frame]
-            received[frame] |= new
-            for model in {self.plan.unit(unit).graph for unit, _ in new}:
-                done[model][frame] = max(done[model][frame], self.at_source(report, model))
-            if new and len(received[frame]) == len(self.expected) and on_frame is not None:
-                on_frame(frame)
-            for f in range(len(frames)):
-                if f not in closed and self._complete(f, received, finals):
-                    closed.add(f)
-                    for device in self.live:
-                        self.send(device, ("done", f))
-        outputs = [collect_outputs(self.plan, frame_outputs(self.plan, r)) for r in reports]
-        events = tuple(dict.fromkeys(_shift(e, start) for r in reports for report in r
-                                     for e in report.events))
-        timeline = Timeline.by_model(
-            events, {m: [noted.get((f, m), sent) - start for f, sent in enumerate(times)]
-                     for m, times in arrival.items()},
-            {m: [d - start for d in times] for m, times in done.items()}, source)
-        return Measured(outputs, timeline, tuple(self.faults))
+            if message[0] == "report":
+                self._take(message[1], start)
 
-    def _complete(self, frame: int, received, finals) -> bool:
-        """All outputs in, and every live device with units has reported its last segment
-        (its events are in)."""
+    def _due(self, frames: Frames, following: dict[str, int], yielded: int,
+             in_flight: int | None, start: float, interval_s: float | None
+             ) -> tuple[float, int, str] | None:
+        """The next (time, frame, model) whose inputs are to be fed, if any may be now or
+        later: the earliest over the models whose next frame the stream has and the
+        window allows."""
+        streams = self.plan.streams
+        candidates = [(start + streams[m].arrival_s(f, interval_s), f, m)
+                      for m, f in following.items()
+                      if (in_flight is None or f < yielded + in_flight) and frames.has(f)]
+        return min(candidates, default=None)
+
+    def _take(self, report: Report, start: float) -> None:
+        """Take a worker's report in: its outputs and events; close what it completes."""
+        self.record.add_events(_shift(e, start) for e in report.events)
+        for event in report.events:
+            if event.kind == "compute":
+                self.busy_s[event.resource] = max(self.busy_s.get(event.resource, 0.0),
+                                                  event.end_s - event.start_s)
+        state = self.open.get(report.frame)
+        if state is None:
+            return  # a late copy for a frame already out
+        state.reports.append(report)
+        for model, at in report.arrived_s.items() if not state.resent else ():
+            state.noted[model] = min(state.noted.get(model, at), at)
+        if report.last:
+            state.finals.add(report.device)
+        new = set(report.outputs) - state.received
+        state.received |= new
+        for model in {self.plan.unit(unit).graph for unit, _ in new}:
+            state.done[model] = max(state.done.get(model, start), self.at_source(report, model))
+        self._close(report.frame)
+
+    def _close(self, frame: int) -> None:
+        """When all of an open frame's outputs are in, and every live device with units has
+        reported its last segment (its events are in), tell the workers to drop it."""
+        state = self.open[frame]
         busy = {d for d in self.live if self.plan.order.get(d)}
-        return len(received[frame]) == len(self.expected) and busy <= finals[frame]
+        if not state.closed and len(state.received) == len(self.expected) and (
+                busy <= state.finals):
+            state.closed = True
+            for device in self.live:
+                self.send(device, ("done", frame))
 
     @property
     def live(self) -> list[str]:
@@ -194,11 +206,12 @@ class Coordinator:
         return max(report.due_s, self.clock())
 
     def send_inputs(self, frame: int, model: str | None = None) -> None:
-        """Send a frame's inputs of ``model`` (of every model by default) to its source."""
+        """Send a frame's inputs of ``model`` (of every model by default) to its source;
+        the rehearsal's (``WARM_UP``) are the first frame's."""
+        inputs = self.frames[max(frame, 0)]
         for unit in self.plan.units:
             if self.plan.is_input(unit.id) and model in (None, unit.graph):
-                self.send(unit.device,
-                          ("input", frame, unit.graph, self.frames[frame][unit.graph]))
+                self.send(unit.device, ("input", frame, unit.graph, inputs[unit.graph]))
 
     def check_workers(self, frame: int) -> None:
         for device, what in self.workers.lost(self.live, frozen=True, busy_s=self.busy_s):
@@ -219,13 +232,31 @@ class Coordinator:
         inputs_moved = any(self.plan.is_input(uid) for uid in moved)
         self.plan = plan
         if inputs_moved:
-            for again, model in self.fed:
+            for again, state in self.open.items():
                 if again >= frame:
-                    self.resent.add(again)  # its latency counts from the first arrival
-                    self.send_inputs(again, model)
-        self.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
+                    state.resent = True  # its latency counts from the first arrival
+                    for model in state.sent:
+                        self.send_inputs(again, model)
+        for again in list(self.open):
+            self._close(again)  # the lost device's last reports are no longer awaited
+        self.record.faults.append(f"device '{device}' {what} during frame {frame}; its {len(moved)} "
                            f"unit(s) moved to '{adopter}' and unfinished frames recomputed"
                            if moved else f"device '{device}' {what}; it held no units")
+
+
+@dataclasses.dataclass
+class _Open:
+    """A frame fed and not yet yielded: when each model's inputs were sent (and noted at
+    their source), the reports, outputs and last reports in, each model's completion."""
+
+    sent: dict[str, float] = dataclasses.field(default_factory=dict)
+    noted: dict[str, float] = dataclasses.field(default_factory=dict)
+    reports: list[Report] = dataclasses.field(default_factory=list)
+    received: set = dataclasses.field(default_factory=set)
+    finals: set[str] = dataclasses.field(default_factory=set)
+    done: dict[str, float] = dataclasses.field(default_factory=dict)
+    resent: bool = False  # inputs sent again after a fault: its arrival is the first
+    closed: bool = False
 
 
 def _shift(event: Event, start: float) -> Event:

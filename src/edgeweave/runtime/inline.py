@@ -12,29 +12,32 @@ so every other round.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 
-from edgeweave.runtime.backend import InlineOptions, Measured, collect_outputs
+from edgeweave.runtime.backend import Frames, InlineOptions, Record, collect_outputs
 from edgeweave.runtime.worker import DeviceWorker, Report, frame_outputs, replace_tensors
 from edgeweave.units import Plan
 from edgeweave.units.segments import segments
 from edgeweave.units.stealing import tasks, unshrunk
 
 
-def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-               interval_s: float | None = None, timeout_s: float = 60.0, on_frame=None,
-               options: InlineOptions = InlineOptions()) -> Measured:
-    """Execute ``frames`` (inputs by model) through ``plan`` in this process; nothing is
-    measured (the timeline is ``None``)."""
+def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
+            timeout_s: float = 60.0, options: InlineOptions = InlineOptions(),
+            record: Record | None = None, in_flight: int | None = None
+            ) -> Iterator[dict[str, Any]]:
+    """Execute ``frames`` through ``plan`` in this process, frame after frame, yielding
+    each one's outputs by model; nothing is measured (``record`` stays empty)."""
     workers = {device: DeviceWorker(device, plan) for device in plan.cluster.names}
     order = segments(plan)
     turn = {uid: i for i, uid in enumerate(plan.pool)}
     every = tasks(plan)
     stacks = {first: unshrunk(plan, every[first]) for first in plan.fallback}
-    outputs = []
-    for frame, inputs in enumerate(frames):
+    frame = 0
+    while frames.has(frame):
+        inputs = frames[frame]
         for unit in plan.units:
             if plan.is_input(unit.id):
                 workers[unit.device].receive_inputs(frame, unit.graph, inputs[unit.graph])
@@ -54,9 +57,8 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
             reports.append(report)
             for device, parcel in parcels:
                 workers[device].receive(replace_tensors(parcel, torch.clone))
-        outputs.append(collect_outputs(plan, frame_outputs(plan, reports)))
         for worker in workers.values():
             worker.finish(frame)
-        if on_frame is not None:
-            on_frame(frame)
-    return Measured(outputs, None)
+        frames.release(frame + 1)
+        yield collect_outputs(plan, frame_outputs(plan, reports))
+        frame += 1

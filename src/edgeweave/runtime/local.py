@@ -26,13 +26,14 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.multiprocessing as mp
 
-from edgeweave.runtime.backend import LocalOptions, Measured
+from edgeweave.runtime.backend import Frames, LocalOptions, Record
 from edgeweave.runtime.coordinator import Coordinator, patience_s
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.local_worker import COORDINATOR, serve
@@ -40,11 +41,12 @@ from edgeweave.runtime.pipes import Sender, read_into
 from edgeweave.units import Plan
 
 
-def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float | None = None, timeout_s: float = 60.0,
-            on_frame: Callable[[int], None] | None = None,
-            options: LocalOptions = LocalOptions()) -> Measured:
-    """Run ``frames`` (inputs by model, per frame) through ``plan`` in worker processes."""
+def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
+            timeout_s: float = 60.0, options: LocalOptions = LocalOptions(),
+            record: Record | None = None, in_flight: int | None = None
+            ) -> Iterator[dict[str, Any]]:
+    """Run ``frames`` through ``plan`` in worker processes, yielding each frame's outputs
+    by model in order; what was measured goes to ``record``."""
     if getattr(mp.current_process(), "_inheriting", False):
         # a worker being spawned re-runs a script that has no `__main__` guard: it leaves
         # quietly, and the run that spawned it names the cause (``_Processes.hint``)
@@ -76,12 +78,14 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         for device in plan.order:
             read_into(pipes[device, COORDINATOR][0], device, inbox)
         senders = {device: Sender(pipes[COORDINATOR, device][1]) for device in plan.order}
+        record = record if record is not None else Record()
         coordinator = Coordinator(plan, _Processes(workers, beats, options.detect_s),
                                   lambda device, message: senders[device].post(message),
-                                  inbox, timeout_s)
+                                  inbox, timeout_s, record)
         coordinator.wait_ready()
-        return coordinator.run(frames, interval_s, f"measured: local backend, {len(workers)} "
-                               f"processes{emulation.label()}", on_frame)
+        record.source = (f"measured: local backend, {len(workers)} processes"
+                         f"{emulation.label()}")
+        yield from coordinator.run(frames, interval_s, in_flight)
     finally:
         for device in plan.order:
             try:

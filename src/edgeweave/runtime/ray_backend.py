@@ -45,7 +45,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -53,13 +53,14 @@ import torch
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
 from edgeweave.runtime import ray_messages
-from edgeweave.runtime.backend import Measured, RayOptions, collect_outputs, keep_freed_memory
+from edgeweave.runtime.backend import (Frames, RayOptions, Record, collect_outputs,
+                                       keep_freed_memory)
 from edgeweave.runtime.ray_cluster import (connect, first_line, import_ray, offsets_of,
                                            on_driver_clock, remove_semaphores_left, resource,
                                            semaphores)
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.worker import DeviceWorker, Parcel, Report, frame_outputs
-from edgeweave.units import Event, Plan, Timeline, arrival_times
+from edgeweave.units import Event, Plan
 from edgeweave.units.segments import Segment, receivers, segments
 # Frames a compiled graph holds at once: each call's results wait in one-slot channels
 # until read, so a device can run at most one frame ahead of the driver's reading anyway.
@@ -143,11 +144,12 @@ class DeviceActor:
             self.log = [event for event in self.log if event.frame >= floor]
 
 
-def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float | None = None, timeout_s: float = 60.0,
-            on_frame: Callable[[int], None] | None = None,
-            options: RayOptions = RayOptions()) -> Measured:
-    """Run ``frames`` through ``plan`` with one Ray actor per device, one call per segment.
+def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
+            timeout_s: float = 60.0, options: RayOptions = RayOptions(),
+            record: Record | None = None, in_flight: int | None = None
+            ) -> Iterator[dict[str, Any]]:
+    """Run ``frames`` through ``plan`` with one Ray actor per device, one call per segment,
+    yielding each frame's outputs by model in order; what was measured goes to ``record``.
 
     With no ``address`` and no Ray already running here, a local Ray instance offering
     every device's resource is started for the run and stopped after it. An actor that
@@ -155,6 +157,7 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     within ``detect_s``): its units are re-planned onto the survivors, whose actors go on
     with what they hold, and the frames not yet collected are sent again.
     """
+    record = record if record is not None else Record()
     mode, detect_s = options.mode, options.detect_s
     if mode == "auto":
         mode = "messages" if plan.pool else "compiled"
@@ -163,31 +166,36 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
     started = connect(ray, list(plan.order), options.address)
     if mode == "messages":
         try:
-            return ray_messages.execute(ray, plan, frames, interval_s, timeout_s, on_frame,
-                                        options)
+            yield from ray_messages.execute(ray, plan, frames, interval_s, timeout_s, options,
+                                            record, in_flight)
         finally:
             if started:
                 ray.shutdown()
                 remove_semaphores_left(left)
-    session = _Session(ray, plan, mode, on_frame, timeout_s, options.emulate_compute,
-                       arrival_times(plan.streams, len(frames), interval_s), detect_s)
-    finished: list[list[tuple]] = []
-    faults: list[str] = []
+        return
+    session = _Session(ray, plan, mode, timeout_s, options.emulate_compute, interval_s,
+                       detect_s)
+    collected = 0
     try:
         session.start()
-        while len(finished) < len(frames):
+        record.source = (f"measured: ray backend ({mode}), "
+                         f"{sum(1 for ids in plan.order.values() if ids)} actors"
+                         + (", stealable units run at their homes" if plan.pool else "")
+                         + ray_messages.options_label(options))
+        while True:
             try:
-                session.feed(frames, len(finished))
+                for reports in session.feed(frames, collected):
+                    session.measure(reports, record)
+                    collected += 1
+                    frames.release(collected)
+                    yield collect_outputs(plan, frame_outputs(plan, reports))
+                break
             except (ray.exceptions.RayActorError, ray.exceptions.RayChannelError) as error:
                 # a compiled graph sees a dead actor as a closed channel
-                finished.extend(session.take_results())
-                faults.append(session.recover(error, len(finished)))
+                record.faults.append(session.recover(error, collected, record))
             except ray.exceptions.GetTimeoutError:
-                raise WorkerError(f"No answer for {timeout_s:.0f} s on frame "
-                                  f"{len(finished) + len(session.results)}: an actor stopped "
-                                  "answering.") from None
-            finally:
-                finished.extend(session.take_results())
+                raise WorkerError(f"No answer for {timeout_s:.0f} s on frame {collected}: an "
+                                  "actor stopped answering.") from None
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, WorkerError) else error
         raise WorkerError(first_line(cause)) from None
@@ -196,54 +204,25 @@ def execute(plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
         if started:
             ray.shutdown()
             remove_semaphores_left(left)
-    start, offsets = session.start_s, session.offsets
-    outputs, recorded = [], list(session.recovered)
-    for reports in finished:
-        outputs.append(collect_outputs(plan, frame_outputs(plan, reports)))
-        recorded.extend(event for report in reports for event in report.events)
-    # after a loss an event may come back twice: in a return and in what was fetched
-    events = [on_driver_clock(e, offsets, start) for e in dict.fromkeys(recorded)]
-    # done: a model's last output back at its source device (the driver stands for it)
-    done: dict[str, list[float]] = {m: [] for m in plan.graphs}
-    for reports in finished:
-        for model, times in done.items():
-            times.append(max(r.due_s - offsets[r.device] - start for r in reports
-                             if any(plan.unit(u).graph == model for u, _ in r.outputs)))
-    arrival = {m: [session.arrival[f][m] - start for f in range(len(frames))]
-               for m in plan.graphs}
-    label = (f"measured: ray backend ({mode}), "
-             f"{sum(1 for ids in plan.order.values() if ids)} actors"
-             + (", stealable units run at their homes" if plan.pool else "")
-             + ray_messages.options_label(options))
-    timeline = Timeline.by_model(events, arrival, done, label)
-    return Measured(outputs, timeline, tuple(faults))
 
 
 class _Session:
     """The actors of a run and the runner that feeds them frames; after a device is lost,
     the survivors' actors go on — with what they hold — under the re-planned plan."""
 
-    def __init__(self, ray, plan: Plan, mode: str, on_frame, timeout_s: float,
-                 emulate_compute: bool, due: Mapping[str, Sequence[float]],
-                 detect_s: float) -> None:
+    def __init__(self, ray, plan: Plan, mode: str, timeout_s: float, emulate_compute: bool,
+                 interval_s: float | None, detect_s: float) -> None:
         self.ray, self.plan, self.mode, self.emulate = ray, plan, mode, emulate_compute
-        self.on_frame, self.timeout_s, self.detect_s = on_frame, timeout_s, detect_s
+        self.timeout_s, self.interval_s, self.detect_s = timeout_s, interval_s, detect_s
         self.actors: dict[str, Any] = {}
         self.runner: _Plain | None = None
         self.offsets: dict[str, float] = {}
-        self.due = due  # per model, when each frame arrives, from the first feed
-        # per frame, when each model's inputs arrived (kept when re-sent)
+        # per frame not yet measured, when each model's inputs arrived (kept when re-sent)
         self.arrival: dict[int, dict[str, float]] = {}
         self.origin: float | None = None
-        self.recovered: list[Event] = []  # events fetched after a loss
         self.lost: set[str] = set()
         self.spawned = 0  # generations of actors started (a name is never reused)
         self.start_s = time.time()
-
-    @property
-    def results(self) -> list[list[tuple]]:
-        """The returns to the driver of each frame collected and not yet taken."""
-        return self.runner.results if self.runner is not None else []
 
     def start(self) -> None:
         """Start an actor on each device with units, pinned by its resource."""
@@ -265,7 +244,7 @@ class _Session:
 
     def _runner(self) -> _Plain:
         kind = _Compiled if self.mode == "compiled" else _Plain
-        return kind(self.ray, self.plan, self.actors, self.on_frame, self.arrival)
+        return kind(self.ray, self.plan, self.actors, self.arrival)
 
     def _watch(self, stop: threading.Event) -> None:
         """Until ``stop``, every ``detect_s``: kill each actor that does not answer a ping
@@ -287,27 +266,38 @@ class _Session:
                 silent.append(device)
         return silent
 
-    def feed(self, frames, first: int) -> None:
-        """Send frames ``first``.. and collect their results."""
+    def feed(self, frames: Frames, first: int) -> Iterator[list[Report]]:
+        """Send frames ``first``.. and yield each one's reports, in order."""
         if self.origin is None:  # frames sent again after a loss keep their times
             self.origin = time.time()
-        due = {m: [self.origin + s for s in seconds] for m, seconds in self.due.items()}
+        origin, streams = self.origin, self.plan.streams
+
+        def due(frame: int) -> dict[str, float]:
+            return {m: origin + stream.arrival_s(frame, self.interval_s)
+                    for m, stream in streams.items()}
+
         stop = threading.Event()  # the watcher pings while the driver waits on results
         watcher = threading.Thread(target=self._watch, args=(stop,), daemon=True)
         watcher.start()
         try:
-            self.runner.feed(frames, first, due, self.timeout_s)
+            yield from self.runner.feed(frames, first, due, self.timeout_s)
         finally:
             stop.set()
             watcher.join()
 
-    def take_results(self) -> list[list[tuple]]:
-        """The frames collected since the last call, in order."""
-        taken = list(self.results)
-        self.results.clear()
-        return taken
+    def measure(self, reports: list[Report], record: Record) -> None:
+        """Record a collected frame: its events, and per model its arrival and when its
+        last output was back at its source (the driver stands for it), on the driver's
+        clock from the start."""
+        start, offsets, frame = self.start_s, self.offsets, reports[0].frame
+        record.add_events(on_driver_clock(e, offsets, start)
+                          for report in reports for e in report.events)
+        record.complete({m: at - start for m, at in self.arrival.pop(frame).items()},
+                        {m: max(r.due_s - offsets[r.device] - start for r in reports
+                                if any(self.plan.unit(u).graph == m for u, _ in r.outputs))
+                         for m in self.plan.graphs})
 
-    def recover(self, error, frame: int) -> str:
+    def recover(self, error, frame: int, record: Record) -> str:
         """Re-plan around the dead actor(s); returns the line that reports it."""
         dead = self._dead(error)
         for device in dead:  # first: a compiled graph's teardown waits on a frozen actor
@@ -321,8 +311,9 @@ class _Session:
         for device, actor in self.actors.items():  # events whose returns were dropped
             if device not in dead and not stuck:
                 try:
-                    self.recovered.extend(self.ray.get(actor.logged.remote(frame),
-                                                       timeout=self.timeout_s))
+                    record.add_events(on_driver_clock(e, self.offsets, self.start_s)
+                                      for e in self.ray.get(actor.logged.remote(frame),
+                                                            timeout=self.timeout_s))
                 except (self.ray.exceptions.RayActorError, self.ray.exceptions.GetTimeoutError):
                     dead.append(device)  # lost since it answered its ping
                     self.ray.kill(actor)
@@ -368,9 +359,8 @@ class _Session:
 class _Plain:
     """Ordinary actor calls, frame by frame, in a dependency order."""
 
-    def __init__(self, ray, plan: Plan, actors, on_frame,
-                 arrival: dict[int, dict[str, float]]) -> None:
-        self.ray, self.plan, self.actors, self.on_frame = ray, plan, actors, on_frame
+    def __init__(self, ray, plan: Plan, actors, arrival: dict[int, dict[str, float]]) -> None:
+        self.ray, self.plan, self.actors = ray, plan, actors
         self.arrival = arrival  # per frame, when each model's arrived, kept across re-plans
         self.calls = segments(plan)
         call_of = {unit_id: call for call in self.calls for unit_id in call.units}
@@ -388,7 +378,6 @@ class _Plain:
                 before = previous[call.device]
                 self.reads[call].append((before, len(targets(plan, before)) - 1))
             previous[call.device] = call
-        self.results: list[list[Report]] = []
 
     in_flight = 4  # frames submitted before the oldest is collected (bounds what is held)
 
@@ -422,34 +411,30 @@ class _Plain:
         """A submitted frame's returns to the driver."""
         return self.ray.get(submitted, timeout=timeout_s)
 
-    def feed(self, frames, first: int, due: Mapping[str, Sequence[float]],
-             timeout_s: float) -> None:
+    def feed(self, frames: Frames, first: int, due: Callable[[int], dict[str, float]],
+             timeout_s: float) -> Iterator[list[Report]]:
         """Send frames ``first``.. at their times (``due``, per model; a frame goes when its
         last model's inputs are due, the others waiting as at their cameras),
-        ``in_flight`` at most, collecting them in order; every frame tells the actors which
-        frames are collected (the floor)."""
+        ``in_flight`` at most, and yield each one's reports, in order; every frame tells
+        the actors which frames are collected (the floor)."""
         pending: list = []
+        frame = floor = first
         try:
-            for frame in range(first, len(frames)):
-                if len(pending) == self.in_flight:
-                    self._collected(self.collect(pending.pop(0), timeout_s))
-                time.sleep(max(0.0, max(times[frame] for times in due.values()) - time.time()))
-                self.arrival.setdefault(frame, {m: times[frame] for m, times in due.items()})
-                floor = first + len(self.results)
+            while pending or frames.has(frame):
+                if pending and (len(pending) == self.in_flight or not frames.has(frame)):
+                    floor += 1
+                    yield self.collect(pending.pop(0), timeout_s)
+                    continue
+                times = self.arrival.setdefault(frame, due(frame))
+                time.sleep(max(0.0, max(times.values()) - time.time()))
                 pending.append(self.submit(frame, floor, frames[frame]))
-            while pending:
-                self._collected(self.collect(pending.pop(0), timeout_s))
+                frame += 1
         except BaseException:
             # results never read can only be dropped, and only while a graph is up
             for submitted in pending:
                 with contextlib.suppress(Exception):
                     self.collect(submitted, 0)
             raise
-
-    def _collected(self, returned: list[tuple]) -> None:
-        self.results.append(returned)
-        if self.on_frame is not None:
-            self.on_frame(returned[0].frame)
 
     def close(self, wait_s: float | None = None) -> bool:
         """Release what the mode holds (nothing for plain calls); whether that finished
@@ -462,9 +447,8 @@ class _Compiled(_Plain):
 
     in_flight = IN_FLIGHT
 
-    def __init__(self, ray, plan: Plan, actors, on_frame,
-                 arrival: dict[int, dict[str, float]]) -> None:
-        super().__init__(ray, plan, actors, on_frame, arrival)
+    def __init__(self, ray, plan: Plan, actors, arrival: dict[int, dict[str, float]]) -> None:
+        super().__init__(ray, plan, actors, arrival)
         from ray.dag import InputNode, MultiOutputNode
 
         nodes: dict[Segment, list] = {}

@@ -25,12 +25,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from edgeweave.runtime.backend import Measured, RayOptions, keep_freed_memory
+from edgeweave.runtime.backend import Frames, RayOptions, Record, keep_freed_memory
 from edgeweave.runtime.coordinator import Coordinator, patience_s
 from edgeweave.runtime.emulation import Emulation
 from edgeweave.runtime.local_worker import COORDINATOR, HEARTBEAT_S, Loop
@@ -184,10 +184,11 @@ class _Actors:
         return False
 
 
-def execute(ray, plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]]],
-            interval_s: float | None, timeout_s: float, on_frame: Callable[[int], None] | None,
-            options: RayOptions) -> Measured:
-    """Run ``frames`` through ``plan`` with one ``LoopActor`` per device (Ray joined)."""
+def execute(ray, plan: Plan, frames: Frames, interval_s: float | None, timeout_s: float,
+            options: RayOptions, record: Record, in_flight: int | None
+            ) -> Iterator[dict[str, Any]]:
+    """Run ``frames`` through ``plan`` with one ``LoopActor`` per device (Ray joined),
+    yielding each frame's outputs by model in order."""
     from ray.util.queue import Queue
 
     mailbox = Queue(actor_options={"num_cpus": 0})
@@ -218,10 +219,11 @@ def execute(ray, plan: Plan, frames: Sequence[dict[str, tuple[torch.Tensor, ...]
         def send(device: str, message: tuple) -> None:
             actors[device].deliver.options(concurrency_group=MAIL).remote(COORDINATOR, message)
 
-        coordinator = Coordinator(plan, watch, send, watch, timeout_s, clock=time.time)
+        coordinator = Coordinator(plan, watch, send, watch, timeout_s, record, clock=time.time)
         coordinator.wait_ready()
-        return coordinator.run(frames, interval_s, "measured: ray backend (messages), "
-                               f"{len(actors)} actors{options_label(options)}", on_frame)
+        record.source = (f"measured: ray backend (messages), {len(actors)} actors"
+                         f"{options_label(options)}")
+        yield from coordinator.run(frames, interval_s, in_flight)
     finally:
         for actor in actors.values():
             ray.kill(actor)
