@@ -1,11 +1,12 @@
-"""Soak: streams of distinct frames through split plans while workers are killed or frozen
-at random moments; every output is checked against the model on its own frame (issue 15).
+"""Soak: streams of distinct frames (``run_stream``) through split plans while workers are
+killed or frozen at random moments; every output is checked against the model on its own
+frame as it comes out (issue 15).
 
 Each round plans one model spread over four devices (whole layers in runs, so tensors
 cross devices at every boundary), streams its frames and, after a random frame, kills
 (SIGKILL) or freezes (SIGSTOP) one random worker — in some rounds two. A round counts its
-frames lost (fewer outputs than frames), wrong (an output that is not the model's on that
-frame, which also catches swapped frames) and whether the run stopped with an error
+frames lost (frames whose outputs never came out), wrong (an output that is not the model's
+on that frame, which also catches swapped frames) and whether the run stopped with an error
 instead. Models: two_branch (32 px, small tensors) and resnet18 at 224 px (multi-MB
 tensors through the local pipes' shared rings). On Ray, actors are killed (``ray.kill``)
 or their processes stopped, in the compiled and the messages mode by turns.
@@ -113,24 +114,26 @@ def one_round(rng: random.Random, backend: str, mode: str | None, ray=None) -> R
     on_frame = (ray_signaller(ray, faults, mode) if backend == "ray"
                 else local_signaller(faults))
     start = time.perf_counter()
-    error, outputs, recovered = "", [], 0
-    try:
-        result = ew.run(plan, stream=frames, backend=backend, interval_s=interval_s,
-                        on_frame=on_frame, detect_s=1.0, timeout_s=60.0, **options)
-        outputs = list(result.outputs)
+    error, out, wrong, recovered = "", 0, 0, 0
+    try:  # a stream: each output checked as it comes out, then the fault it triggers
+        with ew.run_stream(plan, iter(frames), backend=backend, interval_s=interval_s,
+                           detect_s=1.0, timeout_s=60.0, **options) as outputs:
+            for frame, output in enumerate(outputs):
+                with torch.no_grad():
+                    wrong += not torch.allclose(output, module(frames[frame]), rtol=1e-4,
+                                                atol=1e-4)
+                out += 1
+                on_frame(frame)
         # a fault survived is one the run reported (named the device) and went on past
-        recovered = sum(any(f"'{device}'" in line for line in result.faults)
+        recovered = sum(any(f"'{device}'" in line for line in outputs.faults)
                         for _, device, _ in faults)
     except ew.EdgeweaveError as stopped:
         error = str(stopped)
     seconds = time.perf_counter() - start
-    with torch.no_grad():
-        wrong = sum(not torch.allclose(output, module(frame), rtol=1e-4, atol=1e-4)
-                    for output, frame in zip(outputs, frames))
     what = ", ".join(f"{'kill' if sig == signal.SIGKILL else 'freeze'} {device} after "
                      f"frame {at}" for at, device, sig in faults)
     return Round(backend + (f" ({mode})" if mode else ""), name, count, what, recovered,
-                 count - len(outputs) if not error else count, wrong, error, seconds)
+                 count - out, wrong, error, seconds)
 
 
 def soak(backend: str, total: int, modes: tuple[str | None, ...], seed: int,
@@ -159,7 +162,7 @@ def table(rounds: list[Round]) -> str:
                      f"{sum(r.seconds for r in mine):.0f} s |")
     stopped = [r for r in rounds if r.error]
     if stopped:
-        lines += ["", "Runs that stopped (their frames count as lost):", ""]
+        lines += ["", "Runs that stopped (the frames not out by then count as lost):", ""]
         lines += [f"- {r.backend}, {r.model}, {r.faults}: {r.error}" for r in stopped]
     return "\n".join(lines)
 

@@ -123,3 +123,39 @@ def test_bad_stream_arguments_are_named_before_any_worker_starts():
     with pytest.raises(ew.EdgeweaveError, match="^Frame 0: The input of model 'line'"):
         ew.run_stream(plan, [None], backend="local")
     assert not multiprocessing.active_children()
+
+
+class _Posted:
+    """A poster that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple] = []
+
+    def post(self, message: tuple) -> None:
+        self.messages.append(message)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_frame_done_elsewhere_while_a_worker_waits_on_it_ends_the_wait():
+    # after a re-plan rewinds a worker, the frame it waits on may complete elsewhere and
+    # its data be dropped: waiting on would stall the stream for ever (seen on Ray's
+    # messages mode, about one run in eight)
+    import queue
+
+    from edgeweave.runtime.emulation import Emulation
+    from edgeweave.runtime.local_worker import COORDINATOR, Loop, _Restart
+
+    plan = _spread_plan("line")
+    device = "rpi4b-1"
+    inbox: queue.Queue = queue.Queue()
+    loop = Loop(device, plan.for_device(device), {d: _Posted() for d in (COORDINATOR, *plan.order)
+                                                  if d != device}, inbox, Emulation())
+    loop.frame = 5
+    inbox.put((COORDINATOR, ("done", 4)))  # an earlier frame: the wait goes on
+    inbox.put((COORDINATOR, ("done", 5)))
+    inbox.put((COORDINATOR, ("stop",)))  # reached only if the wait went on: fails, not hangs
+    with pytest.raises(_Restart):
+        loop.wait(lambda: False)
+    assert {4, 5} <= loop.finished

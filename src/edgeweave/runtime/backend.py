@@ -63,17 +63,17 @@ RAY_MODES = ("auto", "compiled", "plain", "messages")
 
 def check(backend: str, options: Any) -> None:
     """Raise an ``EdgeweaveError`` naming the first option out of its range."""
-    for field in dataclasses.fields(options):
-        value = getattr(options, field.name)
-        if field.name == "detect_s" and not (isinstance(value, int | float) and value > 0):
-            _bad(backend, field.name, "a positive number of seconds", value)
-        if field.name.startswith("emulate") and not isinstance(value, bool):
-            _bad(backend, field.name, "True or False", value)
-        if field.name == "mode" and value not in RAY_MODES:
-            _bad(backend, field.name, f"one of {', '.join(RAY_MODES)}", value)
-        if field.name == "address" and value is not None and (
+    for option in dataclasses.fields(options):
+        name, value = option.name, getattr(options, option.name)
+        if name == "detect_s" and not (isinstance(value, int | float) and value > 0):
+            _bad(backend, name, "a positive number of seconds", value)
+        if name.startswith("emulate") and not isinstance(value, bool):
+            _bad(backend, name, "True or False", value)
+        if name == "mode" and value not in RAY_MODES:
+            _bad(backend, name, f"one of {', '.join(RAY_MODES)}", value)
+        if name == "address" and value is not None and (
                 not isinstance(value, str) or ":" not in value):
-            _bad(backend, field.name, "HOST:PORT or None", value)
+            _bad(backend, name, "HOST:PORT or None", value)
 
 
 def _bad(backend: str, name: str, constraint: str, value: Any) -> None:

@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.multiprocessing as mp
 
 from edgeweave.runtime.backend import Frames, LocalOptions, Record

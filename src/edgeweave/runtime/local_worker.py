@@ -233,6 +233,10 @@ class Loop:
                 self.pool.forget(message[1])
                 self.unreported.pop(message[1], None)
                 self.take_arrived(message[1])
+                if message[1] == self.frame:
+                    # complete elsewhere while this device waited on it: after a re-plan
+                    # rewound it, it may wait on data that was dropped with the frame
+                    raise _Restart
                 continue
             frame = message[1] if kind == "input" else message[1].frame
             if frame in self.finished:
