@@ -68,7 +68,8 @@ def test_four_actors_three_frames_equal_the_model(mode):
     assert all(latency > 0 for latency in timeline.latency_s)
 
 
-@pytest.mark.parametrize("mode", ["compiled", "messages"])
+# compiled: its own feed; messages draws through the coordinator, as the local backend
+@pytest.mark.parametrize("mode", ["compiled"])
 def test_a_stream_draws_its_frames_as_it_goes_and_gives_each_its_outputs(mode):
     frames, drawn = _distinct_frames(10), []
 
