@@ -159,3 +159,33 @@ def test_a_frame_done_elsewhere_while_a_worker_waits_on_it_ends_the_wait():
     with pytest.raises(_Restart):
         loop.wait(lambda: False)
     assert {4, 5} <= loop.finished
+
+
+def test_after_a_re_plan_only_the_units_not_held_are_computed():
+    # the adopter's new segment joins its own units (computed before the re-plan, held) to
+    # the adopted ones in one compiled step: only the adopted ones run (seen: a survivor
+    # computing its own units again)
+    from edgeweave.planners.recover import without
+    from edgeweave.runtime.backend import collect_outputs
+    from edgeweave.runtime.worker import DeviceWorker, frame_outputs
+    from edgeweave.units.segments import segments
+
+    graph, cluster = zoo_graph("line"), ew.Cluster.load("rpi4b*2@ethernet")
+    layers = [layer for layer in graph if layer.kind is not OpKind.INPUT]
+    plan = build_plan({"line": graph}, cluster, [
+        whole(graph, layer.name, cluster.names[2 * i >= len(layers)])
+        for i, layer in enumerate(layers)])
+    worker = DeviceWorker("rpi4b-0", plan)
+    module, inputs = zoo_model("line")
+    worker.receive_inputs(0, "line", inputs)
+    for segment in segments(plan):
+        if segment.device == "rpi4b-0":
+            worker.run(0, segment)
+    replanned = without(plan, {"rpi4b-1"})
+    worker.adopt(replanned)
+    (segment,) = [s for s in segments(replanned) if s.device == "rpi4b-0"]
+    assert len(worker._steps_of(segment)) < len(segment.units)  # steps join units
+    report = worker.run(0, segment)[1]
+    assert [e.unit for e in report.events] == list(plan.order["rpi4b-1"])
+    outputs = collect_outputs(replanned, frame_outputs(replanned, [report]))
+    torch.testing.assert_close(outputs["line"], module(*inputs))

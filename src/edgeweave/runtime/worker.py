@@ -246,22 +246,30 @@ class DeviceWorker:
         due = max((self.due.get((frame, (n.unit, n.layer, n.region)), 0.0)
                    for n in self._outside(segment)), default=0.0)
         _sleep_until(due, self.clock)  # emulated data still on the wire
-        for step in self._steps_of(segment):
-            if all((frame, uid) in self.held for uid in step.units):
-                continue  # computed before a re-plan
-            start = self.clock()
-            try:
-                self._compute(frame, step)
-            except Exception as error:  # named for the driver: device, frame and cause
-                raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
-                                  f"{step.label}): {type(error).__name__}: {error}") from None
-            if self.cost is not None:  # last at least the device's predicted time
-                predicted = start + sum(unit_compute_s(self.plan, self.cost, uid,
-                                                       on=self.device) for uid in step.units)
-                _sleep_until(predicted, self.clock)
-            self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
+        for whole_step in self._steps_of(segment):
+            # after a re-plan a step may join units computed before it (held) to adopted
+            # ones: only those not held run, each by its region kernels
+            pending = [uid for uid in whole_step.units if (frame, uid) not in self.held]
+            parts = ([whole_step] if len(pending) == len(whole_step.units)
+                     else [_Step((uid,)) for uid in pending])
+            for step in parts:
+                self._run_step(frame, step)
         parcels = self._parcels(frame, segment.units, inside=segment.units)
         return parcels, self._report(frame, segment)
+
+    def _run_step(self, frame: int, step: _Step) -> None:
+        """Compute a step (at least its predicted time, when emulated) and record it."""
+        start = self.clock()
+        try:
+            self._compute(frame, step)
+        except Exception as error:  # named for the driver: device, frame and cause
+            raise WorkerError(f"Device '{self.device}' failed on frame {frame} (unit "
+                              f"{step.label}): {type(error).__name__}: {error}") from None
+        if self.cost is not None:  # last at least the device's predicted time
+            predicted = start + sum(unit_compute_s(self.plan, self.cost, uid, on=self.device)
+                                    for uid in step.units)
+            _sleep_until(predicted, self.clock)
+        self._record(Event("compute", frame, step.label, self.device, start, self.clock()))
 
     def _compute(self, frame: int, step: _Step) -> None:
         if step.module is None:
