@@ -27,7 +27,7 @@ from edgeweave.errors import EdgeweaveError
 from edgeweave.graph import Geometry, LayerGraph, trace
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
-from edgeweave.runtime import run_stream
+from edgeweave.runtime import IN_FLIGHT, run_stream
 from edgeweave.simulation import simulate as simulate_plan
 from edgeweave.units import (Plan, Timeline, arrival_times, deadlines_met, footprints,
                              serialize)
@@ -245,7 +245,6 @@ def _inputs(workload: list[Loaded]):
     return {m.name: m.inputs for m in workload}
 
 
-IN_FLIGHT = 8  # images in the workers at once
 KEEP_EVENTS = 100  # frames of a stream of images whose events the timeline keeps
 
 
@@ -267,8 +266,7 @@ class _Feed:
 
         return image_frames(self.files, self.shape)
 
-    def take(self, outputs, workload: list[Loaded], check: bool, folder: str | None,
-             advance) -> float | None:
+    def take(self, outputs, check: bool, folder: str | None, advance) -> float | None:
         """Take each frame's outputs as they come: compare them with the model's
         (``check``; the largest difference is returned), write them to ``folder``."""
         from pathlib import Path
@@ -278,7 +276,7 @@ class _Feed:
         if folder:
             Path(folder).mkdir(parents=True, exist_ok=True)
         frames = self.inputs() if check else None  # read again: never held all at once
-        error = None
+        workload, error = self.workload, None
         for frame, output in enumerate(outputs):
             if frames is not None:
                 given = next(frames)
@@ -738,7 +736,7 @@ def run(
                 **options.get(backend, {})) as result:
             task = bar.add_task(f"running {feed.count} frame(s) on the {backend} backend",
                                 total=feed.count)
-            error = feed.take(result, workload, check, outputs, lambda: bar.advance(task))
+            error = feed.take(result, check, outputs, lambda: bar.advance(task))
         simulated = feed.count if images is None else min(feed.count, KEEP_EVENTS)
         predicted = simulate_plan(made, simulated, interval)
         measured = result.timeline
