@@ -161,11 +161,13 @@ def run(plan: Plan, inputs: Inputs | None = None, backend: str = "inline", frame
         raise EdgeweaveError("Give run() either inputs (with frames) or a stream of inputs, "
                              "not both.")
     if stream is None:
+        if not isinstance(frames, int) or frames < 1:
+            raise EdgeweaveError(f"frames must be >= 1; got {frames!r}.")
         normalise_inputs(plan, inputs)  # named as the run's inputs, not as frame 0's
-        stream = [inputs] * frames if isinstance(frames, int) else ()
+        stream = [inputs] * frames
     if isinstance(stream, Sized):
         if len(stream) < 1:
-            raise EdgeweaveError(f"frames must be >= 1; got {len(stream)}.")
+            raise EdgeweaveError("frames must be >= 1; got an empty stream.")
         # a workload with too few arrival times: named before any worker starts
         arrival_times(plan.streams, len(stream), interval_s)
     with run_stream(plan, stream, backend, interval_s, timeout_s, in_flight=None,

@@ -7,6 +7,11 @@ It does not care what carries the messages: it is handed ``send`` (to a device),
 of ``(sender, message)`` pairs, and the ``Workers``, which say who was lost. The workers'
 side is ``local_worker.Loop``.
 
+It runs a stream: frames are drawn from ``backend.Frames`` as they fall due, at most
+``in_flight`` beyond the last yielded; it holds only the open frames (fed, not yet out),
+yields each frame's outputs in order once complete, and puts what it measured in a
+``backend.Record``.
+
 As in the simulator, a frame arrives when its inputs reach their source device (its worker
 notes the moment as the message arrives, so that a camera attached to a device is not
 charged the coordinator's hand-over) and is done when its outputs are back there: at once
@@ -15,10 +20,9 @@ source on the way back (later when an emulated link delivers them late).
 
 A worker that is lost (dead, or silent for ``detect_s`` — or three times its longest
 compute so far, if longer: a worker busy with a long unit on a loaded machine is slow, not
-dead) has its units moved onto a
-survivor by ``planners.recover.without``; every survivor switches to the new plan,
-re-sends the results it holds to units that moved, and the adopter recomputes the lost
-units of every unfinished frame. If no survivor can hold the units, or a unit raises, the
+dead) has its units moved onto a survivor by ``planners.recover.without``; every survivor
+switches to the new plan, re-sends the results it holds to units that moved, and the
+adopter recomputes the lost units of every unfinished frame. If no survivor can hold the units, or a unit raises, the
 run stops with an error naming the device and the frame.
 """
 

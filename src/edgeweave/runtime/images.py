@@ -50,8 +50,9 @@ def read_image(path: Path, shape: tuple[int, ...]) -> torch.Tensor:
         with Image.open(path) as image:
             converted = image.convert("L" if channels == 1 else "RGB").resize(
                 (width, height), Image.Resampling.BILINEAR)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise EdgeweaveError(f"Cannot read the image '{path}': {error}") from None
+    except Exception as error:  # Pillow, or a plugin another library registered with it
+        raise EdgeweaveError(f"Cannot read the image '{path}': {type(error).__name__}: "
+                             f"{error}") from None
     pixels = torch.from_numpy(np.asarray(converted, dtype=np.float32) / 255.0)
     return pixels.reshape(height, width, channels).permute(2, 0, 1).unsqueeze(0).contiguous()
 
