@@ -65,6 +65,7 @@ def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
             target=serve, name=f"edgeweave-{device}", daemon=True,
             args=(device, plan.for_device(device), inbound, outbound, emulation, beats, index))
     inbox: queue.Queue = queue.Queue()
+    readers: list[threading.Thread] = []
     try:
         with _ignoring_interrupts():
             for process in workers.values():
@@ -74,8 +75,8 @@ def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
                 reader.close()
             if a != COORDINATOR:
                 writer.close()
-        for device in plan.order:
-            read_into(pipes[device, COORDINATOR][0], device, inbox)
+        readers = [read_into(pipes[device, COORDINATOR][0], device, inbox)
+                   for device in plan.order]
         senders = {device: Sender(pipes[COORDINATOR, device][1]) for device in plan.order}
         record = record if record is not None else Record()
         coordinator = Coordinator(plan, _Processes(workers, beats, options.detect_s),
@@ -99,6 +100,8 @@ def execute(plan: Plan, frames: Frames, interval_s: float | None = None,
             if process.is_alive():
                 process.kill()
                 process.join()
+        for thread in readers:  # at EOF now; one inside torch must not meet the shutdown
+            thread.join(timeout=STOP_S)
         for reader, writer in pipes.values():
             reader.close()
             writer.close()

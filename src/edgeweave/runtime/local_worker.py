@@ -13,7 +13,9 @@ only while it waits with nothing to run, and runs what it is handed before waiti
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -60,6 +62,12 @@ def serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, beat
     for sender, connection in inbound.items():
         read_into(connection, sender, inbox, loop.answer)
     loop.serve_until_stopped()
+    # Leave without the interpreter's shutdown: it ends a daemon thread that is inside
+    # torch (a reader copying a tensor out of an arena) with pthread_exit, which C++ turns
+    # into "terminate called without an active exception" and an abort.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class Poster(Protocol):
