@@ -271,7 +271,7 @@ def test_the_ray_backend_without_ray_says_what_to_install(monkeypatch):
 
 
 def test_a_script_without_a_main_guard_gets_one_line(tmp_path):
-    # spawned workers re-run the script: each leaves quietly, the run names the cause
+    # workers re-run the script: each leaves quietly, the run names the cause
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import edgeweave as ew\n"
@@ -287,16 +287,20 @@ def test_a_script_without_a_main_guard_gets_one_line(tmp_path):
     assert len(lines) == 1 and "needs `if __name__ == '__main__':`" in lines[0], lines
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (from /proc)."""
-    found = []
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (from /proc)."""
+    parents = {}
     for entry in os.listdir("/proc"):
         try:
-            if entry.isdigit() and int(
-                    open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
+            if entry.isdigit():
+                parents[int(entry)] = int(
+                    open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError):
             pass
+    found, below = [], {pid}
+    while below:
+        below = {child for child, parent in parents.items() if parent in below}
+        found += below
     return found
 
 
@@ -307,9 +311,9 @@ def test_ctrl_c_in_a_terminal_stops_the_run_with_one_line_and_no_process_left():
                            text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while len(_children(run.pid)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)  # two workers and multiprocessing's resource tracker
-        workers = _children(run.pid)
+        while len(_descendants(run.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the fork server, its two workers, the resource tracker
+        workers = _descendants(run.pid)
         time.sleep(2.0)  # the workers run frames
         os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C sends: the whole process group
         out, err = run.communicate(timeout=60)

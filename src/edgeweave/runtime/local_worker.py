@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pickle
 import queue
+import signal
 import sys
 import threading
 import time
@@ -44,9 +46,12 @@ class _Restart(Exception):
     pass
 
 
-def serve(device: str, plan: Plan, inbound, outbound, emulation: Emulation, beats,
-           index: int) -> None:
-    """A worker process: its device's segments, frame after frame, until told to stop."""
+def serve(device: str, pickled_plan: bytes, inbound, outbound, emulation: Emulation, beats,
+          index: int) -> None:
+    """A worker process: its device's segments of the plan (as device's ``Plan.for_device``,
+    pickled), frame after frame, until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle
+    plan: Plan = pickle.loads(pickled_plan)
     torch.set_num_threads(plan.cluster.device(device).threads or 1)
     keep_freed_memory()
 

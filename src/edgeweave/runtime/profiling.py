@@ -18,12 +18,12 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
 from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile, measure, save
 from edgeweave.errors import UnknownNameError, WorkerError
 from edgeweave.graph import LayerGraph
+from edgeweave.runtime.local import worker_context
 
 BACKENDS = ("local", "ray")
 
@@ -43,7 +43,7 @@ def profile_devices(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], cluster
     profiles: dict[str, ModelProfile] = {}
     if backend == "local":
         for name, threads, context in jobs:
-            with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(1, mp_context=worker_context()) as pool:
                 try:
                     profiles[name] = pool.submit(_measure_on, name, threads, graph, inputs,
                                                  repeats, warmup, context).result()
