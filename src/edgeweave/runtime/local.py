@@ -122,7 +122,7 @@ STOP_S = 1.0  # how long stopped workers may take to finish what they run, all t
 def worker_context():
     """Where worker processes come from: forked by multiprocessing's fork server, which
     imported torch and the worker's code once for the caller's lifetime (a spawned process
-    imports them anew: a two-process run of a tiny model took 2.1 s here, 0.3 s forked) and,
+    imports them anew: seconds a run on two cores, ``bench/worker_start.py``) and,
     unlike a plain fork, holds none of the caller's threads or state. As with spawn, each
     worker imports the caller's main script before it starts."""
     context = mp.get_context("forkserver")
