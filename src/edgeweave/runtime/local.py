@@ -132,10 +132,11 @@ def worker_context():
 
 @contextlib.contextmanager
 def _ignoring_interrupts() -> Iterator[None]:
-    """Processes started inside ignore Ctrl-C (an ignored signal stays ignored across an
-    exec: the fork server and the resource tracker when the run starts them), so that one
-    Ctrl-C in a terminal reaches the run alone, which stops its workers (which ignore it
-    themselves); from a thread other than the main one, signals cannot be set: nothing."""
+    """Ctrl-C ignored while workers start, so that one Ctrl-C in a terminal reaches the run
+    alone, which stops its workers: a fork server started here passes the ignored signal to
+    every worker it forks, covering a worker while it imports the main script, before
+    ``serve`` ignores the signal itself; from a thread other than the main one, signals
+    cannot be set: nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
