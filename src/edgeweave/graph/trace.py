@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,6 +33,7 @@ from edgeweave.errors import (ExampleInputError, ModelError, UnknownNameError,
 from edgeweave.graph.classify import classify, mutates_input
 from edgeweave.graph.layer import Layer, OpKind
 from edgeweave.graph.layer_graph import LayerGraph
+from edgeweave.graph.mutation import HiddenWrite, WriteWatcher
 
 LeafSpec = str | type[nn.Module]
 METHODS = ("auto", "fx", "export")
@@ -73,15 +75,18 @@ def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[
     """The graph by ``method``, its profile and the method that made it. ``auto`` checks
     fx's graph against the model itself: fx records one path through code that tests what
     a traced value is, and such a graph can fail on the example or compute something else;
-    export's then."""
+    it also cannot show a write into a view as an edge. export's then."""
     if method == "export":
-        return *_profiled(_export(module, inputs), inputs)[:2], "export"
+        return *_exported(module, inputs), "export"
     if method == "fx":
-        fx_graph = _symbolic_trace(module, leaves, len(inputs), defaults)
-        return *_profiled(fx_graph, inputs)[:2], "fx"
+        run = _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)
+        if run.hidden:
+            raise UntraceableModelError(
+                f"torch.fx's graph hides a write: {run.hidden[0]}. Trace with method='export' "
+                "(or 'auto'), which makes the write an edge of the graph.")
+        return run.module, run.records, "fx"
     try:
-        graph_module, records, output = _profiled(
-            _symbolic_trace(module, leaves, len(inputs), defaults), inputs)
+        run = _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)
     except UntraceableModelError as error:
         why = str(error)
     except ExampleInputError as error:
@@ -91,14 +96,31 @@ def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[
             raise error from None  # the example does not fit the model: fx's names the layer
         why = str(error)
     else:
-        if _same(output, _eager(module, inputs)):
-            return graph_module, records, "fx"
-        why = ("torch.fx traced a graph whose output differs from the model's (code that "
-               "branches on what a traced value is).")
+        if run.hidden:
+            why = f"torch.fx's graph hides a write: {run.hidden[0]}."
+        elif _same(run.output, _eager(module, inputs)):
+            return run.module, run.records, "fx"
+        else:
+            why = ("torch.fx traced a graph whose output differs from the model's (code that "
+                   "branches on what a traced value is).")
     try:
-        return *_profiled(_export(module, inputs), inputs)[:2], "export"
+        return *_exported(module, inputs), "export"
     except UntraceableModelError as export_error:
         raise UntraceableModelError(f"{why} {export_error}") from None
+
+
+def _exported(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[fx.GraphModule, dict]:
+    """export's graph and its profile; functionalised when a layer writes into memory that
+    a later layer reads through another node (a write into a view, say)."""
+    program = _export(module, inputs)
+    run = _profiled(_unlifted(program), inputs)
+    if run.hidden:
+        run = _profiled(_functional(program), inputs)
+        if run.hidden:
+            raise UntraceableModelError(
+                f"{type(module).__name__} writes into a tensor in a way edgeweave cannot make "
+                f"explicit: {run.hidden[0]}.")
+    return run.module, run.records
 
 
 def _eager(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
@@ -118,12 +140,13 @@ def _same(output: Any, expected: Any) -> bool:
         for a, b in zip(ours, theirs))
 
 
-def _profiled(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]
-              ) -> tuple[fx.GraphModule, dict, Any]:
+def _profiled(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> _Profiler:
+    """The graph run once on ``inputs``: its records, output and hidden writes."""
     for node in graph_module.graph.nodes:
         node.type = None  # an annotation written as a string cannot be pickled to a worker
     profiler = _Profiler(graph_module)
-    return graph_module, profiler.profile(inputs), profiler.output
+    profiler.profile(inputs)
+    return profiler
 
 
 def _example_tuple(example) -> tuple[torch.Tensor, ...]:
@@ -204,17 +227,45 @@ def _drop_specialised(graph: fx.Graph, given: int) -> None:
         graph.erase_node(placeholder)
 
 
-def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> fx.GraphModule:
-    """The model captured by ``torch.export`` as a graph of ATen ops that reads its
-    parameters as attributes, returning what the model's forward returns."""
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """The model captured by ``torch.export`` as ATen ops."""
     try:
-        program = torch.export.export(module, inputs, strict=False)
+        return torch.export.export(module, inputs, strict=False)
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UntraceableModelError(
             f"torch.export cannot capture {type(module).__name__} either: "
             f"{type(error).__name__}: {first[:300]}. Keep the part it stops at out of the "
             "model, or trace with method='fx' and mark that module as a leaf.") from None
+
+
+def _functional(program: torch.export.ExportedProgram) -> fx.GraphModule:
+    """``program`` functionalised: every write into a view becomes an op whose output the
+    later readers take (``slice_scatter``, ``index_put``…). Writes back into the model's
+    inputs and buffers are dropped: a plan computes outputs, it does not change its
+    caller's tensors or the model's state."""
+    try:
+        with warnings.catch_warnings():  # torch's own deprecation notes on its tree specs
+            warnings.simplefilter("ignore", FutureWarning)
+            graph_module = _unlifted(program.run_decompositions({}))
+    except Exception as error:
+        raise UntraceableModelError(
+            f"torch.export cannot make the in-place writes of the model explicit: "
+            f"{type(error).__name__}: {str(error).strip()[:300]}") from None
+    graph = graph_module.graph
+    for node in reversed(list(graph.nodes)):
+        if (mutates_input(node, graph_module) and not node.users and node.args
+                and isinstance(node.args[0], fx.Node)
+                and node.args[0].op in ("placeholder", "get_attr")):
+            graph.erase_node(node)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
+
+
+def _unlifted(program: torch.export.ExportedProgram) -> fx.GraphModule:
+    """A graph of ``program``'s ATen ops that reads its parameters as attributes and
+    returns what the model's forward returns."""
     graph_module = program.module()
     graph = graph_module.graph
     for node in list(graph.nodes):  # export's input checks: the plan fixes the shapes anyway
@@ -252,14 +303,21 @@ class _Profiler(fx.Interpreter):
         super().__init__(graph_module, garbage_collect_values=True)
         self.extra_traceback = False  # our error names the layer; fx's note would add lines
         self.records: dict[str, dict[str, Any]] = {}
+        self.writes = WriteWatcher(graph_module.graph)
 
-    def profile(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, dict[str, Any]]:
-        """Each node's record; the graph's output is kept in ``output``."""
+    def profile(self, inputs: tuple[torch.Tensor, ...]) -> None:
+        """Fill ``records`` (each node's), ``output`` (the graph's) and ``hidden`` (writes
+        a split run would lose)."""
         with torch.no_grad():
             self.output = self.run(*inputs)
-        return self.records
+
+    @property
+    def hidden(self) -> list[HiddenWrite]:
+        """Reads of memory an earlier layer wrote, through a node that does not show it."""
+        return self.writes.hidden
 
     def run_node(self, n: fx.Node) -> Any:
+        watched = self.writes.before(n, {p: self.env[p] for p in n.all_input_nodes})
         try:
             with FlopCounterMode(display=False) as counter:
                 value = super().run_node(n)
@@ -267,6 +325,7 @@ class _Profiler(fx.Interpreter):
             raise ExampleInputError(
                 f"Running the model on the example failed at layer '{n.name}' ({n.target}): "
                 f"{type(error).__name__}: {error}") from None
+        self.writes.after(n, watched)
         record: dict[str, Any] = {"flops": counter.get_total_flops()}
         if isinstance(value, torch.Tensor):
             record.update(shape=tuple(value.shape), dtype=str(value.dtype).removeprefix("torch."))
