@@ -25,11 +25,19 @@ def _pair(answer=None):
 
 @st.composite
 def tensors(draw):
+    """Tensors of any layout: transposed, strided views, dimensions of size 1 and 0 with
+    any stride (a region of shape (1, 1, 1) cut from a permuted tensor, say)."""
     shape = tuple(draw(st.lists(st.integers(0, 40), min_size=0, max_size=3)))
     dtype = draw(st.sampled_from(DTYPES))
     tensor = (torch.rand(shape) * 100).to(dtype)
     if draw(st.booleans()) and tensor.dim() >= 2:
         tensor = tensor.transpose(0, 1)  # not contiguous
+    if draw(st.booleans()) and tensor.numel():
+        strides = tuple(draw(st.integers(1, 50)) if n == 1 else s
+                        for n, s in zip(tensor.shape, tensor.stride()))
+        tensor = tensor.as_strided(tensor.shape, strides)  # odd strides on sizes of 1
+    if draw(st.booleans()) and tensor.dim() >= 1 and tensor.shape[-1] > 1:
+        tensor = tensor[..., ::2]  # every other element of the last dimension
     return tensor
 
 

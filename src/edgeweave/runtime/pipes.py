@@ -209,6 +209,9 @@ def read_into(connection, sender: str, inbox: queue.Queue,
 
 
 def _by_value(tensor: torch.Tensor) -> tuple:
-    """A tensor's bytes (any dtype, numpy's or not), its dtype and shape."""
-    data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    """A tensor's bytes (any dtype, numpy's or not, any strides), its dtype and shape."""
+    # a fresh flat copy: ``contiguous()`` keeps the strides of dimensions of size 1, and a
+    # tensor whose last stride is not 1 cannot be viewed as bytes
+    flat = torch.empty(tensor.numel(), dtype=tensor.dtype).copy_(tensor.detach().reshape(-1))
+    data = flat.view(torch.uint8).numpy().tobytes()
     return ("value", data, tensor.dtype, tuple(tensor.shape))

@@ -74,8 +74,17 @@ def connect(ray, devices: Sequence[str], address: str | None) -> bool:
         _check_reachable(address)
     started = not ray.is_initialized()
     if started and address is None:
-        ray.init(address="local", resources={resource(d): 1.0 for d in devices},
-                 include_dashboard=False, log_to_driver=False, logging_level="error")
+        try:
+            ray.init(address="local", resources={resource(d): 1.0 for d in devices},
+                     include_dashboard=False, log_to_driver=False, logging_level="error")
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception on a timeout
+            if ray.is_initialized():
+                ray.shutdown()
+            raise WorkerError(
+                f"Could not start a local Ray instance: {first_line(error)}. On a busy "
+                "machine Ray can take longer than its start-up allows: start Ray first "
+                "(`ray start --head`) and pass its address (address='HOST:PORT', or "
+                "--address on the command line), or try again.") from None
     elif started:
         try:
             ray.init(address=address, log_to_driver=False, logging_level="error")
