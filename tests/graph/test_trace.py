@@ -168,3 +168,39 @@ def test_bad_models_and_examples_get_clear_errors():
     graph = ew.trace(model, torch.zeros(1, 3, 8, 8))
     with pytest.raises(ExampleInputError, match=r"shape \[1, 3, 8, 8\]; got float32 \[1, 3, 9, 9\]"):
         graph.run(torch.zeros(1, 3, 9, 9))
+
+
+class CachingHead(nn.Module):
+    """Caches per-shape values in attributes declared on its class, counts its calls in a
+    buffer written in place and marks its class once run — as detection heads do."""
+
+    shape, anchors = None, torch.empty(0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        y = self.conv(x)
+        if self.shape != y.shape:
+            self.anchors = torch.arange(y.shape[-1], dtype=y.dtype)
+            self.shape = y.shape
+        self.calls += 1
+        type(self).ran = True
+        return (y + self.anchors).sum()
+
+
+@pytest.mark.parametrize("method", ["auto", "export"])
+def test_trace_leaves_the_module_as_it_found_it(method):
+    module, x = CachingHead().eval(), torch.randn(1, 3, 8, 8)
+    before, on_class = dict(vars(module)), dict(vars(CachingHead))
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    ew.trace(module, x, method=method)
+    assert vars(module) == before and "anchors" not in vars(module)
+    assert dict(vars(CachingHead)) == on_class and CachingHead.shape is None
+    for key, value in module.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    with torch.no_grad():
+        output = module(x)  # the user's own call: a real tensor, not torch.export's fake
+    assert type(output) is torch.Tensor and isinstance(output.item(), float)

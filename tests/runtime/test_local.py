@@ -324,3 +324,129 @@ def test_ctrl_c_in_a_terminal_stops_the_run_with_one_line_and_no_process_left():
     while any(os.path.exists(f"/proc/{pid}") for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a zombie has ended: it only waits to be reaped)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_killed_driver_leaves_no_worker_alive(tmp_path):
+    """Workers watch their driver: killed (SIGKILL: nothing of it runs again), it cannot
+    stop them, and they leave within seconds, not spin on re-parented to init."""
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "import edgeweave as ew\n"
+        "if __name__ == '__main__':\n"
+        "    module, x = ew.models.get('two_branch')\n"
+        "    plan = ew.plan(ew.trace(module, x), 'rpi4b*2@wifi', planner='equal-split')\n"
+        "    def frames():\n"
+        "        while True:\n"
+        "            yield x\n"
+        "    for index, _ in enumerate(ew.run_stream(plan, frames(), backend='local',\n"
+        "                                            interval_s=0.02)):\n"
+        "        if index == 3:\n"
+        "            print('running', flush=True)\n")
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              text=True, cwd=tmp_path)
+    try:
+        assert driver.stdout.readline().strip() == "running"
+        workers = _descendants(driver.pid)
+        assert len(workers) >= 3  # the fork server and its two workers
+        driver.kill()
+        driver.wait(timeout=30)
+    finally:
+        driver.kill()
+    deadline = time.monotonic() + 15
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]
+
+
+class _Positions(torch.nn.Module):
+    """A linear layer, and positions that read no input (a transformer's ``arange``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.linear(x) + torch.arange(x.shape[1], dtype=x.dtype)[:, None]
+
+
+def input_free_plan() -> tuple[ew.Plan, torch.nn.Module, torch.Tensor, str]:
+    """The positions alone on a device of their own: nothing arrives there to start a
+    frame. The plan, the module, its input and that device."""
+    module, x = _Positions().eval(), torch.randn(1, 5, 8)
+    graph = ew.trace(module, x, name="positions")
+    cluster = ew.Cluster.load("rpi4b*2@wifi")
+    alone = [layer.name for layer in graph if layer.kind is not OpKind.INPUT
+             and not layer.inputs]
+    parts = [whole(graph, layer.name, "rpi4b-1" if layer.name in alone else "rpi4b-0")
+             for layer in graph if layer.kind is not OpKind.INPUT]
+    return build_plan({"positions": graph}, cluster, parts), module, x, "rpi4b-1"
+
+
+def check_input_free_run(result: ew.Run, module, x, device: str, frames: int) -> None:
+    """Every frame equal to the model; the device whose units read nothing computed each
+    frame once, and no frame that was never fed."""
+    with torch.no_grad():
+        expected = module(x)
+    assert len(result.outputs) == frames
+    for output in result.outputs:
+        torch.testing.assert_close(output, expected)
+    if result.timeline is None:  # inline measures nothing
+        return
+    computed = [e.frame for e in result.timeline.events
+                if e.kind == "compute" and e.resource == device]
+    assert sorted(computed) == list(range(frames)) * (len(computed) // frames)
+    assert set(computed) == set(range(frames))
+
+
+@pytest.mark.parametrize("backend", ["inline", "local"])
+def test_a_device_whose_units_read_nothing_waits_for_each_frame(backend):
+    plan, module, x, device = input_free_plan()
+    result = ew.run(plan, x, backend=backend, frames=3, interval_s=0.3, timeout_s=20)
+    check_input_free_run(result, module, x, device, 3)
+
+
+def test_the_no_progress_timeout_fires_whatever_else_arrives():
+    """Reports of frames that are not open (a worker running ahead, late copies) are no
+    progress: a coordinator flooded with them still times out on its stalled frame."""
+    import queue
+    import threading
+
+    from edgeweave.runtime.backend import Frames, Record
+    from edgeweave.runtime.coordinator import Coordinator
+    from edgeweave.runtime.worker import Report
+
+    plan, _, x, device = input_free_plan()
+    inbox: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def flood() -> None:
+        frame = 10**6
+        while not stop.is_set():
+            frame += 1
+            inbox.put((device, ("report", Report(device, frame, {}, (), True, 0.0))))
+            time.sleep(0.001)
+
+    class Silent:
+        hint = ""
+
+        def lost(self, devices, frozen, busy_s={}):
+            return []
+
+    coordinator = Coordinator(plan, Silent(), lambda device, message: None, inbox, 1.0,
+                              Record())
+    frames = Frames(plan, [x])
+    assert frames.has(0)
+    threading.Thread(target=flood, daemon=True).start()
+    try:
+        with pytest.raises(WorkerError, match="No progress for 1 s on frame 0"):
+            list(coordinator.run(frames, None))
+    finally:
+        stop.set()

@@ -24,7 +24,8 @@ from edgeweave.runtime.ray_cluster import semaphores, worker_command
 from tests.conftest import zoo_graph, zoo_model, zoo_output
 from tests.runtime import faulty
 from tests.runtime.test_pipes import tensors
-from tests.runtime.test_local import KINDS, THREE, _faulty_plan, _spread_plan, ran
+from tests.runtime.test_local import (KINDS, THREE, _faulty_plan, _spread_plan,
+                                      check_input_free_run, input_free_plan, ran)
 
 FOUR = "rpi4b*3+edge-server@wifi"
 MODES = ("compiled", "plain", "messages")  # "auto" is one of them
@@ -231,26 +232,11 @@ def test_the_worker_command_joins_as_the_device_with_token_auth(tmp_path):
             worker_command("rpi4b-0", address, str(tmp_path / "missing"))
 
 
-class _Positions(torch.nn.Module):
-    """A layer that reads nothing (``arange``, as in a transformer's positions)."""
-
-    def forward(self, x):
-        return torch.relu(x) + torch.arange(x.shape[-1], dtype=x.dtype)
-
-
-@pytest.mark.parametrize("mode", ["compiled", "plain"])
-def test_a_device_whose_units_read_nothing_runs_its_frames(mode, ray_instance):
-    from edgeweave.units.build import build_plan, whole
-
-    module, x = _Positions(), torch.randn(1, 3, 4, 4)
-    graph = ew.trace(module, x, name="positions")
-    cluster = ew.Cluster.load(THREE)
-    devices = {"relu": "rpi4b-0", "arange": "rpi4b-1", "add": "rpi4b-0"}
-    plan = build_plan({"positions": graph}, cluster,
-                      [whole(graph, name, devices[name]) for name in devices])
-    result = ew.run(plan, x, backend="ray", mode=mode, frames=2)
-    for output in result.outputs:
-        torch.testing.assert_close(output, module(x))
+@pytest.mark.parametrize("mode", MODES)
+def test_a_device_whose_units_read_nothing_waits_for_each_frame(mode, ray_instance):
+    plan, module, x, device = input_free_plan()
+    result = ew.run(plan, x, backend="ray", mode=mode, frames=3, interval_s=0.3, timeout_s=20)
+    check_input_free_run(result, module, x, device, 3)
 
 
 def _driver(tmp_path, body: str, env: dict[str, str]) -> list[str]:

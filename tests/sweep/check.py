@@ -38,16 +38,19 @@ class Result:
     planners: dict[str, str] = field(default_factory=dict)
     local: str = ""
     ray: str = ""
+    untouched: str = ""  # the model's own output after tracing, against before
     seconds: float = 0.0
 
     @property
     def defects(self) -> list[str]:
-        """Everything the sweep forbids: a raw exception, a wrong output, FLOPs off by more
-        than 10%."""
+        """Everything the sweep forbids: a raw exception, a wrong output (the model's own
+        after tracing included), FLOPs off by more than 10%."""
         found = [f"{name}: {outcome}" for name, outcome in self.planners.items()
                  if outcome.startswith(("WRONG", "RAISED"))]
         if self.refusal.startswith("RAISED"):
             found.append(f"capture: {self.refusal}")
+        if self.untouched.startswith(("WRONG", "RAISED")):
+            found.append(f"the model itself after tracing: {self.untouched}")
         for backend, outcome in (("local", self.local), ("ray", self.ray)):
             if outcome.startswith(("WRONG", "RAISED")):
                 found.append(f"{backend} backend: {outcome}")
@@ -122,6 +125,8 @@ def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
         result.refusal = raw + str(error).splitlines()[0]
         result.seconds = time.perf_counter() - started
         return result
+    # trace must leave the model as it found it: its own output after tracing, as before
+    result.untouched = _outcome(lambda: _compare(reference(module, inputs)[0], expected))
     result.captured_by, result.layers = graph.captured_by, len(graph)
     result.flops_ratio = graph.flops / torch_flops if torch_flops else float("nan")
     made: dict[str, ew.Plan] = {}

@@ -34,6 +34,7 @@ from edgeweave.graph.classify import classify, mutates_input
 from edgeweave.graph.layer import Layer, OpKind
 from edgeweave.graph.layer_graph import LayerGraph
 from edgeweave.graph.mutation import HiddenWrite, WriteWatcher
+from edgeweave.graph.untouched import left_as_found
 
 LeafSpec = str | type[nn.Module]
 METHODS = ("auto", "fx", "export")
@@ -63,8 +64,9 @@ def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
                                f"{', '.join(METHODS)}.")
     inputs = _example_tuple(example)
     defaults = _defaults_after(module, len(inputs))
-    graph_module, records, captured_by = _capture(module, inputs, tuple(leaf_modules),
-                                                  defaults, method)
+    with left_as_found(module):  # capture runs the model, which may cache what it saw
+        graph_module, records, captured_by = _capture(module, inputs, tuple(leaf_modules),
+                                                      defaults, method)
     _fold_shape_constants(graph_module, records)
     graph = _build(graph_module, records, name or type(module).__name__)
     return dataclasses.replace(graph, captured_by=captured_by)

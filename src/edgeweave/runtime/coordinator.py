@@ -38,7 +38,7 @@ from edgeweave.cost import CostModel
 from edgeweave.errors import PlanError, WorkerError
 from edgeweave.planners.recover import without
 from edgeweave.runtime.backend import Frames, Record, collect_outputs
-from edgeweave.runtime.worker import WARM_UP, Report, frame_outputs
+from edgeweave.runtime.worker import WARM_UP, Report, frame_outputs, unprompted
 from edgeweave.units import Event, Plan
 
 
@@ -74,6 +74,7 @@ class Coordinator:
         self.cost = CostModel.for_cluster(plan.cluster)
         self.expected = {(u.id, layer) for u in plan.units for layer in u.layers
                          if layer in plan.graphs[u.graph].outputs}
+        self.unprompted = unprompted(plan)
         self.lost: set[str] = set()
         self.open: dict[int, _Open] = {}  # frames fed and not yet yielded
         self.busy_s: dict[str, float] = {}  # each device's longest compute so far
@@ -134,8 +135,11 @@ class Coordinator:
             while (due := self._due(frames, following, yielded, in_flight, start, interval_s)
                    ) is not None and due[0] <= self.clock():
                 _, frame, model = due
+                if not self.open:  # the wait for news starts with the first open frame
+                    progress = time.monotonic()
                 self.open.setdefault(frame, _Open()).sent[model] = self.clock()
                 self.send_inputs(frame, model)
+                self.send_open(frame, model)
                 following[model] += 1
             if due is None and frames.ended and not self.open:
                 return
@@ -144,14 +148,13 @@ class Coordinator:
             wait_s = 0.05 if due is None else min(due[0] - self.clock(), 0.05)
             message = self.receive(max(0.0, wait_s))
             self.check_workers(pending)
-            if message is None:
-                if time.monotonic() - progress > self.timeout_s:
-                    raise WorkerError(f"No progress for {self.timeout_s:.0f} s on frame "
-                                      f"{pending}: a worker stopped answering.")
-                continue
-            progress = time.monotonic()
-            if message[0] == "report":
-                self._take(message[1], start)
+            # progress is news of an open frame, not any message: reports of frames not
+            # fed (a worker running ahead) must not keep a stalled run alive
+            if message is not None and message[0] == "report" and self._take(message[1], start):
+                progress = time.monotonic()
+            elif self.open and time.monotonic() - progress > self.timeout_s:
+                raise WorkerError(f"No progress for {self.timeout_s:.0f} s on frame "
+                                  f"{pending}: a worker stopped answering.")
 
     def _due(self, frames: Frames, following: dict[str, int], yielded: int,
              in_flight: int | None, start: float, interval_s: float | None
@@ -165,8 +168,9 @@ class Coordinator:
                       if (in_flight is None or f < yielded + in_flight) and frames.has(f)]
         return min(candidates, default=None)
 
-    def _take(self, report: Report, start: float) -> None:
-        """Take a worker's report in: its outputs and events; close what it completes."""
+    def _take(self, report: Report, start: float) -> bool:
+        """Take a worker's report in: its outputs and events; close what it completes.
+        Whether it brought news of an open frame (an output, or a device's last report)."""
         self.record.add_events(_shift(e, start) for e in report.events)
         for event in report.events:
             if event.kind == "compute":
@@ -174,10 +178,11 @@ class Coordinator:
                                                   event.end_s - event.start_s)
         state = self.open.get(report.frame)
         if state is None:
-            return  # a late copy for a frame already out
+            return False  # a late copy for a frame already out
         state.reports.append(report)
         for model, at in report.arrived_s.items() if not state.resent else ():
             state.noted[model] = min(state.noted.get(model, at), at)
+        news = report.last and report.device not in state.finals
         if report.last:
             state.finals.add(report.device)
         new = set(report.outputs) - state.received
@@ -185,6 +190,7 @@ class Coordinator:
         for model in {self.plan.unit(unit).graph for unit, _ in new}:
             state.done[model] = max(state.done.get(model, start), self.at_source(report, model))
         self._close(report.frame)
+        return bool(news or new)
 
     def _close(self, frame: int) -> None:
         """When all of an open frame's outputs are in, and every live device with units has
@@ -217,6 +223,11 @@ class Coordinator:
             if self.plan.is_input(unit.id) and model in (None, unit.graph):
                 self.send(unit.device, ("input", frame, unit.graph, inputs[unit.graph]))
 
+    def send_open(self, frame: int, model: str) -> None:
+        """Tell the devices whose segments of ``model`` read nothing that ``frame`` is fed."""
+        for device in sorted(self.unprompted.get(model, set()) - self.lost):
+            self.send(device, ("open", frame, model))
+
     def check_workers(self, frame: int) -> None:
         for device, what in self.workers.lost(self.live, frozen=True, busy_s=self.busy_s):
             self.recover(device, what, frame)
@@ -234,7 +245,10 @@ class Coordinator:
             graphs = plan.for_device(survivor).graphs if survivor == adopter else None
             self.send(survivor, ("replan", plan.units, plan.order, graphs, frame, device))
         inputs_moved = any(self.plan.is_input(uid) for uid in moved)
-        self.plan = plan
+        self.plan, self.unprompted = plan, unprompted(plan)
+        for again, state in self.open.items():  # an adopted unit may read nothing
+            for model in state.sent:
+                self.send_open(again, model)
         if inputs_moved:
             for again, state in self.open.items():
                 if again >= frame:

@@ -55,10 +55,16 @@ def serve(device: str, pickled_plan: bytes, inbound, outbound, emulation: Emulat
     torch.set_num_threads(plan.cluster.device(device).threads or 1)
     keep_freed_memory()
 
+    parent = os.getppid()
+
     def beat() -> None:
         while True:
             beats[index] = time.monotonic()
             time.sleep(HEARTBEAT_S)
+            # the fork server that forked this worker leaves with the driver: a driver
+            # that was killed cannot stop its workers, so they leave once orphaned
+            if os.getppid() != parent:
+                os._exit(1)
 
     threading.Thread(target=beat, daemon=True).start()
     inbox: queue.Queue = queue.Queue()
@@ -250,6 +256,10 @@ class Loop:
                     # complete elsewhere while this device waited on it: after a re-plan
                     # rewound it, it may wait on data that was dropped with the frame
                     raise _Restart
+                continue
+            if kind == "open":  # fed: a segment that reads nothing may run it
+                if message[1] not in self.finished:
+                    self.core.open(message[1], message[2])
                 continue
             frame = message[1] if kind == "input" else message[1].frame
             if frame in self.finished:

@@ -114,6 +114,7 @@ class DeviceWorker:
         self.inputs: dict[tuple[int, str], tuple[torch.Tensor, ...]] = {}
         self.held: dict[tuple[int, str], dict[str, Piece]] = {}
         self.events: dict[int, list[Event]] = {}
+        self.opened: set[tuple[int, str]] = set()  # (frame, model) the driver said are fed
         self.adopt(plan)
 
     # -- the plan -----------------------------------------------------------------------
@@ -140,6 +141,7 @@ class DeviceWorker:
             for key in [k for k in table if k[0] == frame]:
                 del table[key]
         self.events.pop(frame, None)
+        self.opened = {key for key in self.opened if key[0] != frame}
 
     def warm_up(self) -> list[tuple[str, Parcel]]:
         """Run each of the device's segments once on zeros, before the first frame, and
@@ -186,12 +188,21 @@ class DeviceWorker:
         """Keep a frame's inputs of model ``graph`` (for this device's input units)."""
         self.inputs[frame, graph] = tensors
 
+    def open(self, frame: int, graph: str) -> None:
+        """The driver fed ``frame`` of model ``graph``: a segment that reads nothing from
+        outside (``unprompted``) may run it now, not before."""
+        self.opened.add((frame, graph))
+
     def missing(self, frame: int, segment: Segment) -> int:
-        """How many of the inputs a segment reads from outside have not arrived."""
+        """How many of the inputs a segment reads from outside have not arrived (for a
+        segment that reads nothing, whether its frame is not yet fed)."""
         first = self.plan.unit(segment.units[0])
         if self.plan.is_input(first.id):
             return int((frame, first.graph) not in self.inputs)
-        return sum(1 for need in self._outside(segment) if not self._here(frame, need))
+        outside = self._outside(segment)
+        if not outside:
+            return int((frame, first.graph) not in self.opened)
+        return sum(1 for need in outside if not self._here(frame, need))
 
     def has_needs(self, frame: int, task: Segment) -> bool:
         """Whether everything a stealable task reads from outside it is here (computed or
@@ -345,11 +356,7 @@ class DeviceWorker:
     # -- segments as steps --------------------------------------------------------------
     @functools.lru_cache(maxsize=None)  # noqa: B019 - asked after every message; cleared on adopt
     def _outside(self, segment: Segment) -> tuple[Need, ...]:
-        inside = set(segment.units)
-        return tuple(need for uid in segment.units for need in self.plan.unit(uid).needs
-                     if need.unit not in inside and (need.unit in self.plan.pool
-                                                     or self.plan.unit(need.unit).device
-                                                     != self.device))
+        return outside(self.plan, segment, self.device)
 
     @functools.lru_cache(maxsize=None)  # noqa: B019 - asked after every message; cleared on adopt
     def _task_needs(self, task: Segment) -> tuple[Need, ...]:
@@ -391,6 +398,28 @@ class DeviceWorker:
         return _Step(tuple(unit.id for unit in run), module,
                      tuple((layer, tuple(needs)) for layer, needs in inputs.items()),
                      tuple(exports))
+
+
+def outside(plan: Plan, segment: Segment, device: str) -> tuple[Need, ...]:
+    """What a segment run on ``device`` (its own, or a taker's) reads from other devices,
+    or from stealable units."""
+    inside = set(segment.units)
+    return tuple(need for uid in segment.units for need in plan.unit(uid).needs
+                 if need.unit not in inside and (need.unit in plan.pool
+                                                 or plan.unit(need.unit).device != device))
+
+
+def unprompted(plan: Plan) -> dict[str, set[str]]:
+    """Per model, the devices with a segment of it that reads nothing from outside and is
+    no model input (an ``arange``, a buffer): nothing arrives to start it, so the driver
+    tells them when each frame is fed (``DeviceWorker.open``), lest they run ahead."""
+    found: dict[str, set[str]] = {}
+    for segment in segments(plan):
+        first = segment.units[0]
+        if (first not in plan.pool and not plan.is_input(first)
+                and not outside(plan, segment, segment.device)):
+            found.setdefault(plan.unit(first).graph, set()).add(segment.device)
+    return found
 
 
 def _zeros(graph, layer: str, region: Region) -> torch.Tensor:
