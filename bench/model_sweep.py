@@ -1,9 +1,10 @@
 """The third-party model sweep: every model of ``tests/sweep/catalogue.py`` (torchvision,
 timm, segmentation_models_pytorch, MONAI, efficientnet_pytorch, Hugging Face transformers,
 Ultralytics; random weights, small inputs) captured, its FLOPs counted against torch's own
-counter, planned by every planner and run inline against the model's output, and one split
-plan (EdgeFlow's) run on the local backend and on Ray actors (one Ray instance for the
-sweep, its workers started with the sweep's torchvision tolerance).
+counter, planned by every planner and run inline against the model's output, and two split
+plans (EdgeFlow's and equal-split's) run on the local backend and on Ray actors (one Ray
+instance for the sweep, its workers started with the sweep's torchvision tolerance). The
+model's own output after tracing is checked against its output before.
 
 Writes the "sweep" section of docs/models.md. The suite runs a fast subset of the same
 check (``tests/sweep``); ``pytest -m sweep`` runs the rest.
@@ -77,8 +78,10 @@ def _write(results: list[Result], total: int) -> None:
         f"{total} models, {defects} with a defect. Columns: the capture method `auto` "
         "chose, the layers, "
         "edgeweave's FLOPs over torch's `FlopCounterMode`, the planners whose inline run "
-        "equals the model (the rest refused with one line, listed), and EdgeFlow's plan "
-        "on the local backend and on Ray actors (the `auto` mode: a compiled graph).",
+        "equals the model (the rest refused with one line, listed), and EdgeFlow's and "
+        "equal-split's plans on the local backend and on Ray actors (the `auto` mode: a "
+        "compiled graph). Every model's own output after tracing equals its output before "
+        "(a change would be listed as a defect).",
         "",
         "| library | model | capture | layers | FLOPs / torch | planners equal | local | ray | "
         "notes |",

@@ -157,7 +157,7 @@ def load(spec: str, input_shape: str | None = None, leaves: list[str] | None = N
          seed: int = 0) -> tuple[Any, tuple[Any, ...], LayerGraph]:
     """A model by zoo name or spec, once: the module, its example inputs, its traced graph."""
     module, example = models.load(spec, _parse_shape(input_shape), seed)
-    inputs = example if isinstance(example, tuple) else (example,)
+    inputs = example if isinstance(example, tuple | dict) else (example,)
     return module, inputs, trace(module, inputs, leaf_modules=leaves or (), name=spec)
 
 
@@ -168,7 +168,7 @@ class Loaded:
     name: str
     spec: str
     module: Any
-    inputs: tuple[Any, ...]
+    inputs: tuple[Any, ...] | dict[str, Any]  # forward arguments, or by name
     graph: LayerGraph
 
 
@@ -200,7 +200,7 @@ def _saved(path: str, trust: bool, seed: int) -> tuple[Plan, list[Loaded]]:
                                  "it from Python, with its inputs.")
         shape = graph[graph.inputs[0]].output_shape if graph.inputs else None
         module, example = models.load(spec, shape, seed)
-        inputs = example if isinstance(example, tuple) else (example,)
+        inputs = example if isinstance(example, tuple | dict) else (example,)
         workload.append(Loaded(name, spec, module, inputs, graph))
     return made, workload
 
@@ -281,7 +281,7 @@ class _Feed:
             if frames is not None:
                 given = next(frames)
                 given = {workload[0].name: given} if len(workload) == 1 else given
-                worst = max(max_error(m.module, _as_tuple(given[m.name]),
+                worst = max(max_error(m.module, _arguments(given[m.name]),
                                       output if len(workload) == 1 else output[m.name])
                             for m in workload)
                 error = worst if error is None else max(error, worst)
@@ -292,8 +292,8 @@ class _Feed:
         return error
 
 
-def _as_tuple(inputs: Any) -> tuple[Any, ...]:
-    return inputs if isinstance(inputs, tuple) else (inputs,)
+def _arguments(inputs: Any) -> tuple[Any, ...] | dict[str, Any]:
+    return inputs if isinstance(inputs, tuple | dict) else (inputs,)
 
 
 def _frames(workload: list[Loaded], frames: int | None, images: str | None) -> _Feed:
@@ -311,7 +311,8 @@ def _frames(workload: list[Loaded], frames: int | None, images: str | None) -> _
         raise EdgeweaveError("--images feeds one model; the workload has "
                              f"{len(workload)} ({', '.join(m.name for m in workload)}).")
     model = workload[0]
-    shape = image_shape([tuple(x.shape) for x in model.inputs], model.name)
+    shape = image_shape([tuple(x.shape) for x in model.graph.bind_inputs(model.inputs)],
+                        model.name)
     files = image_files(images)
     return _Feed(workload, len(files), files, shape)
 

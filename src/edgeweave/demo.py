@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_leaves
 
+from edgeweave.graph.call import call_with
 from edgeweave.cluster import Cluster
 from edgeweave.graph import LayerGraph
 from edgeweave.planners import PLANNERS
@@ -56,12 +58,17 @@ class HostRun:
 
 
 def max_error(module, inputs, outputs: Any) -> float:
-    """Largest absolute difference between ``outputs`` and the module's own."""
+    """Largest absolute difference between ``outputs`` and the module's own on ``inputs``
+    (a tensor, a tuple of arguments or a dict of them by name), tensor by tensor in
+    whatever containers the model returns."""
     with torch.no_grad():
-        expected = module(*inputs)
-    pairs = zip(outputs if isinstance(outputs, tuple) else (outputs,),
-                expected if isinstance(expected, tuple) else (expected,), strict=True)
-    return max(float((a - b).abs().max()) for a, b in pairs)
+        expected = call_with(module, inputs)
+    pairs = zip(_tensors(outputs), _tensors(expected), strict=True)
+    return max((float((a - b).abs().max()) for a, b in pairs if a.numel()), default=0.0)
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return [leaf for leaf in tree_leaves(value) if isinstance(leaf, torch.Tensor)]
 
 
 def on_this_host(module, inputs: tuple[torch.Tensor, ...], graph: LayerGraph,

@@ -159,8 +159,10 @@ def test_bad_models_and_examples_get_clear_errors():
     model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
     with pytest.raises(ModelError, match="needs a torch.nn.Module"):
         ew.trace(lambda x: x, torch.zeros(1))
-    with pytest.raises(ExampleInputError, match="tensor or a tuple of tensors"):
+    with pytest.raises(ExampleInputError, match="must hold at least one tensor"):
         ew.trace(model, [1, 2])
+    with pytest.raises(ExampleInputError, match="has no argument\\(s\\) mask; it takes input"):
+        ew.trace(model, {"mask": torch.zeros(1)})
     with pytest.raises(ExampleInputError, match="takes 1 input"):
         ew.trace(model, (torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)))
     with pytest.raises(ExampleInputError, match="failed at layer '_0'"):

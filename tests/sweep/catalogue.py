@@ -131,6 +131,14 @@ def _efficientnet_pytorch() -> tuple[nn.Module, tuple]:
     return library.EfficientNet.from_name("efficientnet-b0", image_size=64), _image(64)
 
 
+def _masked_tokens(length: int, vocabulary: int) -> dict[str, torch.Tensor]:
+    """Token ids and an attention mask that hides the last quarter: keyword inputs."""
+    (ids,) = _tokens(length, vocabulary)
+    mask = torch.ones_like(ids)
+    mask[:, length * 3 // 4:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
 def _transformers(config: str, model: str, inputs: Callable, **settings) -> Callable:
     def build():
         library = import_tolerantly("transformers")
@@ -139,10 +147,10 @@ def _transformers(config: str, model: str, inputs: Callable, **settings) -> Call
     return build
 
 
-def _ultralytics(recipe: str) -> Callable:
+def _ultralytics(recipe: str, task: str = "DetectionModel") -> Callable:
     def build():
         tasks = import_tolerantly("ultralytics.nn.tasks")
-        return tasks.DetectionModel(recipe, verbose=False), _image(64)
+        return getattr(tasks, task)(recipe, verbose=False), _image(64)
     return build
 
 
@@ -226,7 +234,22 @@ CATALOGUE: tuple[Entry, ...] = (
     Entry("transformers", "GPT2Model", _transformers(
         "GPT2Config", "GPT2Model", lambda: _tokens(16, 1000), n_embd=64, n_layer=2, n_head=4,
         vocab_size=1000, bos_token_id=0, eos_token_id=0, use_cache=False)),
-    # Ultralytics
+    # keyword inputs and a ModelOutput returned (BERT); writes into a view of the token ids
+    # shifted right (BART's decoder inputs); positions that read no input (Llama's rotary)
+    Entry("transformers", "BertModel-keywords", _transformers(
+        "BertConfig", "BertModel", lambda: _masked_tokens(16, 1000), **_SMALL_BERT)),
+    Entry("transformers", "BartModel", _transformers(
+        "BartConfig", "BartModel", lambda: _tokens(16, 1000), d_model=64, encoder_layers=1,
+        decoder_layers=1, encoder_attention_heads=4, decoder_attention_heads=4,
+        encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=1000,
+        max_position_embeddings=64, use_cache=False)),
+    Entry("transformers", "LlamaModel", _transformers(
+        "LlamaConfig", "LlamaModel", lambda: _tokens(16, 1000), hidden_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=128, vocab_size=1000, max_position_embeddings=64, use_cache=False)),
+    # Ultralytics; the pose head writes into views of its keypoints and caches its anchors
+    # in attributes declared on its class
     Entry("ultralytics", "yolov8n", _ultralytics("yolov8n.yaml"), fast=True),
     Entry("ultralytics", "yolo11n", _ultralytics("yolo11n.yaml")),
+    Entry("ultralytics", "yolov8n-pose", _ultralytics("yolov8n-pose.yaml", "PoseModel")),
 )

@@ -17,12 +17,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import edgeweave as ew
 from edgeweave.errors import EdgeweaveError
+from edgeweave.graph.call import call_with
 from edgeweave.planners import PLANNERS
 from tests.sweep.catalogue import Entry
 
 CLUSTER = "rpi4b*2+edge-server@ethernet"  # three devices: uneven thirds find region bugs
 QUICK = {name: {"particles": 8, "loops": 10, "patience": 5} for name in ("lo", "po", "mo")}
-LOCAL_PLANNER = "edgeflow"  # splits layers and moves tensors between processes
+# split layers that move tensors between processes: by a linear program, and evenly
+LOCAL_PLANNERS = ("edgeflow", "equal-split")
 
 
 @dataclass
@@ -59,10 +61,11 @@ class Result:
         return found
 
 
-def reference(module: torch.nn.Module, inputs: tuple) -> tuple[list[torch.Tensor], int]:
-    """The model's own output tensors and torch's FLOP count on the example."""
+def reference(module: torch.nn.Module, inputs: tuple | dict) -> tuple[list[torch.Tensor], int]:
+    """The model's own output tensors and torch's FLOP count on the example (a tuple of
+    arguments, or a dict of them by name)."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        output = module(*inputs)
+        output = call_with(module, inputs)
     tensors = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
     return tensors, counter.get_total_flops()
 
@@ -109,9 +112,9 @@ def workers_tolerate_torchvision() -> Iterator[None]:
 def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
           local: bool = False, ray: bool = False) -> Result:
     """Capture ``entry``'s model, count its FLOPs and run each planner's plan inline (and
-    one plan on the local backend if ``local``, on Ray actors if ``ray``: a Ray that runs
-    already, whose actors must tolerate torchvision where the model needs it), comparing
-    outputs with the model's."""
+    EdgeFlow's and equal-split's plans on the local backend if ``local``, on Ray actors if
+    ``ray``: a Ray that runs already, whose actors must tolerate torchvision where the
+    model needs it), comparing outputs with the model's."""
     started = time.perf_counter()
     result = Result(entry)
     torch.manual_seed(0)
@@ -137,12 +140,16 @@ def check(entry: Entry, planners: tuple[str, ...] = tuple(sorted(PLANNERS)),
 
     for name in planners:
         result.planners[name] = _outcome(lambda: inline(name))
-    if local and LOCAL_PLANNER in made:
+    def on(backend: str) -> str:
+        outcomes = [_outcome(lambda: _compare(
+            ew.run(made[name], inputs, backend=backend).output, expected))
+            for name in LOCAL_PLANNERS if name in made]
+        return next((o for o in outcomes if o != "ok"), "ok" if outcomes else "")
+
+    if local:
         with workers_tolerate_torchvision():
-            result.local = _outcome(lambda: _compare(
-                ew.run(made[LOCAL_PLANNER], inputs, backend="local").output, expected))
-    if ray and LOCAL_PLANNER in made:
-        result.ray = _outcome(lambda: _compare(
-            ew.run(made[LOCAL_PLANNER], inputs, backend="ray").output, expected))
+            result.local = on("local")
+    if ray:
+        result.ray = on("ray")
     result.seconds = time.perf_counter() - started
     return result

@@ -51,6 +51,7 @@ def measure(graph: LayerGraph, inputs: tuple[torch.Tensor, ...], repeats: int = 
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        inputs = graph.bind_inputs(inputs)
         values = {**dict(zip(graph.inputs, inputs)), **graph.run_all(*inputs)}
         layer_s: dict[str, float] = {}
         layers = list(graph)

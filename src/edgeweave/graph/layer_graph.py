@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import fx
 from torch.fx.node import _get_qualified_name
+from torch.utils._pytree import TreeSpec, tree_leaves, tree_unflatten, treespec_leaf
 
 from edgeweave.errors import ExampleInputError, GraphError
 from edgeweave.graph.layer import Layer
@@ -50,7 +52,9 @@ class LayerGraph:
 
     ``param_sizes`` maps every parameter or buffer name to its size in bytes; ``module`` is
     the traced ``fx.GraphModule`` that executes the layers; ``captured_by`` the capture
-    method that made it (``"fx"`` or ``"export"``).
+    method that made it (``"fx"`` or ``"export"``); ``output_spec`` the structure of what the
+    model returns; ``arguments`` the forward arguments the example gave, in order (the
+    tensors among them are ``inputs``), and ``fixed`` the others' values, fixed in the graph.
     """
 
     layers: tuple[Layer, ...]
@@ -60,16 +64,26 @@ class LayerGraph:
     name: str
     module: fx.GraphModule = field(repr=False)
     captured_by: str = "fx"
+    output_spec: Any = field(default=None, repr=False)  # a pytree spec of what it returns
+    arguments: tuple[str, ...] = ()  # the forward arguments as traced, in order
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # non-tensor ones, fixed
 
     def __getstate__(self) -> dict[str, Any]:
         # pickled for worker processes: the fields only, not the cached indexes; the module
         # as its nodes, not as fx pickles it (re-tracing its generated code, which can
         # rename nodes, and drop those whose values the code computes without a trace)
         state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {**state, "module": _graph_state(self.module)}
+        spec = _spec_state(self.output_spec) if self.output_spec is not None else None
+        try:  # the model's output classes; workers do not assemble outputs, so may lack them
+            pickle.dumps(spec)
+        except Exception:  # noqa: BLE001 - a class pickle cannot name (made in a function)
+            spec = None
+        return {**state, "module": _graph_state(self.module), "output_spec": spec}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in {**state, "module": _graph_module(*state["module"])}.items():
+        spec = state["output_spec"]
+        for name, value in {**state, "module": _graph_module(*state["module"]),
+                            "output_spec": None if spec is None else _spec(spec)}.items():
             object.__setattr__(self, name, value)
 
     # -- access -------------------------------------------------------------------------
@@ -292,9 +306,41 @@ class LayerGraph:
         graph.output(tuple(env[nodes[name]] for name in outputs))
         return fx.GraphModule(self.module, graph)
 
-    def run(self, *inputs: torch.Tensor) -> Any:
-        """Run the whole graph layer by layer; returns what the model's forward returns."""
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the whole graph layer by layer on the model's arguments (as ``bind_inputs``
+        takes them, or as keywords); returns what the model's forward returns."""
+        inputs = self.bind_inputs(dict(zip(self.arguments or self.inputs, args)) | kwargs
+                                  if kwargs else args)
         return self.assemble_outputs({**dict(zip(self.inputs, inputs)), **self.run_all(*inputs)})
+
+    def bind_inputs(self, value: Any) -> tuple[torch.Tensor, ...]:
+        """The input tensors, in the order of ``inputs``, from one tensor, a tuple of the
+        forward arguments as traced (or of the input tensors alone), or a dict of them by
+        name; a fixed argument given again must have its traced value."""
+        if isinstance(value, torch.Tensor):
+            return (value,)
+        if isinstance(value, list | tuple):
+            if len(value) == len(self.inputs) and all(isinstance(v, torch.Tensor) for v in value):
+                return tuple(value)
+            value = dict(zip(self.arguments or self.inputs, value))
+        if not isinstance(value, Mapping):
+            raise ExampleInputError(f"The input of model '{self.name}' must be a tensor, a "
+                                    f"tuple or a dict of its arguments by name; got "
+                                    f"{type(value).__name__}.")
+        known = set(self.inputs) | set(self.fixed)
+        unknown = sorted(str(k) for k in value if k not in known)
+        if unknown:
+            raise ExampleInputError(f"Model '{self.name}' takes {', '.join(sorted(known))}; "
+                                    f"got {', '.join(unknown)} as well.")
+        for name, fixed in self.fixed.items():
+            if name in value and not _equal(value[name], fixed):
+                raise ExampleInputError(
+                    f"Model '{self.name}' was traced with {name}={fixed!r}, fixed in its "
+                    f"graph; got {value[name]!r}. Trace it again with that value.")
+        missing = [name for name in self.inputs if name not in value]
+        if missing:
+            raise ExampleInputError(f"Model '{self.name}' needs input(s) {', '.join(missing)}.")
+        return tuple(value[name] for name in self.inputs)
 
     def run_all(self, *inputs: torch.Tensor) -> dict[str, Any]:
         """Run the whole graph on checked inputs; returns every layer's output by name."""
@@ -302,12 +348,18 @@ class LayerGraph:
         return self.execute(dict(zip(self.inputs, inputs)))
 
     def assemble_outputs(self, values: Mapping[str, Any]) -> Any:
-        """The model's output structure (tensor, tuple, dict…) from layer values."""
+        """What the model returns, from layer values: a tensor, or the model's own
+        containers (tuple, list, dict, namedtuple, a ``ModelOutput`` — any pytree)."""
         output = next(n for n in self.module.graph.nodes if n.op == "output")
         missing = [n for n in self.outputs if n not in values]
         if missing:
             raise GraphError(f"Output layer(s) {missing} of '{self.name}' were not computed.")
-        return fx.node.map_arg(output.args[0], lambda node: values[node.name])
+        value = fx.node.map_arg(output.args[0], lambda node: values[node.name])
+        spec = self.output_spec
+        if spec is None:
+            return value
+        leaves = tree_leaves(value)  # fx's own dicts and lists, in the model's order
+        return tree_unflatten(leaves, spec) if len(leaves) == spec.num_leaves else value
 
     def check_inputs(self, inputs: tuple[torch.Tensor, ...]) -> None:
         """Raise an ``ExampleInputError`` unless ``inputs`` match the traced input shapes."""
@@ -338,6 +390,28 @@ class LayerGraph:
             "activation_bytes": self.activation_bytes,
             "layers": [_layer_dict(layer) for layer in self.layers],
         }
+
+
+def _spec_state(spec: TreeSpec) -> tuple | None:
+    """A pytree spec as nested tuples (torch's own pickling of specs warns of its
+    deprecated leaf class)."""
+    if spec.is_leaf():
+        return None
+    return spec.type, spec.context, tuple(_spec_state(child) for child in spec.children())
+
+
+def _spec(state: tuple | None) -> TreeSpec:
+    if state is None:
+        return treespec_leaf()
+    kind, context, children = state
+    return TreeSpec(kind, context, [_spec(child) for child in children])
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that do not compare are not equal
+        return False
 
 
 def _layer_dict(layer: Layer) -> dict[str, Any]:

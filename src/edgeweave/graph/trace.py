@@ -20,16 +20,17 @@ import functools
 import inspect
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
 from edgeweave.errors import (ExampleInputError, ModelError, UnknownNameError,
                               UntraceableModelError)
+from edgeweave.graph.call import Call, bind
 from edgeweave.graph.classify import classify, mutates_input
 from edgeweave.graph.layer import Layer, OpKind
 from edgeweave.graph.layer_graph import LayerGraph
@@ -40,16 +41,17 @@ LeafSpec = str | type[nn.Module]
 METHODS = ("auto", "fx", "export")
 
 
-def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
-          leaf_modules: Iterable[LeafSpec] = (), name: str | None = None,
-          method: str = "auto") -> LayerGraph:
+def trace(module: nn.Module, example: Any, leaf_modules: Iterable[LeafSpec] = (),
+          name: str | None = None, method: str = "auto") -> LayerGraph:
     """Trace ``module`` on ``example`` into a ``LayerGraph``.
 
-    ``example`` is one tensor or a tuple of tensors (the first forward arguments; the rest
-    keep their defaults). ``leaf_modules`` lists submodules fx keeps whole, by qualified
+    ``example`` is one tensor, a tuple (the first forward arguments; the rest keep their
+    defaults) or a dict of forward arguments by name (keyword inputs). Tensors become the
+    graph's inputs; other values (a flag, a count) are fixed in the graph as given
+    (``graph.fixed``). ``leaf_modules`` lists submodules fx keeps whole, by qualified
     name (``"layer1.0"``) or by class. ``method`` is ``"fx"``, ``"export"`` (torch.export)
     or ``"auto"``: fx, and torch.export where fx cannot trace the model. ``name`` names the
-    graph.
+    graph. The module is left as it was found (``graph.untouched``).
 
     >>> import torch
     >>> g = trace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()),
@@ -62,62 +64,69 @@ def trace(module: nn.Module, example: torch.Tensor | Sequence[torch.Tensor],
     if method not in METHODS:
         raise UnknownNameError(f"Unknown trace method '{method}'; use one of "
                                f"{', '.join(METHODS)}.")
-    inputs = _example_tuple(example)
-    defaults = _defaults_after(module, len(inputs))
+    call = bind(module, example)
     with left_as_found(module):  # capture runs the model, which may cache what it saw
-        graph_module, records, captured_by = _capture(module, inputs, tuple(leaf_modules),
-                                                      defaults, method)
+        graph_module, records, captured_by = _capture(module, call, tuple(leaf_modules), method)
     _fold_shape_constants(graph_module, records)
     graph = _build(graph_module, records, name or type(module).__name__)
-    return dataclasses.replace(graph, captured_by=captured_by)
+    return dataclasses.replace(graph, captured_by=captured_by, arguments=tuple(call.given),
+                               fixed=call.fixed)
 
 
-def _capture(module: nn.Module, inputs: tuple[torch.Tensor, ...], leaves: tuple[LeafSpec, ...],
-             defaults: dict[str, Any], method: str) -> tuple[fx.GraphModule, dict, str]:
+def _capture(module: nn.Module, call: Call, leaves: tuple[LeafSpec, ...], method: str
+             ) -> tuple[fx.GraphModule, dict, str]:
     """The graph by ``method``, its profile and the method that made it. ``auto`` checks
     fx's graph against the model itself: fx records one path through code that tests what
     a traced value is, and such a graph can fail on the example or compute something else;
     it also cannot show a write into a view as an edge. export's then."""
     if method == "export":
-        return *_exported(module, inputs), "export"
+        return *_exported(module, call), "export"
     if method == "fx":
-        run = _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)
+        run = _profiled(_symbolic_trace(module, leaves, call), call)
         if run.hidden:
             raise UntraceableModelError(
                 f"torch.fx's graph hides a write: {run.hidden[0]}. Trace with method='export' "
                 "(or 'auto'), which makes the write an edge of the graph.")
-        return run.module, run.records, "fx"
+        return _returning(run.module, _eager(module, call)), run.records, "fx"
     try:
-        run = _profiled(_symbolic_trace(module, leaves, len(inputs), defaults), inputs)
+        run = _profiled(_symbolic_trace(module, leaves, call), call)
     except UntraceableModelError as error:
         why = str(error)
     except ExampleInputError as error:
         try:
-            _eager(module, inputs)
+            _eager(module, call)
         except ExampleInputError:
             raise error from None  # the example does not fit the model: fx's names the layer
         why = str(error)
     else:
+        expected = None if run.hidden else _eager(module, call)
         if run.hidden:
             why = f"torch.fx's graph hides a write: {run.hidden[0]}."
-        elif _same(run.output, _eager(module, inputs)):
-            return run.module, run.records, "fx"
+        elif _same(run.output, expected):
+            return _returning(run.module, expected), run.records, "fx"
         else:
             why = ("torch.fx traced a graph whose output differs from the model's (code that "
                    "branches on what a traced value is).")
     try:
-        return *_exported(module, inputs), "export"
+        return *_exported(module, call), "export"
     except UntraceableModelError as export_error:
         raise UntraceableModelError(f"{why} {export_error}") from None
 
 
-def _exported(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[fx.GraphModule, dict]:
+def _returning(graph_module: fx.GraphModule, output: Any) -> fx.GraphModule:
+    """The graph module, noting the structure of what the model returns (fx keeps plain
+    dicts and lists of its own, and drops a dict subclass's type)."""
+    graph_module.meta["output_spec"] = tree_flatten(output)[1]
+    return graph_module
+
+
+def _exported(module: nn.Module, call: Call) -> tuple[fx.GraphModule, dict]:
     """export's graph and its profile; functionalised when a layer writes into memory that
     a later layer reads through another node (a write into a view, say)."""
-    program = _export(module, inputs)
-    run = _profiled(_unlifted(program), inputs)
+    program = _export(module, call)
+    run = _profiled(_unlifted(program, call.fixed), call)
     if run.hidden:
-        run = _profiled(_functional(program), inputs)
+        run = _profiled(_functional(program, call.fixed), call)
         if run.hidden:
             raise UntraceableModelError(
                 f"{type(module).__name__} writes into a tensor in a way edgeweave cannot make "
@@ -125,10 +134,10 @@ def _exported(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[fx.G
     return run.module, run.records
 
 
-def _eager(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> Any:
+def _eager(module: nn.Module, call: Call) -> Any:
     try:
         with torch.no_grad():
-            return module(*inputs)
+            return call(module)
     except Exception as error:
         raise ExampleInputError(f"Running {type(module).__name__} on the example failed: "
                                 f"{type(error).__name__}: {error}") from None
@@ -142,20 +151,14 @@ def _same(output: Any, expected: Any) -> bool:
         for a, b in zip(ours, theirs))
 
 
-def _profiled(graph_module: fx.GraphModule, inputs: tuple[torch.Tensor, ...]) -> _Profiler:
-    """The graph run once on ``inputs``: its records, output and hidden writes."""
+def _profiled(graph_module: fx.GraphModule, call: Call) -> _Profiler:
+    """The graph run once on the example: its records, output and hidden writes."""
     for node in graph_module.graph.nodes:
         node.type = None  # an annotation written as a string cannot be pickled to a worker
     profiler = _Profiler(graph_module)
-    profiler.profile(inputs)
+    profiler.profile(tuple(call.given[node.target] for node in graph_module.graph.nodes
+                           if node.op == "placeholder"))
     return profiler
-
-
-def _example_tuple(example) -> tuple[torch.Tensor, ...]:
-    inputs = (example,) if isinstance(example, torch.Tensor) else tuple(example)
-    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
-        raise ExampleInputError("The example input must be a tensor or a tuple of tensors.")
-    return inputs
 
 
 class _Tracer(fx.Tracer):
@@ -180,29 +183,12 @@ class _Tracer(fx.Tracer):
             raise
 
 
-def _defaults_after(module: nn.Module, given: int) -> dict[str, Any]:
-    """The forward parameters after the first ``given``, with their defaults."""
-    every = list(inspect.signature(module.forward).parameters.values())
-    parameters = [p for p in every if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    positional = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
-    if len(positional) < given and not any(p.kind is p.VAR_POSITIONAL for p in every):
-        raise ExampleInputError(
-            f"{type(module).__name__}.forward takes {len(positional)} input(s) "
-            f"({', '.join(p.name for p in positional)}); the example gives {given}.")
-    rest = positional[given:] + [p for p in parameters if p.kind is p.KEYWORD_ONLY]
-    missing = [p.name for p in rest if p.default is p.empty]
-    if missing:
-        raise ExampleInputError(
-            f"{type(module).__name__}.forward needs {', '.join(missing)} as well; the example "
-            f"gives {given} input(s) and the rest have no default.")
-    return {p.name: p.default for p in rest}
-
-
-def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...], given: int,
-                    defaults: dict[str, Any]) -> fx.GraphModule:
+def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...], call: Call
+                    ) -> fx.GraphModule:
     tracer = _Tracer(leaves)
+    concrete = {**call.defaults, **call.fixed}
     try:
-        graph = tracer.trace(module, concrete_args=defaults or None)
+        graph = tracer.trace(module, concrete_args=concrete or None)
     except Exception as error:
         where = tracer.failed_in
         owner = type(module.get_submodule(where)).__name__ if where else type(module).__name__
@@ -212,14 +198,20 @@ def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...], given: int,
         raise UntraceableModelError(
             f"torch.fx cannot trace {place}: {type(error).__name__}: {error}. "
             f"To keep it whole, {fix}.") from None
-    _drop_specialised(graph, given)
+    _drop_specialised(graph, call.parameters, concrete)
     return fx.GraphModule(tracer.root, graph, type(module).__name__)
 
 
-def _drop_specialised(graph: fx.Graph, given: int) -> None:
-    """Remove the placeholders fx made for the arguments after the first ``given``, fixed
-    to their defaults, and the assertions on them: their values are baked in the graph."""
-    for placeholder in [n for n in graph.nodes if n.op == "placeholder"][given:]:
+def _drop_specialised(graph: fx.Graph, parameters: Sequence[str], concrete: dict[str, Any]
+                      ) -> None:
+    """Remove the placeholders fx made for the ``concrete`` arguments (fixed values and
+    defaults: baked in the graph) and the assertions on them. fx makes one placeholder per
+    parameter, in order, renaming those it specialises."""
+    placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+    for placeholder, parameter in zip(placeholders, parameters):
+        if parameter not in concrete:
+            placeholder.target = parameter  # the example's name for it
+            continue
         checks, frontier = [], [placeholder]
         while frontier:
             frontier = [u for node in frontier for u in node.users if u not in checks]
@@ -229,10 +221,10 @@ def _drop_specialised(graph: fx.Graph, given: int) -> None:
         graph.erase_node(placeholder)
 
 
-def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+def _export(module: nn.Module, call: Call) -> torch.export.ExportedProgram:
     """The model captured by ``torch.export`` as ATen ops."""
     try:
-        return torch.export.export(module, inputs, strict=False)
+        return torch.export.export(module, call.args, call.kwargs, strict=False)
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise UntraceableModelError(
@@ -241,7 +233,7 @@ def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> torch.export
             "model, or trace with method='fx' and mark that module as a leaf.") from None
 
 
-def _functional(program: torch.export.ExportedProgram) -> fx.GraphModule:
+def _functional(program: torch.export.ExportedProgram, fixed: Collection[str]) -> fx.GraphModule:
     """``program`` functionalised: every write into a view becomes an op whose output the
     later readers take (``slice_scatter``, ``index_put``…). Writes back into the model's
     inputs and buffers are dropped: a plan computes outputs, it does not change its
@@ -249,7 +241,7 @@ def _functional(program: torch.export.ExportedProgram) -> fx.GraphModule:
     try:
         with warnings.catch_warnings():  # torch's own deprecation notes on its tree specs
             warnings.simplefilter("ignore", FutureWarning)
-            graph_module = _unlifted(program.run_decompositions({}))
+            graph_module = _unlifted(program.run_decompositions({}), fixed)
     except Exception as error:
         raise UntraceableModelError(
             f"torch.export cannot make the in-place writes of the model explicit: "
@@ -265,13 +257,17 @@ def _functional(program: torch.export.ExportedProgram) -> fx.GraphModule:
     return graph_module
 
 
-def _unlifted(program: torch.export.ExportedProgram) -> fx.GraphModule:
+def _unlifted(program: torch.export.ExportedProgram, fixed: Collection[str]) -> fx.GraphModule:
     """A graph of ``program``'s ATen ops that reads its parameters as attributes and
-    returns what the model's forward returns."""
+    returns what the model's forward returns; the inputs of values ``fixed`` as given (not
+    tensors: export specialised the graph to them) are dropped."""
     graph_module = program.module()
     graph = graph_module.graph
     for node in list(graph.nodes):  # export's input checks: the plan fixes the shapes anyway
         if node.op == "call_module" and not node.users:
+            graph.erase_node(node)
+    for node in list(graph.nodes):
+        if node.op == "placeholder" and node.target in fixed and not node.users:
             graph.erase_node(node)
     output = next(n for n in graph.nodes if n.op == "output")
     spec = graph._codegen.pytree_info.out_spec  # export's module rebuilds its outputs
@@ -281,7 +277,9 @@ def _unlifted(program: torch.export.ExportedProgram) -> fx.GraphModule:
     # a plain module of what the graph reads: export's own carries hooks and a guard
     # module that do not pickle, and worker processes receive the graph pickled
     graph._tracer_cls, graph._tracer_extras = None, {}  # unpickling re-traces with fx's own
-    return fx.GraphModule(graph_module, graph)
+    plain = fx.GraphModule(graph_module, graph)
+    plain.meta["output_spec"] = spec
+    return plain
 
 
 def _structure(leaves: list, spec) -> Any:
@@ -370,7 +368,8 @@ def _build(graph_module: fx.GraphModule, records: dict[str, dict], name: str) ->
         elif node.op != "get_attr":
             layers.append(_layer(node, graph_module, records, param_sizes))
     inputs = tuple(layer.name for layer in layers if layer.kind is OpKind.INPUT)
-    return LayerGraph(tuple(layers), inputs, outputs, param_sizes, name, graph_module)
+    return LayerGraph(tuple(layers), inputs, outputs, param_sizes, name, graph_module,
+                      output_spec=graph_module.meta.pop("output_spec", None))
 
 
 def _layer(node: fx.Node, root: nn.Module, records: dict[str, dict],

@@ -105,7 +105,7 @@ class Frames:
             except ExampleInputError as error:
                 raise ExampleInputError(f"Frame {self.drawn}: {error}") from None
             if self.by_model is None:
-                self.by_model = isinstance(value, Mapping)
+                self.by_model = by_model(self.plan, value)
             self.drawn += 1
         return frame < self.drawn
 
@@ -163,9 +163,18 @@ def collect_outputs(plan: Plan, pieces: Mapping[tuple[str, str], list[Piece]]) -
     return results
 
 
+def by_model(plan: Plan, inputs: Inputs) -> bool:
+    """Whether a frame's inputs come as a dict by model (for a plan of one model, a dict
+    keyed by anything but the model's name is its arguments by name)."""
+    return isinstance(inputs, Mapping) and (len(plan.graphs) > 1
+                                            or set(inputs) <= set(plan.graphs))
+
+
 def normalise_inputs(plan: Plan, inputs: Inputs) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Inputs per model name, each a checked tuple of tensors."""
-    if isinstance(inputs, Mapping):
+    """Inputs per model name, each a checked tuple of tensors. A dict is by model, each
+    model's inputs a tensor, a tuple or a dict of its arguments by name; for a plan of one
+    model, a dict whose keys are not the model's name is that model's arguments by name."""
+    if by_model(plan, inputs):
         by_graph = dict(inputs)
     elif len(plan.graphs) == 1:
         by_graph = {next(iter(plan.graphs)): inputs}
@@ -177,13 +186,11 @@ def normalise_inputs(plan: Plan, inputs: Inputs) -> dict[str, tuple[torch.Tensor
         if name not in by_graph:
             raise ExampleInputError(f"No input given for model '{name}'.")
         value = by_graph[name]
-        if isinstance(value, torch.Tensor):
-            value = (value,)
-        elif isinstance(value, list | tuple):
-            value = tuple(value)
-        else:
-            raise ExampleInputError(f"The input of model '{name}' must be a tensor or a tuple "
-                                    f"of tensors; got {type(value).__name__}.")
+        if not isinstance(value, torch.Tensor | list | tuple | Mapping):
+            raise ExampleInputError(f"The input of model '{name}' must be a tensor, a tuple "
+                                    f"of tensors or a dict of its arguments by name; got "
+                                    f"{type(value).__name__}.")
+        value = graph.bind_inputs(value)
         graph.check_inputs(value)
         result[name] = value
     return result

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from edgeweave.graph.call import call_with
 from edgeweave.cluster import Cluster
 from edgeweave.cost import ModelProfile, measure, save
 from edgeweave.errors import UnknownNameError, WorkerError
@@ -106,16 +107,17 @@ def cluster_with_profiles(cluster: Cluster, profiles: dict[str, ModelProfile],
 
 
 def plain_s(module, inputs, repeats: int = 5) -> float:
-    """Median seconds of plain ``module(*inputs)`` on one torch thread: the yardstick."""
+    """Median seconds of plain ``module(*inputs)`` (or ``module(**inputs)`` for a dict of
+    arguments by name) on one torch thread: the yardstick."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         times = []
         with torch.no_grad():
-            module(*inputs)
+            call_with(module, inputs)
             for _ in range(repeats):
                 start = time.perf_counter()
-                module(*inputs)
+                call_with(module, inputs)
                 times.append(time.perf_counter() - start)
         return statistics.median(times)
     finally:

@@ -1,0 +1,111 @@
+"""How a model is called: an example's arguments bound to its ``forward``'s parameters.
+
+An example is one tensor, a tuple (the first forward arguments, in order) or a dict of
+forward arguments by name (keyword inputs: ``{"input_ids": ids, "attention_mask": mask}``).
+Tensor arguments become the graph's inputs; any other value given (a flag, a count, a
+``None``) is fixed in the graph as traced, and the arguments not given keep their
+defaults.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeweave.errors import ExampleInputError
+
+
+@dataclass(frozen=True)
+class Call:
+    """An example bound to ``forward``: its parameters' names in order, the arguments given
+    by position (their names), every given argument by name, and the defaults of the rest."""
+
+    parameters: tuple[str, ...]
+    positional: tuple[str, ...]
+    given: Mapping[str, Any]
+    defaults: Mapping[str, Any]
+
+    @property
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The given tensors (the graph's inputs), by name."""
+        return {k: v for k, v in self.given.items() if isinstance(v, torch.Tensor)}
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """The given values that are not tensors, fixed in the graph as traced."""
+        return {k: v for k, v in self.given.items() if not isinstance(v, torch.Tensor)}
+
+    @property
+    def args(self) -> tuple[Any, ...]:
+        return tuple(self.given[name] for name in self.positional)
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return {k: v for k, v in self.given.items() if k not in self.positional}
+
+    def __call__(self, module: nn.Module) -> Any:
+        """``module`` called on the example."""
+        return module(*self.args, **self.kwargs)
+
+
+def bind(module: nn.Module, example: Any) -> Call:
+    """``example`` bound to ``module.forward``'s parameters; an ``ExampleInputError`` names
+    what does not fit (too many arguments, unknown names, a required one missing)."""
+    owner = type(module).__name__
+    if isinstance(example, torch.Tensor):
+        positional, keywords = (example,), {}
+    elif isinstance(example, Mapping):
+        positional, keywords = (), dict(example)
+        if not all(isinstance(key, str) for key in keywords):
+            raise ExampleInputError("A dict example names forward arguments: its keys must be "
+                                    "strings.")
+    elif isinstance(example, list | tuple) and example:
+        positional, keywords = tuple(example), {}
+    else:
+        raise ExampleInputError("The example input must be a tensor, a tuple of forward "
+                                "arguments or a dict of them by name.")
+    if not any(isinstance(v, torch.Tensor) for v in (*positional, *keywords.values())):
+        raise ExampleInputError("The example input must hold at least one tensor.")
+    signature = inspect.signature(module.forward)
+    parameters = [p for p in signature.parameters.values()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    named = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
+    if len(positional) > len(named):
+        raise ExampleInputError(
+            f"{owner}.forward takes {len(named)} input(s) ({', '.join(p.name for p in named)}); "
+            f"the example gives {len(positional)}.")
+    unknown = sorted(set(keywords) - {p.name for p in parameters})
+    if unknown:
+        raise ExampleInputError(
+            f"{owner}.forward has no argument(s) {', '.join(unknown)}; it takes "
+            f"{', '.join(p.name for p in parameters)}.")
+    given = {p.name: value for p, value in zip(named, positional)}
+    twice = sorted(set(given) & set(keywords))
+    if twice:
+        raise ExampleInputError(f"The example gives {', '.join(twice)} twice.")
+    given.update(keywords)
+    rest = [p for p in parameters if p.name not in given]
+    missing = [p.name for p in rest if p.default is p.empty]
+    if missing:
+        raise ExampleInputError(
+            f"{owner}.forward needs {', '.join(missing)} as well; the example gives "
+            f"{', '.join(given)} and the rest have no default.")
+    order = [p.name for p in parameters]
+    return Call(tuple(order), tuple(given)[:len(positional)],
+                {name: given[name] for name in order if name in given},
+                {p.name: p.default for p in rest})
+
+
+def call_with(module: nn.Module, example: Any) -> Any:
+    """``module`` called on an example as ``trace`` takes it: a tensor, a tuple of
+    arguments or a dict of them by name."""
+    if isinstance(example, torch.Tensor):
+        return module(example)
+    if isinstance(example, Mapping):
+        return module(**example)
+    return module(*example)
