@@ -211,3 +211,37 @@ def test_the_planner_reports_its_schedule():
     assert sorted(report["order"]) == [0, 1, 2] and len(report["cuts"]) == 3
     assert report["theorem3"] == stage_two_dominated(report["stages_ms"])
     assert from_json(to_json(made), made.graphs).notes == notes
+
+
+class _LongBranches(torch.nn.Module):
+    """Two branches of 300 layers each between a fork and a join: a stretch whose every
+    cut of every path, each trial linear in the stretch, took minutes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        a = b = self.conv(x)
+        for _ in range(300):
+            a = a * 1.001
+            b = b + 0.001
+        return a + b
+
+
+def test_a_stretch_of_long_paths_is_searched_coarse_to_fine(monkeypatch):
+    module, x = _LongBranches().eval(), torch.randn(1, 3, 16, 16)
+    graph = ew.trace(module, x)
+    trials = []
+    original = Stretch.schedule
+    monkeypatch.setattr(Stretch, "schedule", lambda self, cuts: trials.append(cuts)
+                        or original(self, cuts))
+    made = plan(graph, "rpi3+edge-server@wifi", planner="johnson")
+    # every cut of both paths, per pass of each of three descents, would be 3 x 602 a pass
+    assert len(trials) < 3 * 602
+    report = made.notes["models"][graph.name]
+    assert "coarse to fine" in report.get("search", "") or report.get("single_cut")
+    with torch.no_grad():
+        torch.testing.assert_close(run_inline(made, x), module(x))
+    stretch = _stretch(_problem(graph, "rpi3+edge-server@wifi"), graph, convert(graph)[0])
+    assert stretch.coarse and len(stretch._cuts(0, 0, 150)) < 100

@@ -34,6 +34,7 @@ from edgeweave.simulation import predicted_s
 from edgeweave.units import Plan, build_plan, whole
 
 Stages = tuple[float, float, float]  # (p1, p2, p3) of one path
+COARSE_CUTS = 32  # a path with more cuts than this is searched coarse to fine
 
 
 def extended_johnson(paths: Sequence[Stages]) -> list[int]:
@@ -270,13 +271,30 @@ class Stretch:
                                                            hinted)))),
                    key=lambda s: s.makespan_s)
 
+    @property
+    def coarse(self) -> bool:
+        """Whether a path has more cuts than ``COARSE_CUTS``, so is searched coarse to fine."""
+        return any(len(path) + 1 > COARSE_CUTS for path in self.parts.paths)
+
+    def _cuts(self, index: int, low: int, current: int) -> Sequence[int]:
+        """The cuts of a path to try: every one; on a path of more than ``COARSE_CUTS``
+        cuts, every ``step``-th and those within a step of the current cut (each trial
+        costs time linear in the stretch, and a transformer's stretch runs to a thousand
+        layers: every cut of every path took minutes)."""
+        end = len(self.parts.paths[index])
+        step = math.ceil((end + 1 - low) / COARSE_CUTS)
+        if step <= 1:
+            return range(low, end + 1)
+        near = range(max(low, current - step), min(end, current + step) + 1)
+        return sorted({*range(low, end + 1, step), end, *near})
+
     def _descend(self, cuts: Sequence[int], lowest: Sequence[int]) -> Schedule:
         best = self.schedule(cuts)
         improved = True
         while improved:
             improved = False
-            for i, path in enumerate(self.parts.paths):
-                for k in range(lowest[i], len(path) + 1):
+            for i in range(len(self.parts.paths)):
+                for k in self._cuts(i, lowest[i], best.cuts[i]):
                     trial = self.schedule([*best.cuts[:i], k, *best.cuts[i + 1:]])
                     if trial.makespan_s < best.makespan_s - 1e-12:
                         best, improved = trial, True
@@ -320,7 +338,8 @@ class Stretch:
             sequence += [n for i in chosen.order for n in parts.paths[i]
                          if parts.owner[n] == i and placement[n] == where]
         sequence += parts.tail
-        return GraphChoice(placement, tuple(sequence), parts, chosen, self.latency_s(chosen))
+        return GraphChoice(placement, tuple(sequence), parts, chosen, self.latency_s(chosen),
+                           self.coarse)
 
 
 @dataclass(frozen=True)
@@ -334,6 +353,7 @@ class GraphChoice:
     stretch: MultiPath | None
     schedule: Schedule | None
     latency_s: float
+    coarse: bool = False  # its stretch's cuts searched coarse to fine (``Stretch._cuts``)
 
 
 def _sequences(graph: LayerGraph, placement: dict[str, str],
@@ -439,4 +459,8 @@ def _report(choice: GraphChoice) -> dict[str, Any]:
             "stages_ms": [[t * 1e3 for t in stage] for stage in chosen.stages],
             "fork_sent_ms": chosen.lead_s * 1e3,
             "makespan_ms": chosen.makespan_s * 1e3, "estimated_ms": choice.latency_s * 1e3,
-            "theorem3": stage_two_dominated(chosen.stages)}
+            "theorem3": stage_two_dominated(chosen.stages),
+            **({"search": f"coarse to fine: a path of more than {COARSE_CUTS} cuts tries every "
+                          "step-th cut and those within a step of its best (every cut of "
+                          "every path takes minutes on a stretch of a thousand layers)"}
+               if choice.coarse else {})}
