@@ -5,6 +5,7 @@ equal to the model."""
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 
@@ -158,3 +159,46 @@ class _NeedsMask(nn.Module):
 def test_a_worker_busy_with_long_units_is_given_longer():
     assert patience_s(3.0, 0.5) == 3.0 and patience_s(3.0, 2.0) == 6.0
     assert cpu_ticks(os.getpid()) is None or cpu_ticks(os.getpid()) >= 0
+
+
+Pair = collections.namedtuple("Pair", "scores extra")
+
+
+class Keyed(nn.Module):
+    """Keyword inputs, a count that is no tensor, an optional input left out, and an output
+    of the model's own containers: a dict holding a list and a namedtuple."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+
+    def forward(self, tokens, bias=None, mask=None, repeats=1):
+        y = self.linear(tokens)
+        for _ in range(repeats):
+            y = y.relu() * 1.5
+        if mask is not None:
+            y = y * mask
+        return {"hidden": y, "pair": Pair(y.sum(-1), None), "all": [y]}
+
+
+@pytest.mark.parametrize("method", ["fx", "export"])
+def test_keyword_inputs_and_the_models_own_output_containers(method):
+    module, tokens, mask = Keyed().eval(), torch.randn(1, 4, 8), torch.rand(1, 4, 8)
+    example = {"tokens": tokens, "mask": mask, "repeats": 2}
+    with torch.no_grad():
+        expected = module(**example)
+    graph = ew.trace(module, example, method=method)
+    assert graph.inputs == ("tokens", "mask") and graph.fixed == {"repeats": 2}
+    made = ew.plan(graph, CLUSTER, planner="equal-split")
+    for output in (graph.run(**example), graph.run(tokens, mask),
+                   ew.run(made, example).output, ew.run(made, (tokens, mask)).output,
+                   ew.run(made, example, backend="local").output):
+        assert type(output) is dict and type(output["pair"]) is Pair
+        assert type(output["all"]) is list and output["pair"].extra is None
+        torch.testing.assert_close(output["hidden"], expected["hidden"])
+        torch.testing.assert_close(output["pair"].scores, expected["pair"].scores)
+    with pytest.raises(ew.EdgeweaveError, match="traced with repeats=2, fixed in its graph; "
+                                                "got 3"):
+        ew.run(made, {**example, "repeats": 3})
+    with pytest.raises(ew.EdgeweaveError, match="needs input\\(s\\) mask"):
+        ew.run(made, {"tokens": tokens})

@@ -213,9 +213,11 @@ def test_bad_run_arguments():
         ew.run(plan, zoo_model("line")[1], frames=0)
     with pytest.raises(ew.EdgeweaveError, match="must be a float32 tensor of shape"):
         ew.run(plan, torch.zeros(1, 3, 5, 5), backend="local")
-    with pytest.raises(ew.EdgeweaveError, match="must be a tensor or a tuple of tensors; "
-                                                "got NoneType"):
+    with pytest.raises(ew.EdgeweaveError, match="must be a tensor, a tuple of tensors or a dict "
+                                                "of its arguments by name; got NoneType"):
         ew.run(plan, None)
+    with pytest.raises(ew.EdgeweaveError, match="Model 'line' takes x; got mask as well"):
+        ew.run(plan, {"x": zoo_model("line")[1][0], "mask": torch.ones(1)})
     with pytest.raises(ew.EdgeweaveError, match="either inputs \\(with frames\\) or a stream"):
         ew.run(plan, zoo_model("line")[1], stream=[zoo_model("line")[1]])
     with pytest.raises(ew.EdgeweaveError, match="frames must be >= 1"):
