@@ -111,6 +111,30 @@ def test_plan_compare_and_run_take_an_input_shape_and_leaves(tmp_path):
     assert json.loads(result.stdout)["max_abs_error"] == 0.0
 
 
+def test_a_model_file_with_keyword_inputs_and_a_dict_output_runs_and_checks(tmp_path):
+    source = tmp_path / "keyed.py"
+    source.write_text(textwrap.dedent("""
+        import torch
+        class Keyed(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.linear = torch.nn.Linear(8, 8)
+            def forward(self, tokens, mask=None, repeats=1):
+                y = self.linear(tokens)
+                for _ in range(repeats):
+                    y = y.relu() + 1
+                return {"hidden": y * mask, "pooled": [y.mean(1)]}
+        def build():
+            tokens = torch.randn(1, 4, 8, generator=torch.Generator().manual_seed(0))
+            return Keyed(), {"tokens": tokens, "mask": torch.ones(1, 4, 8), "repeats": 2}
+    """))
+    for backend in ("inline", "local"):
+        result = runner.invoke(app, ["run", f"{source}:build", "-c", "rpi4b*2@wifi", "-p",
+                                     "equal-split", "--backend", backend, "--check", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["max_abs_error"] < 1e-5
+
+
 def test_bad_input_shape_is_one_line():
     for shape in ("a,b", "1,3,-5,5", ""):
         result = runner.invoke(app, ["inspect", "x.py:f", "--input-shape", shape])

@@ -80,3 +80,34 @@ def test_every_zoo_model_runs_inline_equal_to_the_model(planner, model):
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for ours, theirs in zip(outputs, zoo_output(model), strict=True):
         assert_equals_model(ours, theirs)
+
+
+class _Constants(torch.nn.Module):
+    """Values computed from no input: positions (``arange``), a buffer cast to the
+    input's dtype, their product — what planners that place by idle time scatter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+        self.register_buffer("scale", torch.ones(5, 1, dtype=torch.float64))
+
+    def forward(self, x):
+        positions = torch.arange(x.shape[1], dtype=x.dtype)[:, None]
+        return self.linear(x) + positions * self.scale.to(x.dtype)
+
+
+@pytest.mark.parametrize("planner", sorted(PLANNERS))
+def test_constants_sit_with_their_readers(planner):
+    from edgeweave.planners.constants import constant_units
+
+    module, x = _Constants().eval(), torch.randn(1, 5, 8)
+    made = plan(ew.trace(module, x), "rpi4b*2+jetson-nano+edge-server@wifi",
+                planner=planner, **QUICK.get(planner, {}))
+    constants = constant_units(made)
+    assert len(constants) == 4  # arange, its view, the cast, their product
+    for unit in made.units:
+        readers = {r.device for r in made.units if any(n.unit == unit.id for n in r.needs)}
+        if unit.id in constants and len(readers) == 1:
+            assert unit.device in readers, (unit, readers)
+    with torch.no_grad():
+        assert_equals_model(run_inline(made, x), module(x))

@@ -19,6 +19,7 @@ from edgeweave.graph import LayerGraph
 from edgeweave.graph.layer import OpKind
 from edgeweave.planners import (baselines, deepthings, edgeflow, fused, johnson, layerwise,
                                 memetic, modnn, neurosurgeon)
+from edgeweave.planners.constants import with_readers
 from edgeweave.planners.problem import Problem
 from edgeweave.units import Plan, Region, Stream
 
@@ -85,7 +86,7 @@ def plan(graphs: LayerGraph | Sequence[LayerGraph] | Mapping[str, LayerGraph],
     loaded = Cluster.load(cluster)
     problem = Problem(by_name, loaded, CostModel.for_cluster(loaded), {**defaults, **options},
                       dict(models or {}), _streams(workload or {}, sources or {}, by_name, loaded))
-    return _kept_whole(function(problem, random.Random(seed)))
+    return _kept_whole(with_readers(function(problem, random.Random(seed))))
 
 
 def _kept_whole(made: Plan) -> Plan:
