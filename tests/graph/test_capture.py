@@ -202,3 +202,19 @@ def test_keyword_inputs_and_the_models_own_output_containers(method):
         ew.run(made, {**example, "repeats": 3})
     with pytest.raises(ew.EdgeweaveError, match="needs input\\(s\\) mask"):
         ew.run(made, {"tokens": tokens})
+
+
+class Varargs(nn.Module):
+    """Inputs through ``*args``: torch.export names them, fx takes them as one tuple."""
+
+    def forward(self, *xs):
+        return xs[0] * 2 + xs[1]
+
+
+def test_inputs_through_star_args_are_captured_by_export():
+    a, b = torch.randn(1, 4), torch.randn(1, 4)
+    graph = ew.trace(Varargs(), (a, b))
+    assert graph.captured_by == "export" and graph.inputs == ("xs_0", "xs_1")
+    torch.testing.assert_close(graph.run(a, b), a * 2 + b)
+    with pytest.raises(ew.EdgeweaveError, match="takes a forward's \\*args and \\*\\*kwargs"):
+        ew.trace(Varargs(), (a, b), method="fx")

@@ -22,8 +22,10 @@ from edgeweave.errors import ExampleInputError
 
 @dataclass(frozen=True)
 class Call:
-    """An example bound to ``forward``: its parameters' names in order, the arguments given
-    by position (their names), every given argument by name, and the defaults of the rest."""
+    """An example bound to ``forward``: its named parameters in order, the arguments given
+    by position (their names; those beyond the named parameters are ``*args``'s, as
+    ``args_0``, ``args_1``…), every given argument by name (``**kwargs``'s too), and the
+    defaults of the named parameters not given."""
 
     parameters: tuple[str, ...]
     positional: tuple[str, ...]
@@ -71,20 +73,24 @@ def bind(module: nn.Module, example: Any) -> Call:
                                 "arguments or a dict of them by name.")
     if not any(isinstance(v, torch.Tensor) for v in (*positional, *keywords.values())):
         raise ExampleInputError("The example input must hold at least one tensor.")
-    signature = inspect.signature(module.forward)
-    parameters = [p for p in signature.parameters.values()
-                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    every = list(inspect.signature(module.forward).parameters.values())
+    var_positional = next((p.name for p in every if p.kind is p.VAR_POSITIONAL), None)
+    var_keyword = any(p.kind is p.VAR_KEYWORD for p in every)
+    parameters = [p for p in every if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     named = [p for p in parameters if p.kind is not p.KEYWORD_ONLY]
-    if len(positional) > len(named):
+    if len(positional) > len(named) and var_positional is None:
         raise ExampleInputError(
             f"{owner}.forward takes {len(named)} input(s) ({', '.join(p.name for p in named)}); "
             f"the example gives {len(positional)}.")
     unknown = sorted(set(keywords) - {p.name for p in parameters})
-    if unknown:
+    if unknown and not var_keyword:
         raise ExampleInputError(
             f"{owner}.forward has no argument(s) {', '.join(unknown)}; it takes "
             f"{', '.join(p.name for p in parameters)}.")
-    given = {p.name: value for p, value in zip(named, positional)}
+    # the arguments beyond the named ones are *args's, named as torch.export names them
+    extra = [f"{var_positional}_{i}" for i in range(len(positional) - len(named))]
+    names = [p.name for p in named][:len(positional)] + extra
+    given = dict(zip(names, positional))
     twice = sorted(set(given) & set(keywords))
     if twice:
         raise ExampleInputError(f"The example gives {', '.join(twice)} twice.")
@@ -95,11 +101,11 @@ def bind(module: nn.Module, example: Any) -> Call:
         raise ExampleInputError(
             f"{owner}.forward needs {', '.join(missing)} as well; the example gives "
             f"{', '.join(given)} and the rest have no default.")
-    order = [p.name for p in parameters]
-    return Call(tuple(order), tuple(given)[:len(positional)],
+    order = [p.name for p in named] + extra + [p.name for p in parameters
+                                               if p.kind is p.KEYWORD_ONLY] + unknown
+    return Call(tuple(p.name for p in parameters), tuple(names),
                 {name: given[name] for name in order if name in given},
                 {p.name: p.default for p in rest})
-
 
 def call_with(module: nn.Module, example: Any) -> Any:
     """``module`` called on an example as ``trace`` takes it: a tensor, a tuple of

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import math
 import warnings
 from collections.abc import Collection, Iterable, Sequence
@@ -51,7 +50,7 @@ def trace(module: nn.Module, example: Any, leaf_modules: Iterable[LeafSpec] = ()
     (``graph.fixed``). ``leaf_modules`` lists submodules fx keeps whole, by qualified
     name (``"layer1.0"``) or by class. ``method`` is ``"fx"``, ``"export"`` (torch.export)
     or ``"auto"``: fx, and torch.export where fx cannot trace the model. ``name`` names the
-    graph. The module is left as it was found (``graph.untouched``).
+    graph. The module is left as it was found: what capturing it cached or wrote is undone.
 
     >>> import torch
     >>> g = trace(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()),
@@ -99,12 +98,12 @@ def _capture(module: nn.Module, call: Call, leaves: tuple[LeafSpec, ...], method
             raise error from None  # the example does not fit the model: fx's names the layer
         why = str(error)
     else:
-        expected = None if run.hidden else _eager(module, call)
         if run.hidden:
             why = f"torch.fx's graph hides a write: {run.hidden[0]}."
-        elif _same(run.output, expected):
-            return _returning(run.module, expected), run.records, "fx"
         else:
+            expected = _eager(module, call)
+            if _same(run.output, expected):
+                return _returning(run.module, expected), run.records, "fx"
             why = ("torch.fx traced a graph whose output differs from the model's (code that "
                    "branches on what a traced value is).")
     try:
@@ -185,6 +184,11 @@ class _Tracer(fx.Tracer):
 
 def _symbolic_trace(module: nn.Module, leaves: tuple[LeafSpec, ...], call: Call
                     ) -> fx.GraphModule:
+    beyond = [name for name in call.given if name not in call.parameters]
+    if beyond:
+        raise UntraceableModelError(
+            f"torch.fx takes a forward's *args and **kwargs as one value each, and the "
+            f"example gives {', '.join(beyond)} through them.")
     tracer = _Tracer(leaves)
     concrete = {**call.defaults, **call.fixed}
     try:
