@@ -452,3 +452,25 @@ def test_the_no_progress_timeout_fires_whatever_else_arrives():
             list(coordinator.run(frames, None))
     finally:
         stop.set()
+
+
+class _ViewAfterTravel(torch.nn.Module):
+    """``view`` on a layout the model had and a transport does not keep: ``b`` keeps the
+    transposed layout of ``a`` in the model, so its transpose back views; it arrives at
+    another device contiguous."""
+
+    def forward(self, x):
+        b = (x * 2).transpose(1, 2) + 1
+        return b.transpose(1, 2).view(1, 24)
+
+
+@pytest.mark.parametrize("method", ["fx", "export"])
+def test_a_view_after_a_tensor_travelled_is_computed(method):
+    module, x = _ViewAfterTravel(), torch.randn(1, 4, 6)
+    graph = ew.trace(module, x, method=method, name="travel")
+    cluster = ew.Cluster.load("rpi4b*2@wifi")
+    layers = [layer.name for layer in graph if layer.kind is not OpKind.INPUT]
+    parts = [whole(graph, name, "rpi4b-0" if i < 3 else "rpi4b-1")
+             for i, name in enumerate(layers)]
+    result = ew.run(build_plan({"travel": graph}, cluster, parts), x, backend="local")
+    torch.testing.assert_close(result.output, module(x))

@@ -67,6 +67,7 @@ def trace(module: nn.Module, example: Any, leaf_modules: Iterable[LeafSpec] = ()
     with left_as_found(module):  # capture runs the model, which may cache what it saw
         graph_module, records, captured_by = _capture(module, call, tuple(leaf_modules), method)
     _fold_shape_constants(graph_module, records)
+    _reshapes_for_views(graph_module)
     graph = _build(graph_module, records, name or type(module).__name__)
     return dataclasses.replace(graph, captured_by=captured_by, arguments=tuple(call.given),
                                fixed=call.fixed)
@@ -353,6 +354,24 @@ def _fold_shape_constants(graph_module: fx.GraphModule, records: dict[str, dict]
                 user.kwargs = fx.node.map_arg(user.kwargs, lambda a: constant if a is node else a)
             graph.erase_node(node)
     graph.lint()
+    graph_module.recompile()
+
+
+_VIEWS = (torch.ops.aten.view.default, torch.ops.aten._unsafe_view.default)
+
+
+def _reshapes_for_views(graph_module: fx.GraphModule) -> None:
+    """Every ``view`` to a shape becomes a ``reshape``: ``view`` needs its input in a layout
+    a split run does not keep (a tensor that travelled between devices arrives contiguous,
+    where the model's was a transposed one that a view could reshape: BART's attention
+    output), and ``reshape`` is a view where the layout allows it and a copy where not —
+    the same values. Safe once no write reaches a reader through a view (``WriteWatcher``)."""
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and node.target in _VIEWS:
+            node.target = torch.ops.aten.reshape.default
+        elif (node.op == "call_method" and node.target == "view"
+              and not any(isinstance(a, torch.dtype) for a in node.args[1:])):
+            node.target = "reshape"
     graph_module.recompile()
 
 
