@@ -13,6 +13,7 @@ Run: .venv/bin/python bench/model_sweep.py [model name ...]   (libraries: the te
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 from pathlib import Path
@@ -42,32 +43,37 @@ def _row(result: Result) -> str:
 
 
 def main(names: list[str]) -> None:
+    entries = [e for e in CATALOGUE if not names or e.name in names]
+    results = []
+    for entry in entries:
+        if import_tolerantly(entry.module) is None:
+            print(f"{entry.id}: not installed", flush=True)
+            continue
+        with _ray_instance():
+            result = check(entry, local=True, ray=True)
+        print(f"{entry.id}: {result.seconds:.0f} s {_row(result)}", flush=True)
+        results.append(result)
+        if not names:  # the table after each model: a long sweep stopped early still shows
+            _write(results, len(entries))
+
+
+@contextlib.contextmanager
+def _ray_instance():
+    """A Ray instance for one model: a driver that runs many compiled graphs keeps their
+    channels' buffers mapped until Ray shuts down (about 125 MB a run of an equal-split
+    resnet18 plan, docs/runtime.md), which ran the whole sweep out of memory."""
     from edgeweave.cluster import Cluster
     from edgeweave.runtime.ray_cluster import import_ray, resource
 
-    entries = [e for e in CATALOGUE if not names or e.name in names]
     ray = import_ray()
     with workers_tolerate_torchvision():  # the instance's workers inherit the path
         ray.init(address="local", include_dashboard=False, log_to_driver=False,
                  logging_level="error",
                  resources={resource(d): 1.0 for d in Cluster.load(CLUSTER).names})
     try:
-        _sweep(entries, names)
+        yield
     finally:
         ray.shutdown()
-
-
-def _sweep(entries, names: list[str]) -> None:
-    results = []
-    for entry in entries:
-        if import_tolerantly(entry.module) is None:
-            print(f"{entry.id}: not installed", flush=True)
-            continue
-        result = check(entry, local=True, ray=True)
-        print(f"{entry.id}: {result.seconds:.0f} s {_row(result)}", flush=True)
-        results.append(result)
-        if not names:  # the table after each model: a long sweep stopped early still shows
-            _write(results, len(entries))
 
 
 def _write(results: list[Result], total: int) -> None:
