@@ -70,7 +70,8 @@ class WriteWatcher:
         self._written: dict[int, list[tuple[fx.Node, StorageWeakRef, tuple[int, int]]]] = {}
         self.hidden: list[HiddenWrite] = []
 
-    def before(self, node: fx.Node, inputs: Mapping[fx.Node, Any]) -> list[tuple[torch.Tensor, int]]:
+    def before(self, node: fx.Node, inputs: Mapping[fx.Node, Any]
+               ) -> list[tuple[torch.Tensor, int]]:
         """Check ``node``'s reads against earlier writes; returns what ``after`` compares."""
         for producer, value in inputs.items():
             for tensor in _tensors(value):
