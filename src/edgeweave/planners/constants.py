@@ -5,8 +5,8 @@ A model computes some values from nothing the frame brings: a transformer's posi
 layer costs nothing, so a planner that places layers by when a device is free (EdgeFlow's
 LP, HEFT) puts it on an idle device — and then the value travels to its reader every
 frame, while that device has a segment that nothing starts. ``with_readers`` moves each
-such unit — cheap (at most two FLOPs per output element), whole, not stealable, and reading
-only other such units — onto the device of its readers when they are all on one device,
+such unit — cheap (at most two FLOPs per output element), not stealable, and reading only
+other such units — onto the device of its readers when they are all on one device,
 just before the first of them in that device's order. A constant read on several devices
 stays where its planner put it.
 """
@@ -29,8 +29,8 @@ def _cheap(plan: Plan, unit: Unit) -> bool:
 
 
 def constant_units(plan: Plan) -> set[str]:
-    """The units that read no model input (directly or through others), are cheap, whole
-    and not stealable."""
+    """The units that read no model input (directly or through others), are cheap and are
+    not stealable."""
     candidates = {unit.id for unit in plan.units
                   if not unit.relay and not plan.is_input(unit.id) and unit.id not in plan.pool
                   and _cheap(plan, unit)}
