@@ -60,8 +60,9 @@ def main(names: list[str]) -> None:
 @contextlib.contextmanager
 def _ray_instance():
     """A Ray instance for one model: a driver that runs many compiled graphs keeps their
-    channels' buffers mapped until Ray shuts down (about 125 MB a run of an equal-split
-    resnet18 plan, docs/runtime.md), which ran the whole sweep out of memory."""
+    channels' buffers mapped until Ray shuts down (123 MiB a run of an equal-split
+    resnet18 plan, ``bench/ray_compiled_memory.py``), which ran the whole sweep out of
+    memory."""
     from edgeweave.cluster import Cluster
     from edgeweave.runtime.ray_cluster import import_ray, resource
 

@@ -157,7 +157,7 @@ def load(spec: str, input_shape: str | None = None, leaves: list[str] | None = N
          seed: int = 0) -> tuple[Any, tuple[Any, ...], LayerGraph]:
     """A model by zoo name or spec, once: the module, its example inputs, its traced graph."""
     module, example = models.load(spec, _parse_shape(input_shape), seed)
-    inputs = example if isinstance(example, tuple | dict) else (example,)
+    inputs = _arguments(example)
     return module, inputs, trace(module, inputs, leaf_modules=leaves or (), name=spec)
 
 
@@ -200,7 +200,7 @@ def _saved(path: str, trust: bool, seed: int) -> tuple[Plan, list[Loaded]]:
                                  "it from Python, with its inputs.")
         shape = graph[graph.inputs[0]].output_shape if graph.inputs else None
         module, example = models.load(spec, shape, seed)
-        inputs = example if isinstance(example, tuple | dict) else (example,)
+        inputs = _arguments(example)
         workload.append(Loaded(name, spec, module, inputs, graph))
     return made, workload
 
@@ -293,6 +293,7 @@ class _Feed:
 
 
 def _arguments(inputs: Any) -> tuple[Any, ...] | dict[str, Any]:
+    """A model's example as ``trace`` takes it: a tuple of arguments, or a dict by name."""
     return inputs if isinstance(inputs, tuple | dict) else (inputs,)
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_leaves
 
-from edgeweave.graph.call import call_with
 from edgeweave.cluster import Cluster
 from edgeweave.graph import LayerGraph
+from edgeweave.graph.call import bind
 from edgeweave.planners import PLANNERS
 from edgeweave.planners import plan as make_plan
 from edgeweave.runtime.profiling import plain_s
@@ -62,7 +62,7 @@ def max_error(module, inputs, outputs: Any) -> float:
     (a tensor, a tuple of arguments or a dict of them by name), tensor by tensor in
     whatever containers the model returns."""
     with torch.no_grad():
-        expected = call_with(module, inputs)
+        expected = bind(module, inputs)(module)
     pairs = zip(_tensors(outputs), _tensors(expected), strict=True)
     return max((float((a - b).abs().max()) for a, b in pairs if a.numel()), default=0.0)
 

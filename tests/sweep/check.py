@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import edgeweave as ew
 from edgeweave.errors import EdgeweaveError
-from edgeweave.graph.call import call_with
+from edgeweave.graph.call import bind
 from edgeweave.planners import PLANNERS
 from tests.sweep.catalogue import Entry
 
@@ -65,7 +65,7 @@ def reference(module: torch.nn.Module, inputs: tuple | dict) -> tuple[list[torch
     """The model's own output tensors and torch's FLOP count on the example (a tuple of
     arguments, or a dict of them by name)."""
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        output = call_with(module, inputs)
+        output = bind(module, inputs)(module)
     tensors = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
     return tensors, counter.get_total_flops()
 

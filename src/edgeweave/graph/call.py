@@ -33,11 +33,6 @@ class Call:
     defaults: Mapping[str, Any]
 
     @property
-    def tensors(self) -> dict[str, torch.Tensor]:
-        """The given tensors (the graph's inputs), by name."""
-        return {k: v for k, v in self.given.items() if isinstance(v, torch.Tensor)}
-
-    @property
     def fixed(self) -> dict[str, Any]:
         """The given values that are not tensors, fixed in the graph as traced."""
         return {k: v for k, v in self.given.items() if not isinstance(v, torch.Tensor)}
@@ -106,12 +101,3 @@ def bind(module: nn.Module, example: Any) -> Call:
     return Call(tuple(p.name for p in parameters), tuple(names),
                 {name: given[name] for name in order if name in given},
                 {p.name: p.default for p in rest})
-
-def call_with(module: nn.Module, example: Any) -> Any:
-    """``module`` called on an example as ``trace`` takes it: a tensor, a tuple of
-    arguments or a dict of them by name."""
-    if isinstance(example, torch.Tensor):
-        return module(example)
-    if isinstance(example, Mapping):
-        return module(**example)
-    return module(*example)

@@ -66,5 +66,5 @@ def _restore_class(cls: type, saved: dict[str, Any]) -> None:
     for name in [n for n in vars(cls) if n not in saved]:
         delattr(cls, name)
     for name, value in saved.items():
-        if vars(cls).get(name, value) is not value or name not in vars(cls):
+        if name not in vars(cls) or vars(cls)[name] is not value:
             setattr(cls, name, value)

@@ -279,8 +279,8 @@ class Stretch:
     def _cuts(self, index: int, low: int, current: int) -> Sequence[int]:
         """The cuts of a path to try: every one; on a path of more than ``COARSE_CUTS``
         cuts, every ``step``-th and those within a step of the current cut (each trial
-        costs time linear in the stretch, and a transformer's stretch runs to a thousand
-        layers: every cut of every path took minutes)."""
+        costs time linear in the stretch, and a transformer's stretch runs to hundreds of
+        layers a path: ``bench/johnson_large.py``)."""
         end = len(self.parts.paths[index])
         step = math.ceil((end + 1 - low) / COARSE_CUTS)
         if step <= 1:
@@ -461,6 +461,5 @@ def _report(choice: GraphChoice) -> dict[str, Any]:
             "makespan_ms": chosen.makespan_s * 1e3, "estimated_ms": choice.latency_s * 1e3,
             "theorem3": stage_two_dominated(chosen.stages),
             **({"search": f"coarse to fine: a path of more than {COARSE_CUTS} cuts tries every "
-                          "step-th cut and those within a step of its best (every cut of "
-                          "every path takes minutes on a stretch of a thousand layers)"}
+                          "step-th cut and those within a step of its best, not every cut"}
                if choice.coarse else {})}
